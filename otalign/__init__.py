@@ -1,0 +1,33 @@
+"""otalign: alignment as optimal transport.
+
+Core objects: :class:`Problem` (cost, masses, eps, marginal relaxations), :func:`solve` (dispatch to an
+interchangeable solver), :class:`Plan` (potentials, plan, marginals, objective), :class:`Aligner` (plan scored
+against a target plan). Solvers live in :mod:`otalign.solvers`, targets in :mod:`otalign.targets`, divergences in
+:mod:`otalign.divergences`, cost functions in :mod:`otalign.costs`.
+"""
+
+from . import costs, divergences, targets
+from .aligner import Aligner, Alignment
+from .geometry import DenseCost, Geometry, PointCloud
+from .plan import Plan
+from .problem import Problem
+from .solve import solve
+from .solver import ConvergenceWarning, Solver
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Aligner",
+    "Alignment",
+    "ConvergenceWarning",
+    "DenseCost",
+    "Geometry",
+    "Plan",
+    "PointCloud",
+    "Problem",
+    "Solver",
+    "costs",
+    "divergences",
+    "solve",
+    "targets",
+]

@@ -1,0 +1,98 @@
+"""The abstract alignment step: cost -> plan (any solver) -> divergence to a target plan."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from torch import Tensor
+
+from .divergences import Divergence, anchor_weights, get_divergence
+from .geometry import Geometry
+from .plan import Plan
+from .problem import Problem
+from .solve import solve
+from .solver import Init, Solver
+from .targets import check_target
+
+
+@dataclass
+class Alignment:
+    """What an :class:`Aligner` returns: the solved plan, the per-anchor divergence ``(..., n)`` and the anchors
+    that count (rows of the target with mass)."""
+
+    plan: Plan
+    per_anchor: Tensor
+    weights: Tensor
+
+    @property
+    def loss(self) -> Tensor:
+        """Mean divergence over the anchors that have a target, ``(...,)``."""
+        return (self.per_anchor * self.weights).sum(-1) / self.weights.sum(-1).clamp_min(1)
+
+
+class Aligner:
+    """Align a cost's plan with a target plan: ``loss = d(P_tgt | Plan(cost))``.
+
+    Args:
+        solver: solver name or instance (see :func:`otalign.solve`).
+        divergence: ``"kl"``, ``"robust"``, or any callable ``(plan, target) -> (..., n)``.
+        eps, rho_a, rho_b, reference: the :class:`Problem`'s parameters.
+        max_iter, tol, grad: passed to :func:`otalign.solve` (GCA uses ``tol=0``: a fixed number of iterations).
+        **options: the solver's options.
+
+    Example::
+
+        >>> aligner = Aligner("sinkhorn", "kl", eps=0.5, max_iter=10, tol=0)
+        >>> out = aligner(cost, target)        # cost (n, m), target (n, m)
+        >>> out.loss.backward()
+    """
+
+    def __init__(
+        self,
+        solver: Union[str, Solver] = "sinkhorn",
+        divergence: Union[str, Divergence] = "kl",
+        *,
+        eps: float = 0.1,
+        rho_a: float = math.inf,
+        rho_b: float = math.inf,
+        reference: str = "product",
+        max_iter: int = 100,
+        tol: float = 1e-6,
+        grad: str = "unroll",
+        **options,
+    ):
+        if isinstance(solver, str):
+            from . import solvers
+
+            solver = solvers.get(solver, **options)
+        elif options:
+            raise TypeError(f"options {sorted(options)}: pass options to the solver's constructor")
+        self.solver = solver
+        self.divergence = get_divergence(divergence)
+        self.eps, self.rho_a, self.rho_b, self.reference = eps, rho_a, rho_b, reference
+        self.max_iter, self.tol, self.grad = max_iter, tol, grad
+
+    def problem(
+        self,
+        cost: Union[Tensor, Geometry],
+        a: Optional[Tensor] = None,
+        b: Optional[Tensor] = None,
+        mask: Optional[Tensor] = None,
+    ) -> Problem:
+        return Problem(cost, a, b, self.eps, self.rho_a, self.rho_b, self.reference, mask)
+
+    def __call__(
+        self,
+        cost: Union[Tensor, Geometry],
+        target: Tensor,
+        a: Optional[Tensor] = None,
+        b: Optional[Tensor] = None,
+        mask: Optional[Tensor] = None,
+        init: Init = None,
+    ) -> Alignment:
+        problem = self.problem(cost, a, b, mask)
+        target = check_target(target, (problem.n, problem.m))
+        plan = solve(problem, self.solver, max_iter=self.max_iter, tol=self.tol, grad=self.grad, init=init)
+        return Alignment(plan, self.divergence(plan, target), anchor_weights(target))

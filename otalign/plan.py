@@ -1,0 +1,150 @@
+"""What every solver returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .problem import Problem, dual_mass_term, marginal_penalty
+from .softmin import logsumexp
+
+
+@dataclass
+class Plan:
+    """A solved (or partly solved) entropic OT problem.
+
+    The plan is ``P_ij = R_ij exp((f_i + g_j - C_ij) / eps)`` (see :class:`~otalign.problem.Problem`); it is
+    built on demand, so point-cloud problems never hold it unless :attr:`matrix` is asked for.
+
+    Attributes:
+        problem: the problem solved.
+        f: row potentials ``(..., n)``, in cost units.
+        g: column potentials ``(..., m)``.
+        iterations: full (row + column) iterations run.
+        converged: whether the stopping criterion was met (``False`` when run for a fixed number of iterations).
+        error: the last value of the stopping criterion (``(...,)``), or ``None`` if never measured.
+        grad: the differentiation mode the plan was made with.
+        iterates: ``(f, g)`` after every row step, when the solver was asked to keep them (multistep losses).
+        explicit: the plan matrix itself, for solvers whose plan is not of the Gibbs form above (exact OT,
+            ``ot.emd``); then ``f`` and ``g`` are zeros and :attr:`value` is ``<C, P>``.
+    """
+
+    problem: Problem
+    f: Tensor
+    g: Tensor
+    iterations: int
+    converged: bool
+    error: Optional[Tensor] = None
+    grad: str = "unroll"
+    iterates: Optional[list[tuple[Tensor, Tensor]]] = None
+    explicit: Optional[Tensor] = None
+    _marginals: Optional[tuple[Tensor, Tensor]] = field(default=None, repr=False)
+
+    @property
+    def log_matrix(self) -> Tensor:
+        """``log P``, ``(..., n, m)``."""
+        if self.explicit is not None:
+            return self.explicit.log()
+        return self.problem.log_plan_block(self.f, self.g, 0, self.problem.n)
+
+    @property
+    def matrix(self) -> Tensor:
+        """The plan ``P``, ``(..., n, m)``."""
+        if self.explicit is not None:
+            return self.explicit
+        return self.log_matrix.exp()
+
+    @property
+    def marginals(self) -> tuple[Tensor, Tensor]:
+        """Row sums ``P 1`` ``(..., n)`` and column sums ``P^T 1`` ``(..., m)``, computed blockwise."""
+        if self._marginals is None and self.explicit is not None:
+            self._marginals = (self.explicit.sum(-1), self.explicit.sum(-2))
+        if self._marginals is None:
+            p = self.problem
+            h_g = self.g if p.log_reference_b() is None else self.g + p.eps * p.log_b
+            h_f = self.f if p.log_reference_a() is None else self.f + p.eps * p.log_a
+            rows = p.log_row_marginal(self.f, logsumexp(p.geometry, h_g, p.eps, 1)).exp()
+            cols = p.log_col_marginal(self.g, logsumexp(p.geometry, h_f, p.eps, 0)).exp()
+            self._marginals = (rows, cols)
+        return self._marginals
+
+    @property
+    def marginal_error(self) -> tuple[Tensor, Tensor]:
+        """L1 distances ``(|P 1 - a|_1, |P^T 1 - b|_1)``, each ``(...,)``. For a relaxed side this is the
+        deviation the penalty allowed, not a violation."""
+        rows, cols = self.marginals
+        return (rows - self.problem.a).abs().sum(-1), (cols - self.problem.b).abs().sum(-1)
+
+    @property
+    def mass(self) -> Tensor:
+        """Total transported mass ``(...,)``."""
+        return self.marginals[0].sum(-1)
+
+    @property
+    def value_linear(self) -> Tensor:
+        """``<P, C>``, ``(...,)``; computed blockwise, so point clouds need no n x m memory."""
+        p = self.problem
+        if self.explicit is not None:
+            return (self.explicit * p.cost).sum((-1, -2))
+        tensors = p.geometry.tensors()
+        total = self.f.new_zeros(p.batch_shape)
+        for start, stop in p.geometry.row_blocks():
+            cost = p.geometry.block(tensors, start, stop)
+            weights = p.log_plan_block(self.f, self.g, start, stop, tensors).exp()
+            total = total + torch.where(weights > 0, weights * cost, 0.0).sum((-1, -2))
+        return total
+
+    @property
+    def value(self) -> Tensor:
+        """The full primal objective of this plan, ``(...,)``:
+        ``<C,P> + eps KL(P|R) + rho_a KL(P1|a) + rho_b KL(P^T 1|b)`` (hard or free sides add nothing).
+
+        Uses ``eps KL(P|R) = <f, P1> + <g, P^T 1> - <C, P> - eps (|P| - |R|)``, exact for any potentials.
+        With ``grad="envelope"`` it is the dual value at the (detached) potentials instead, whose gradient is the
+        envelope-theorem gradient of the optimum.
+        """
+        p = self.problem
+        if self.explicit is not None:
+            return self.value_linear
+        if self.grad == "envelope":
+            return self.dual_value
+        rows, cols = self.marginals
+        entropic = (self.f * rows).sum(-1) + (self.g * cols).sum(-1) - p.eps * (rows.sum(-1) - p.total_reference_mass())
+        return entropic + marginal_penalty(rows, p.a, p.rho_a) + marginal_penalty(cols, p.b, p.rho_b)
+
+    @property
+    def dual_value(self) -> Tensor:
+        """The dual objective at ``(f, g)``, ``(...,)``: equals :attr:`value` at the optimum (strong duality)."""
+        p = self.problem
+        return (
+            dual_mass_term(self.f, p.a, p.rho_a)
+            + dual_mass_term(self.g, p.b, p.rho_b)
+            - p.eps * (self.mass - p.total_reference_mass())
+        )
+
+    def apply(self, x: Tensor, axis: int = 1) -> Tensor:
+        """``P @ x`` (axis=1, ``x (..., m, k)``) or ``P^T @ x`` (axis=0, ``x (..., n, k)``), blockwise."""
+        p = self.problem
+        if self.explicit is not None:
+            return self.explicit @ x if axis == 1 else self.explicit.transpose(-1, -2) @ x
+        tensors = p.geometry.tensors()
+        parts = []
+        out = None
+        for start, stop in p.geometry.row_blocks():
+            weights = p.log_plan_block(self.f, self.g, start, stop, tensors).exp()
+            if axis == 1:
+                parts.append(weights @ x)
+            else:
+                term = weights.transpose(-1, -2) @ x[..., start:stop, :]
+                out = term if out is None else out + term
+        return torch.cat(parts, dim=-2) if axis == 1 else out
+
+    def __repr__(self) -> str:
+        err = None if self.error is None else float(self.error.max())
+        return (
+            f"Plan({self.problem!r}, iterations={self.iterations}, converged={self.converged}, "
+            f"error={err}, grad={self.grad!r})"
+        )

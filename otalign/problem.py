@@ -1,0 +1,221 @@
+"""The entropic OT problem with relaxable marginals (METHOD.md section 1).
+
+    min_P  <C, P> + eps KL(P | R) + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b)
+
+with generalised KL, ``R = a (x) b`` (``reference="product"``, as POT's ``reg_type="kl"`` and geomloss) or
+``R = 1`` (``reference="uniform"``, as OTT-JAX, POT's ``reg_type="entropy"`` and the GCA code).
+``rho = inf`` makes that marginal a hard constraint, ``rho = 0`` leaves it free.
+
+Conventions: rows are the source side (masses ``a``, potential ``f``), columns the target side (``b``, ``g``).
+The plan is ``P_ij = R_ij exp((f_i + g_j - C_ij) / eps)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from .geometry import DenseCost, Geometry, as_geometry
+from .softmin import logsumexp
+
+REFERENCES = ("product", "uniform")
+
+
+class Problem:
+    """An entropic, possibly unbalanced, optimal transport problem.
+
+    Args:
+        cost: ``(n, m)`` or batched ``(B, n, m)`` tensor, or a :class:`~otalign.geometry.Geometry` (e.g. a
+            :class:`~otalign.geometry.PointCloud`, whose cost blocks are computed lazily). Must be finite.
+            float16 / bfloat16 costs are solved in float32.
+        a: source masses ``(n,)`` or ``(B, n)``, non-negative; default uniform ``1/n``.
+        b: target masses ``(m,)`` or ``(B, m)``; default uniform ``1/m``.
+        eps: entropic strength (> 0), in cost units. For the GCA cost ``-cos`` it is the temperature.
+        rho_a, rho_b: marginal relaxation: ``inf`` hard (default), ``0`` free, else a KL penalty weight.
+        reference: ``"product"`` (``R = a b^T``) or ``"uniform"`` (``R = 1``). Identical plans when balanced.
+        mask: optional bool ``(n, m)`` / ``(B, n, m)``; ``True`` forbids a pair (zero mass), e.g. self-pairs.
+
+    Example::
+
+        >>> C = torch.rand(5, 4)
+        >>> plan = otalign.solve(Problem(C, eps=0.05))
+        >>> plan.matrix.sum(1)  # = a = 1/5 each
+    """
+
+    def __init__(
+        self,
+        cost: Union[Tensor, Geometry],
+        a: Optional[Tensor] = None,
+        b: Optional[Tensor] = None,
+        eps: float = 0.1,
+        rho_a: float = math.inf,
+        rho_b: float = math.inf,
+        reference: str = "product",
+        mask: Optional[Tensor] = None,
+    ):
+        from .validation import check_problem
+
+        geometry, a, b = check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask)
+        self.geometry: Geometry = geometry
+        self.a, self.b = a, b
+        self.eps = float(eps)
+        self.rho_a, self.rho_b = float(rho_a), float(rho_b)
+        self.reference = reference
+
+    # ----------------------------------------------------------------- structure
+    @property
+    def n(self) -> int:
+        return self.geometry.n
+
+    @property
+    def m(self) -> int:
+        return self.geometry.m
+
+    @property
+    def batch_shape(self) -> tuple[int, ...]:
+        return self.geometry.batch_shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.geometry.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.geometry.device
+
+    @property
+    def cost(self) -> Tensor:
+        """The cost matrix ``(..., n, m)`` (materialised when the geometry is a point cloud)."""
+        return self.geometry.matrix()
+
+    @property
+    def is_balanced(self) -> bool:
+        return math.isinf(self.rho_a) and math.isinf(self.rho_b)
+
+    @property
+    def lambda_a(self) -> float:
+        """Exponent of the row scaling update, ``rho_a / (rho_a + eps)`` (1 hard, 0 free)."""
+        return _damping(self.rho_a, self.eps)
+
+    @property
+    def lambda_b(self) -> float:
+        return _damping(self.rho_b, self.eps)
+
+    def with_eps(self, eps: float) -> "Problem":
+        """The same problem at another entropic strength (eps-scaling, proximal steps)."""
+        return self._replace(eps=float(eps))
+
+    def with_tensors(self, geometry_tensors, a: Tensor, b: Tensor) -> "Problem":
+        """The same problem over other tensors (used to detach, or to re-run one step under autograd)."""
+        return self._replace(geometry=self.geometry.with_tensors(geometry_tensors), a=a, b=b)
+
+    def detach(self) -> "Problem":
+        return self.with_tensors([t.detach() for t in self.geometry.tensors()], self.a.detach(), self.b.detach())
+
+    def _replace(self, **changes) -> "Problem":
+        new = object.__new__(Problem)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+    # ----------------------------------------------------------------- log masses
+    @property
+    def log_a(self) -> Tensor:
+        return self.a.log()
+
+    @property
+    def log_b(self) -> Tensor:
+        return self.b.log()
+
+    def log_reference_a(self) -> Optional[Tensor]:
+        """``log a`` when the reference is the product measure, else ``None`` (R = 1)."""
+        return self.log_a if self.reference == "product" else None
+
+    def log_reference_b(self) -> Optional[Tensor]:
+        return self.log_b if self.reference == "product" else None
+
+    # ----------------------------------------------------------------- Sinkhorn half-steps
+    def update_f(self, g: Tensor, hint: Optional[Tensor] = None, block_rows: Optional[int] = None):
+        """Row half-step: ``f = lambda_a (eps ca - eps LSE_j[(g_j - C_ij)/eps + log R_b,j])``.
+
+        ``ca = log a`` for the uniform reference, 0 for the product one. Returns ``(f, lse)``; ``lse`` is the raw
+        log-sum-exp (``(..., n)``), the next call's ``hint`` and the input of :meth:`log_row_marginal`
+        (``None`` for a free side, whose potential is 0).
+        """
+        return self._half_step(g, self.log_reference_b(), self.log_a, self.lambda_a, 1, hint, block_rows)
+
+    def update_g(self, f: Tensor, hint: Optional[Tensor] = None, block_rows: Optional[int] = None):
+        """Column half-step, the mirror of :meth:`update_f`. Returns ``(g, lse)``."""
+        return self._half_step(f, self.log_reference_a(), self.log_b, self.lambda_b, 0, hint, block_rows)
+
+    def _half_step(self, other, log_ref_other, log_mass, lam, axis, hint, block_rows):
+        if lam == 0.0:
+            size = self.n if axis == 1 else self.m
+            return other.new_zeros(self.batch_shape + (size,)), None
+        h = other if log_ref_other is None else other + self.eps * log_ref_other
+        lse = logsumexp(self.geometry, h, self.eps, axis, hint=hint, block_rows=block_rows)
+        target = -lse if self.reference == "product" else log_mass - lse
+        return (lam * self.eps) * target, lse
+
+    def log_row_marginal(self, f: Tensor, lse_rows: Tensor) -> Tensor:
+        """``log (P 1)`` from ``f`` and the ``lse`` that :meth:`update_f` returned for the current ``g``."""
+        log_ra = self.log_reference_a()
+        out = f / self.eps + lse_rows
+        return out if log_ra is None else out + log_ra
+
+    def log_col_marginal(self, g: Tensor, lse_cols: Tensor) -> Tensor:
+        log_rb = self.log_reference_b()
+        out = g / self.eps + lse_cols
+        return out if log_rb is None else out + log_rb
+
+    # ----------------------------------------------------------------- plan pieces
+    def log_plan_block(self, f: Tensor, g: Tensor, start: int, stop: int, tensors=None) -> Tensor:
+        """Rows ``start:stop`` of ``log P``, ``(..., stop - start, m)``."""
+        tensors = self.geometry.tensors() if tensors is None else tensors
+        cost = self.geometry.block(tensors, start, stop)
+        out = (f[..., start:stop].unsqueeze(-1) + g.unsqueeze(-2) - cost) / self.eps
+        if self.reference == "product":
+            out = out + self.log_a[..., start:stop].unsqueeze(-1) + self.log_b.unsqueeze(-2)
+        return out
+
+    def total_reference_mass(self) -> Tensor:
+        if self.reference == "product":
+            return self.a.sum(-1) * self.b.sum(-1)
+        return torch.full(self.batch_shape, float(self.n * self.m), dtype=self.dtype, device=self.device)
+
+    def __repr__(self) -> str:
+        kind = type(self.geometry).__name__
+        shape = self.batch_shape + (self.n, self.m)
+        return (
+            f"Problem({kind}{tuple(shape)}, eps={self.eps:g}, rho_a={self.rho_a:g}, rho_b={self.rho_b:g}, "
+            f"reference={self.reference!r}, dtype={self.dtype})"
+        )
+
+
+def _damping(rho: float, eps: float) -> float:
+    if math.isinf(rho):
+        return 1.0
+    return rho / (rho + eps)
+
+
+def marginal_penalty(marginal: Tensor, mass: Tensor, rho: float) -> Tensor:
+    """``rho KL(marginal | mass)`` (generalised KL), summed over the last axis; 0 for hard (inf) or free (0) sides."""
+    if math.isinf(rho) or rho == 0.0:
+        return marginal.new_zeros(marginal.shape[:-1])
+    ratio = torch.where(marginal > 0, marginal * (marginal.clamp_min(1e-300).log() - mass.log()), 0.0)
+    return rho * (ratio - marginal + mass).sum(-1)
+
+
+def dual_mass_term(potential: Tensor, mass: Tensor, rho: float) -> Tensor:
+    """``sum_i mass_i phi(potential_i)`` with ``phi(x) = rho (1 - exp(-x/rho))`` (``x`` when rho = inf, 0 when 0)."""
+    if math.isinf(rho):
+        return (mass * potential).sum(-1)
+    if rho == 0.0:
+        return potential.new_zeros(potential.shape[:-1])
+    return (mass * rho * (1 - torch.exp(-potential / rho))).sum(-1)
+
+
+__all__ = ["Problem", "REFERENCES", "DenseCost", "marginal_penalty", "dual_mass_term"]

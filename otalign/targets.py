@@ -1,0 +1,123 @@
+"""Target plans ``P_tgt``: which pairs of a batch should be aligned (METHOD.md section 2).
+
+Layout: the batch is view-blocked, ``Z = [z_view0; z_view1; ...]`` (``n_views * N`` rows), so sample ``k`` of view
+``v`` is row ``v * N + k``. Every target is a non-negative ``(n_views N, n_views N)`` matrix with a zero diagonal
+(a sample is never its own positive). Any non-negative matrix of that shape is accepted as a target; these build
+the common ones.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+from torch import Tensor
+
+
+def paired(n: int, n_views: int = 2, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Instance pairing: ``P[i, j] = 1`` when rows i != j are views of the same sample. ``(V n, V n)``."""
+    if n < 1 or n_views < 2:
+        raise ValueError(f"n, n_views: need n >= 1 and n_views >= 2, got n={n}, n_views={n_views}")
+    return _same(torch.arange(n, device=device).repeat(n_views), dtype)
+
+
+def from_labels(labels: Tensor, n_views: int = 2, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Supervised contrastive target: ``P[i, j] = 1[y_i = y_j]``, ``i != j``.
+
+    Args:
+        labels: ``(N,)`` integer labels of the samples (repeated over the ``n_views`` views).
+    """
+    labels = _check_labels("labels", labels)
+    return _same(labels.repeat(n_views), dtype)
+
+
+def domain_prior(
+    domains: Tensor, alpha: float, beta: float, n_views: int = 2, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """Domain-aware target: ``P = I_pair + alpha 1[same domain] + beta 1[other domain]`` off the diagonal.
+
+    Raising ``alpha - beta`` asks the features to keep domain information (the GCA paper's PACS experiment).
+
+    Args:
+        domains: ``(N,)`` integer domain id of each sample.
+        alpha, beta: weights of same-domain and cross-domain pairs (>= 0).
+    """
+    domains = _check_labels("domains", domains)
+    if alpha < 0 or beta < 0:
+        raise ValueError(f"alpha, beta: must be >= 0, got alpha={alpha}, beta={beta}")
+    stacked = domains.repeat(n_views)
+    same = _same(stacked, dtype)
+    other = (stacked[:, None] != stacked[None, :]).to(dtype)
+    return paired(domains.numel(), n_views, domains.device, dtype) + alpha * same + beta * other
+
+
+def hierarchical(
+    levels: Sequence[Tensor], weights: Sequence[float], n_views: int = 2, dtype: torch.dtype = torch.float32
+) -> Tensor:
+    """``P = sum_l w_l 1[same label at level l]`` off the diagonal.
+
+    Args:
+        levels: label tensors ``(N,)`` from fine to coarse; pass ``torch.arange(N)`` as a level to include the
+            instance pairing.
+        weights: one non-negative weight per level.
+    """
+    if len(levels) == 0 or len(levels) != len(weights):
+        raise ValueError(f"levels, weights: need one weight per level, got {len(levels)} levels, {len(weights)} weights")
+    if any(w < 0 for w in weights):
+        raise ValueError(f"weights: must be >= 0, got {list(weights)}")
+    sizes = {level.numel() for level in levels}
+    if len(sizes) != 1:
+        raise ValueError(f"levels: all levels must label the same N samples, got sizes {sorted(sizes)}")
+    total: Optional[Tensor] = None
+    for i, (level, weight) in enumerate(zip(levels, weights)):
+        term = weight * _same(_check_labels(f"levels[{i}]", level).repeat(n_views), dtype)
+        total = term if total is None else total + term
+    return total
+
+
+def weighted(target: Tensor, view_quality: Tensor, axis: int = 1) -> Tensor:
+    """Scale each row (``axis=1``) or column (``axis=0``) of ``target`` by a per-view confidence in [0, inf).
+
+    A corrupted view then asks for less mass. ``view_quality`` is ``(V N,)``.
+    """
+    if axis not in (0, 1):
+        raise ValueError(f"axis: expected 0 or 1, got {axis!r}")
+    target = check_target(target, target.shape[-2:])
+    expected = target.shape[-2] if axis == 1 else target.shape[-1]
+    if tuple(view_quality.shape) != (expected,):
+        raise ValueError(f"view_quality: expected shape ({expected},), got {tuple(view_quality.shape)}")
+    if (view_quality < 0).any() or not torch.isfinite(view_quality).all():
+        raise ValueError("view_quality: must be finite and >= 0")
+    quality = view_quality.to(target.dtype)
+    return target * (quality[:, None] if axis == 1 else quality[None, :])
+
+
+def check_target(target: Tensor, shape) -> Tensor:
+    """Raise unless ``target`` is a finite, non-negative tensor whose last two dims are ``shape``."""
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target: expected a tensor, got {type(target).__name__}")
+    if tuple(target.shape[-2:]) != tuple(shape):
+        raise ValueError(f"target: expected shape {tuple(shape)} (last two dims), got {tuple(target.shape)}")
+    if not target.is_floating_point():
+        target = target.float()
+    if not torch.isfinite(target).all():
+        raise ValueError("target: contains NaN or inf")
+    if (target < 0).any():
+        raise ValueError("target: must be non-negative")
+    return target
+
+
+def _same(labels: Tensor, dtype: torch.dtype) -> Tensor:
+    out = (labels[:, None] == labels[None, :]).to(dtype)
+    out.fill_diagonal_(0)
+    return out
+
+
+def _check_labels(name: str, labels: Tensor) -> Tensor:
+    if not isinstance(labels, Tensor):
+        labels = torch.as_tensor(labels)
+    if labels.dim() != 1:
+        raise ValueError(f"{name}: expected a 1-D tensor of ids, got shape {tuple(labels.shape)}")
+    if labels.is_floating_point() and not torch.isfinite(labels).all():
+        raise ValueError(f"{name}: contains NaN or inf")
+    return labels

@@ -1,0 +1,24 @@
+"""Interchangeable OT solvers, installed as ``otalign.solvers``.
+
+``"sinkhorn"`` (log-domain, balanced / semi-relaxed / unbalanced, batched), ``"unbalanced"`` (translation-invariant
+Sinkhorn for finite rho), ``"proximal"`` (proximal-point multistep, IPOT-style), ``"geomloss"`` and ``"pot"``
+(external backends, imported when used). Add your own with :func:`register`.
+"""
+
+from .registry import available, get, register
+from .sinkhorn import Sinkhorn
+from .unbalanced import TranslationInvariantSinkhorn
+from .proximal import ProximalPoint
+from .pot_backend import POTSolver
+from .geomloss_backend import GeomLossSolver
+
+__all__ = [
+    "register",
+    "get",
+    "available",
+    "Sinkhorn",
+    "TranslationInvariantSinkhorn",
+    "ProximalPoint",
+    "POTSolver",
+    "GeomLossSolver",
+]

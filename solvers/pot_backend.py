@@ -1,0 +1,117 @@
+"""POT (Python Optimal Transport) as a reference backend: ``solver="pot"``.
+
+Runs POT's own solvers on the problem's tensors (POT's torch backend, so ``grad="unroll"`` differentiates through
+POT's iterations) and converts its scalings into otalign potentials:
+
+* ``method="sinkhorn"`` / ``"sinkhorn_log"``: ``ot.sinkhorn`` (balanced; POT's kernel is ``exp(-C/eps)``, R = 1).
+* ``method="unbalanced"``: ``ot.unbalanced.sinkhorn_unbalanced`` with ``reg_m = (rho_a, rho_b)`` and
+  ``reg_type = "kl"`` for the product reference, ``"entropy"`` for the uniform one.
+* ``method="emd"``: ``ot.emd``, the exact unregularised plan (returned as an explicit matrix).
+
+Batched problems are solved one element at a time. POT's stopping rules are its own: ``tol`` is its ``stopThr``.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from otalign.plan import Plan
+from otalign.problem import Problem
+from otalign.solver import Init, Solver
+
+from .registry import register
+
+METHODS = ("sinkhorn", "sinkhorn_log", "unbalanced", "emd")
+
+
+def _import_ot():
+    try:
+        import ot
+    except ImportError:  # pragma: no cover - exercised only without the extra
+        raise ImportError("solver 'pot' needs POT: pip install 'otalign[pot]'") from None
+    return ot
+
+
+@register("pot")
+class POTSolver(Solver):
+    """POT's solvers behind the otalign interface (module docstring).
+
+    Options:
+        method: one of ``"sinkhorn"``, ``"sinkhorn_log"``, ``"unbalanced"``, ``"emd"``; default ``None`` picks
+            ``"sinkhorn_log"`` for balanced problems and ``"unbalanced"`` otherwise.
+        unbalanced_method: POT's method name for unbalanced problems (default ``"sinkhorn"``).
+    """
+
+    def __init__(self, method: Optional[str] = None, unbalanced_method: str = "sinkhorn"):
+        super().__init__()
+        if method is not None and method not in METHODS:
+            raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+        self.method = method
+        self.unbalanced_method = unbalanced_method
+        self.sinkhorn_fixed_point = method != "emd"
+
+    def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
+        ot = _import_ot()
+        if init is not None:
+            raise ValueError("init: warm starts are not supported by the 'pot' backend")
+        method = self.method or ("sinkhorn_log" if problem.is_balanced else "unbalanced")
+        if method in ("sinkhorn", "sinkhorn_log", "emd") and not problem.is_balanced:
+            raise ValueError(f"method: POT's {method!r} needs a balanced problem (rho_a = rho_b = inf)")
+        cost = problem.cost
+        batch = problem.batch_shape
+        costs = [cost] if not batch else list(cost)
+        masses_a = [problem.a] if not batch else list(problem.a)
+        masses_b = [problem.b] if not batch else list(problem.b)
+        outputs = [self._one(ot, method, problem, c, a, b, max_iter, tol) for c, a, b in zip(costs, masses_a, masses_b)]
+        if method == "emd":
+            matrix = outputs[0][0] if not batch else torch.stack([o[0] for o in outputs])
+            zeros_f = problem.a.new_zeros(problem.a.shape)
+            zeros_g = problem.b.new_zeros(problem.b.shape)
+            return Plan(problem, zeros_f, zeros_g, 0, True, None, "unroll", None, explicit=matrix)
+        f = outputs[0][0] if not batch else torch.stack([o[0] for o in outputs])
+        g = outputs[0][1] if not batch else torch.stack([o[1] for o in outputs])
+        iterations = max(o[2] for o in outputs)
+        error = torch.tensor([o[3] for o in outputs], dtype=problem.dtype)
+        error = error[0] if not batch else error
+        converged = bool((error <= tol).all()) if tol > 0 else False
+        return Plan(problem, f, g, iterations, converged, error, "unroll")
+
+    def _one(self, ot, method, problem, cost, a, b, max_iter, tol):
+        eps = problem.eps
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if method == "emd":
+                return (ot.emd(a, b, cost, numItermax=max(max_iter, 100_000)),)
+            if method in ("sinkhorn", "sinkhorn_log"):
+                _, log = ot.sinkhorn(a, b, cost, eps, method=method, numItermax=max_iter, stopThr=tol, log=True)
+                log_u = log["log_u"] if method == "sinkhorn_log" else torch.log(log["u"])
+                log_v = log["log_v"] if method == "sinkhorn_log" else torch.log(log["v"])
+                f, g = eps * log_u, eps * log_v
+                if problem.reference == "product":
+                    f, g = f - eps * a.log(), g - eps * b.log()
+                errors = log.get("err", [])
+                return f, g, int(log.get("niter", len(errors))), _last(errors)
+            reg_type = "kl" if problem.reference == "product" else "entropy"
+            reg_m = (_pot_rho(problem.rho_a), _pot_rho(problem.rho_b))
+            _, log = ot.unbalanced.sinkhorn_unbalanced(
+                a, b, cost, eps, reg_m, method=self.unbalanced_method, reg_type=reg_type,
+                numItermax=max_iter, stopThr=tol, log=True,
+            )
+            errors = log.get("err", [])
+            return eps * log["logu"], eps * log["logv"], len(errors), _last(errors)
+
+
+def _pot_rho(rho: float) -> float:
+    return float("inf") if math.isinf(rho) else rho
+
+
+def _last(errors) -> float:
+    if not len(errors):
+        return float("nan")
+    last = errors[-1]
+    return float(last.item() if isinstance(last, Tensor) else last)
