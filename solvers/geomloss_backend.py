@@ -69,6 +69,7 @@ class GeomLossSolver(Solver):
             potentials=True, backend=self.backend,
         )
         f, g = loss(problem.a, geometry.x, problem.b, geometry.y)
+        f, g = f.reshape(problem.a.shape), g.reshape(problem.b.shape)  # geomloss returns (1, n) for unbatched input
         steps = _schedule_length(geometry, problem.eps, p, self.scaling)
         return Plan(problem, f, g, steps, True, None, "unroll")
 

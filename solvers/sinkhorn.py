@@ -10,6 +10,7 @@ from torch import Tensor
 
 from otalign.plan import Plan
 from otalign.problem import Problem
+from otalign.softmin import KERNELS
 from otalign.solver import Init, Solver, initial_potentials
 
 from .registry import register
@@ -30,6 +31,8 @@ class Sinkhorn(Solver):
         scaling_iter: sweeps per annealing stage (default 1).
         keep_iterates: keep ``(f, g)`` after every row step in :attr:`Plan.iterates` (multistep losses).
         block_rows: rows per block of the soft-min primitive (default: fit 2 MiB).
+        kernel: soft-min implementation, ``"blocked"`` (default), ``"dense"`` or ``"compiled"`` (fused
+            ``torch.compile`` kernel for dense costs; compiles on first use), see :func:`otalign.softmin.logsumexp`.
         check_every: measure the stopping criterion every k iterations (fewer host syncs on GPU).
     """
 
@@ -40,6 +43,7 @@ class Sinkhorn(Solver):
         keep_iterates: bool = False,
         block_rows: Optional[int] = None,
         check_every: int = 1,
+        kernel: str = "blocked",
     ):
         super().__init__()
         if eps_scaling is not None and not 0 < eps_scaling < 1:
@@ -51,6 +55,9 @@ class Sinkhorn(Solver):
         self.keep_iterates = keep_iterates
         self.block_rows = block_rows
         self.check_every = int(check_every)
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
+        self.kernel = kernel
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         f, g = initial_potentials(problem, init)
@@ -59,8 +66,8 @@ class Sinkhorn(Solver):
             for eps in annealing_schedule(problem, self.eps_scaling):
                 staged = problem.with_eps(eps)
                 for _ in range(self.scaling_iter):
-                    f, _ = staged.update_f(g, block_rows=self.block_rows)
-                    g, _ = staged.update_g(f, block_rows=self.block_rows)
+                    f, _ = staged.update_f(g, None, self.block_rows, self.kernel)
+                    g, _ = staged.update_g(f, None, self.block_rows, self.kernel)
                     f, g = self.after_iteration(staged, f, g)
                     sweeps += 1
         return self.iterate(problem, f, g, max_iter, tol, sweeps)
@@ -79,15 +86,15 @@ class Sinkhorn(Solver):
         iterations = 0
         for it in range(max_iter):
             check = tol > 0 and it % self.check_every == 0
-            f_next, hint_f = problem.update_f(g, hint_f, self.block_rows)
-            if check and hard_rows:
+            f_next, hint_f = problem.update_f(g, hint_f, self.block_rows, self.kernel)
+            if check and hard_rows and (it > 0 or done > 0):  # (f, g) must follow a column step
                 error = _row_error(problem, f, hint_f)
                 if bool((error <= tol).all()):
                     converged = True
                     break
             if iterates is not None:
                 iterates.append((f_next, g))
-            g_next, hint_g = problem.update_g(f_next, hint_g, self.block_rows)
+            g_next, hint_g = problem.update_g(f_next, hint_g, self.block_rows, self.kernel)
             if check and not hard_rows:
                 with torch.no_grad():
                     error = torch.maximum(_sup(f_next - f), _sup(g_next - g)) / problem.eps
