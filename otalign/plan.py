@@ -93,8 +93,9 @@ class Plan:
         total = self.f.new_zeros(p.batch_shape)
         for start, stop in p.geometry.row_blocks():
             cost = p.geometry.block(tensors, start, stop)
+            finite_cost = cost.masked_fill(torch.isinf(cost), 0.0)  # forbidden pairs carry no mass
             weights = p.log_plan_block(self.f, self.g, start, stop, tensors).exp()
-            total = total + torch.where(weights > 0, weights * cost, 0.0).sum((-1, -2))
+            total = total + (weights * finite_cost).sum((-1, -2))
         return total
 
     @property

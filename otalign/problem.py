@@ -124,11 +124,12 @@ class Problem:
     # ----------------------------------------------------------------- log masses
     @property
     def log_a(self) -> Tensor:
-        return self.a.log()
+        """``log a``, with zero masses at :data:`LOG_ZERO` so that nothing downstream meets ``-inf``."""
+        return safe_log(self.a)
 
     @property
     def log_b(self) -> Tensor:
-        return self.b.log()
+        return safe_log(self.b)
 
     def log_reference_a(self) -> Optional[Tensor]:
         """``log a`` when the reference is the product measure, else ``None`` (R = 1)."""
@@ -200,6 +201,16 @@ class Problem:
         )
 
 
+#: ``log`` of a zero mass: finite, so potentials stay finite, yet ``exp(LOG_ZERO * lambda)`` is exactly 0 in float32
+#: and float64 for any damping ``lambda >= 0.01``.
+LOG_ZERO = -1e4
+
+
+def safe_log(mass: Tensor) -> Tensor:
+    """``log mass`` with zeros mapped to :data:`LOG_ZERO` (no gradient through the floor)."""
+    return mass.log().clamp_min(LOG_ZERO)
+
+
 def _damping(rho: float, eps: float) -> float:
     if math.isinf(rho):
         return 1.0
@@ -210,7 +221,8 @@ def marginal_penalty(marginal: Tensor, mass: Tensor, rho: float) -> Tensor:
     """``rho KL(marginal | mass)`` (generalised KL), summed over the last axis; 0 for hard (inf) or free (0) sides."""
     if math.isinf(rho) or rho == 0.0:
         return marginal.new_zeros(marginal.shape[:-1])
-    ratio = torch.where(marginal > 0, marginal * (marginal.clamp_min(1e-300).log() - mass.log()), 0.0)
+    tiny = torch.finfo(marginal.dtype).tiny
+    ratio = torch.where(marginal > 0, marginal * (marginal.clamp_min(tiny).log() - safe_log(mass)), 0.0)
     return rho * (ratio - marginal + mass).sum(-1)
 
 
@@ -220,7 +232,8 @@ def dual_mass_term(potential: Tensor, mass: Tensor, rho: float) -> Tensor:
         return (mass * potential).sum(-1)
     if rho == 0.0:
         return potential.new_zeros(potential.shape[:-1])
-    return (mass * rho * (1 - torch.exp(-potential / rho))).sum(-1)
+    terms = mass * rho * (1 - torch.exp(-potential / rho))
+    return torch.where(mass > 0, terms, 0.0).sum(-1)
 
 
 __all__ = ["Problem", "REFERENCES", "DenseCost", "marginal_penalty", "dual_mass_term"]

@@ -23,7 +23,7 @@ import math
 import torch
 from torch import Tensor
 
-from otalign.problem import Problem
+from otalign.problem import Problem, safe_log
 
 from .registry import register
 from .sinkhorn import Sinkhorn
@@ -56,7 +56,7 @@ def optimal_translation(problem: Problem, f: Tensor, g: Tensor):
 def _log_mass_term(potential: Tensor, mass: Tensor, rho: float) -> Tensor:
     if math.isinf(rho):
         return mass.sum(-1).log()
-    return torch.logsumexp(mass.log() - potential / rho, dim=-1)
+    return torch.logsumexp(safe_log(mass) - potential / rho, dim=-1)
 
 
 def _inverse(rho: float) -> float:

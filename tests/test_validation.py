@@ -1,0 +1,196 @@
+"""Bad input raises ValueError / TypeError naming the argument; non-convergence warns; nothing is NaN silently.
+
+(Targets of the wrong shape are tested in test_aligner.py and test_divergences.py.)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+import otalign
+from otalign import ConvergenceWarning, PointCloud, Problem, solve
+
+
+def with_entry(C, value):
+    C = C.clone()
+    C[1, 2] = value
+    return C
+
+
+@pytest.mark.parametrize("value, what", [(math.nan, "NaN"), (math.inf, "inf"), (-math.inf, "inf")])
+def test_non_finite_cost(data, value, what):
+    with pytest.raises(ValueError, match=rf"^cost:.*{what}"):
+        Problem(with_entry(data.C, value))
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+def test_nan_mass(data, side):
+    masses = {"a": data.a.clone(), "b": data.b.clone()}
+    masses[side][0] = math.nan
+    with pytest.raises(ValueError, match=rf"^{side}:.*NaN"):
+        Problem(data.C, masses["a"], masses["b"], rho_a=1.0, rho_b=1.0)
+
+
+@pytest.mark.parametrize("side", ["a", "b"])
+def test_negative_mass(data, side):
+    masses = {"a": data.a.clone(), "b": data.b.clone()}
+    masses[side][0] = -0.01
+    with pytest.raises(ValueError, match=rf"^{side}:.*non-negative"):
+        Problem(data.C, masses["a"], masses["b"], rho_a=1.0, rho_b=1.0)
+
+
+def test_mass_shape_mismatch(data):
+    with pytest.raises(ValueError, match=r"^a:.*shape"):
+        Problem(data.C, data.b, data.b)
+    with pytest.raises(ValueError, match=r"^b:.*shape"):
+        Problem(data.C, data.a, data.a)
+    with pytest.raises(ValueError, match=r"^a:.*shape"):
+        Problem(data.C, data.a[None].expand(2, -1), data.b)
+
+
+def test_mass_not_a_tensor(data):
+    with pytest.raises(TypeError, match=r"^a:"):
+        Problem(data.C, data.a.tolist(), data.b)
+
+
+@pytest.mark.parametrize("eps", [0.0, -0.1, math.nan, math.inf])
+def test_bad_eps(data, eps):
+    with pytest.raises(ValueError, match=r"^eps:"):
+        Problem(data.C, eps=eps)
+
+
+def test_eps_of_wrong_type(data):
+    with pytest.raises(TypeError, match=r"^eps:"):
+        Problem(data.C, eps="small")
+    with pytest.raises(ValueError, match=r"^eps:.*scalar"):
+        Problem(data.C, eps=torch.tensor([0.1, 0.2]))
+
+
+@pytest.mark.parametrize("name", ["rho_a", "rho_b"])
+@pytest.mark.parametrize("rho", [-1.0, math.nan])
+def test_bad_rho(data, name, rho):
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        Problem(data.C, **{name: rho})
+
+
+def test_unequal_total_masses_in_balanced_problem(data):
+    with pytest.raises(ValueError, match=r"^a, b:.*equal total masses"):
+        Problem(data.C, data.a, 2 * data.b)
+    # fine as soon as one side is relaxed (soft or free)
+    for rho in ({"rho_a": 1.0}, {"rho_b": 0.3}, {"rho_b": 0.0}):
+        plan = solve(Problem(data.C, data.a, 2 * data.b, **rho), tol=1e-9)
+        assert plan.converged and torch.isfinite(plan.matrix).all()
+
+
+def test_unknown_reference(data):
+    with pytest.raises(ValueError, match=r"^reference:"):
+        Problem(data.C, reference="lebesgue")
+
+
+def test_integer_cost(data):
+    with pytest.raises(TypeError, match=r"^cost:.*floating"):
+        Problem(torch.ones(4, 3, dtype=torch.int64))
+
+
+def test_empty_cost():
+    with pytest.raises(ValueError, match=r"^cost:.*empty"):
+        Problem(torch.zeros(0, 3))
+
+
+def test_cost_of_wrong_rank_or_type():
+    with pytest.raises(ValueError, match=r"^cost:.*shape"):
+        Problem(torch.rand(5))
+    with pytest.raises(TypeError, match=r"^cost:"):
+        Problem([[0.0, 1.0], [1.0, 0.0]])
+
+
+def test_mask_forbidding_a_whole_row_or_column(data):
+    mask = torch.zeros(8, 6, dtype=torch.bool)
+    mask[3] = True
+    with pytest.raises(ValueError, match=r"^mask:"):
+        Problem(data.C, mask=mask)
+    column = torch.zeros(8, 6, dtype=torch.bool)
+    column[:, 2] = True
+    with pytest.raises(ValueError, match=r"^mask:"):
+        Problem(data.C, mask=column)
+
+
+def test_mask_of_wrong_type_or_shape(data):
+    with pytest.raises(TypeError, match=r"^mask:"):
+        Problem(data.C, mask=torch.zeros(8, 6))
+    with pytest.raises(ValueError, match=r"^mask:.*broadcast"):
+        Problem(data.C, mask=torch.zeros(8, 5, dtype=torch.bool))
+
+
+def test_pointcloud_shapes():
+    with pytest.raises(ValueError, match=r"^x, y:"):
+        PointCloud(torch.rand(4, 2), torch.rand(3, 3))
+    with pytest.raises(ValueError, match=r"^cost:"):
+        PointCloud(torch.rand(4, 2), torch.rand(3, 2), cost="manhattan")
+    with pytest.raises(ValueError, match=r"^x:.*NaN"):
+        Problem(PointCloud(torch.full((4, 2), math.nan), torch.rand(3, 2)))
+
+
+def test_unknown_solver_and_options(data):
+    problem = Problem(data.C)
+    with pytest.raises(ValueError, match=r"^solver:.*unknown"):
+        solve(problem, "simplex")
+    with pytest.raises(TypeError, match="warp_speed"):
+        solve(problem, "sinkhorn", warp_speed=True)
+    with pytest.raises(TypeError, match=r"^solver:"):
+        solve(problem, 42)
+    with pytest.raises(TypeError, match=r"^options"):
+        solve(problem, otalign.solvers.Sinkhorn(), eps_scaling=0.5)
+    with pytest.raises(TypeError, match=r"^problem:"):
+        solve(data.C)
+
+
+def test_unknown_grad_mode(data):
+    with pytest.raises(ValueError, match=r"^grad:"):
+        solve(Problem(data.C), grad="autodiff")
+
+
+@pytest.mark.parametrize(
+    "kwargs, name", [({"max_iter": 0}, "max_iter"), ({"tol": -1.0}, "tol"), ({"tol": math.nan}, "tol")]
+)
+def test_bad_iteration_controls(data, kwargs, name):
+    with pytest.raises(ValueError, match=rf"^{name}:"):
+        solve(Problem(data.C), **kwargs)
+
+
+def test_bad_solver_options():
+    with pytest.raises(ValueError, match=r"^eps_scaling:"):
+        otalign.solvers.Sinkhorn(eps_scaling=1.5)
+    with pytest.raises(ValueError, match=r"^inner_iter:"):
+        otalign.solvers.ProximalPoint(inner_iter=0)
+    with pytest.raises(ValueError, match=r"^method:"):
+        otalign.solvers.POTSolver(method="lbfgs")
+
+
+def test_non_convergence_warns_and_is_reported(data):
+    problem = Problem(data.C, data.a, data.b, eps=0.01)
+    with pytest.warns(ConvergenceWarning, match="no convergence"):
+        plan = solve(problem, tol=1e-9, max_iter=3)
+    assert plan.converged is False and plan.iterations == 3
+    assert plan.error is not None and plan.error > 1e-9
+    assert torch.isfinite(plan.f).all() and torch.isfinite(plan.g).all() and torch.isfinite(plan.matrix).all()
+
+
+@pytest.mark.parametrize("solver", ["sinkhorn", "unbalanced"])
+def test_hard_problem_is_finite_or_warns(solver):
+    """A float32 cost spanning 1000 units at eps = 1e-3 (exp(-C/eps) underflows everywhere): a short solve warns
+    that it did not converge and returns finite potentials and plan, never NaN."""
+    gen = torch.Generator().manual_seed(0)
+    C = 1000 * torch.rand(30, 20, generator=gen)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = solve(Problem(C, eps=1e-3, rho_a=1.0 if solver == "unbalanced" else math.inf), solver,
+                     tol=1e-6, max_iter=20)
+    assert plan.converged or any(issubclass(w.category, ConvergenceWarning) for w in caught)
+    for t in (plan.f, plan.g, plan.matrix, plan.value):
+        assert not torch.isnan(t).any()
+    assert torch.isfinite(plan.matrix).all()
