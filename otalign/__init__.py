@@ -6,7 +6,7 @@ against a target plan). Solvers live in :mod:`otalign.solvers`, targets in :mod:
 :mod:`otalign.divergences`, cost functions in :mod:`otalign.costs`.
 """
 
-from . import costs, divergences, targets
+from . import costs, divergences, losses, metrics, targets
 from .aligner import Aligner, Alignment
 from .geometry import DenseCost, Geometry, PointCloud
 from .plan import Plan
@@ -28,6 +28,8 @@ __all__ = [
     "Solver",
     "costs",
     "divergences",
+    "losses",
+    "metrics",
     "solve",
     "targets",
 ]

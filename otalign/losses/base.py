@@ -1,0 +1,318 @@
+"""What every GCA loss shares (METHOD.md section 2): views -> cost -> plan -> divergence to a target plan.
+
+Layout. ``V >= 2`` views of a batch of ``N`` samples, ``z_v`` of shape ``(N, d)``, are stacked view-blocked,
+``Z = [z_0; z_1; ...]`` (``V N`` rows): sample ``k`` of view ``v`` is row ``v N + k``. Rows are anchors, columns are
+candidates; per-anchor losses come in this order.
+
+Cost. ``C_ij = -cos(Z_i, Z_j)``, so the kernel is ``K = exp(-C/eps) = exp(s_ij / eps)`` and eps is the temperature.
+Self-pairs are excluded from the plan (``Problem(..., mask=eye)``: exactly zero mass), never given a finite cost.
+
+Masses and reference. ``a = b = 1`` (every anchor and every candidate carries mass 1, the kernel's own scale) and
+the entropic reference ``R = 1`` (``reference="uniform"``, the GCA authors' convention). Row-normalised quantities
+(the KL term) do not depend on these choices; the robust term and the unbalanced plan do, and with them the
+column-scaled kernel after one row step is exactly ``exp(s/eps)``, so RINCE is reproduced exactly.
+
+Which plan the divergences measure. The solver runs ``T = iterations`` full Sinkhorn iterations (row step, then
+column step) from ``g = 0`` with ``tol=0`` (a fixed number of iterations, gradients unrolled) and returns
+``(f_T, g_T)``. Both divergences depend on the plan only through the column-scaled kernel
+``K~ = K diag(v_T)``, ``v_T = exp(g_T / eps)``:
+
+* the KL term is measured on the *row-normalised* plan, ``P^(T+1) = rownorm(K~)``: the plan a further row step
+  would give (row normalisation removes ``u_T``). For rows-only problems (InfoNCE, RINCE, SupCon) the columns are
+  free, ``v = 1`` and ``P^(1) = softmax(s/eps)``: the loss is NT-Xent. For balanced GCA, ``P^(T+1)`` is the result
+  of ``2T + 1`` alternating KL projections started from ``K``. A doubly stochastic target ``Q`` (e.g. the pairing
+  target, rows normalised) lies in both constraint sets, so by the Pythagorean property of KL projections
+  ``KL(Q | P)`` never increases along the projections: GCA-InfoNCE is non-increasing in ``T`` and never above
+  InfoNCE (which is ``T = 0``) on the same embeddings.
+* the robust term uses ``K~`` itself (``otalign.divergences.robust``).
+
+Reduction. ``"mean"`` averages over the anchors whose target row has mass (all of them for the built-in
+targets), ``"sum"`` sums, ``"none"`` returns the per-anchor losses ``(V N,)`` (0 for anchors without a target).
+
+Compatibility. ``compat="authors"`` reproduces the GCA authors' numerics for side-by-side comparison
+(METHOD.md section 4, defects 10 and 11): cost ``1 - max(cos, 1e-7)`` (negatively correlated pairs get no
+gradient) and the self-pair given the largest finite cost instead of being excluded (it then takes some mass).
+The constant 1 in ``1 - cos`` shifts ``log K~`` by ``-1/eps``, which changes the robust term (not the KL).
+Everything else stays as above.
+
+Distributed (``gather_distributed=True``, inside an initialised process group). Embeddings and labels of all ranks
+are gathered (:func:`otalign.losses.distributed.gather`); the plan is solved on the global batch
+(``V N_global`` rows, the views of all ranks stacked view-blocked in rank order) and each rank returns the loss
+of its own anchors. A ``target=`` must then be the *global* ``(V N_global, V N_global)`` matrix in that layout.
+With ``"mean"``, rank r returns ``R * sum_{its anchors} l_i / (number of global anchors)``: the ranks' average is
+the global mean, and with equal local batches it is simply the mean over the local anchors. Since DDP averages
+gradients over ranks and :func:`~otalign.losses.distributed.gather` sums every rank's gradient into each rank's
+inputs, training then matches single-process training on the concatenated batch (tested on 2 gloo processes).
+Local batch sizes may differ between ranks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Sequence, Union
+
+import torch
+from torch import Tensor, nn
+
+from .. import targets as _targets
+from ..aligner import Aligner
+from ..costs import negative_cosine
+from ..divergences import Divergence
+from . import distributed
+
+REDUCTIONS = ("mean", "sum", "none")
+COMPAT = (None, "authors")
+#: The authors' similarity clamp (``compat="authors"``).
+AUTHORS_CLAMP = 1e-7
+
+
+@dataclass
+class Batch:
+    """A prepared batch: the (possibly gathered) stacked embeddings and target, and which rows are this rank's.
+
+    Attributes:
+        embeddings: ``Z``, ``(V N, d)`` view-blocked (global batch when gathered).
+        target: ``(V N, V N)`` non-negative, zero diagonal.
+        n_views: ``V``.
+        local_rows: indices of this rank's anchors in ``Z`` (view-blocked local order), or ``None`` for all rows.
+        world_size: number of ranks the batch was gathered from (1 when local).
+    """
+
+    embeddings: Tensor
+    target: Tensor
+    n_views: int
+    local_rows: Optional[Tensor] = None
+    world_size: int = 1
+
+
+class ContrastiveLoss(nn.Module):
+    """Base of the contrastive losses: call ``loss(z0, z1, ..., labels=None, target=None)``.
+
+    Subclasses implement :meth:`per_anchor`. See the module docstring for layout, target and reduction.
+
+    Args:
+        temperature: eps > 0, the temperature of ``exp(s / eps)``.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        gather_distributed: gather all ranks' embeddings (and labels) and use the global batch.
+    """
+
+    #: Whether ``labels=`` / ``target=`` are accepted.
+    accepts_targets: bool = True
+
+    def __init__(self, *, temperature: float, reduction: str = "mean", gather_distributed: bool = False):
+        super().__init__()
+        self.temperature = _positive("temperature", temperature)
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"reduction: expected one of {REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+        self.gather_distributed = bool(gather_distributed)
+
+    def forward(self, *views: Tensor, labels: Optional[Tensor] = None, target: Optional[Tensor] = None) -> Tensor:
+        """The loss of ``V >= 2`` views ``z_v (N, d)``; a scalar, or ``(V N,)`` with ``reduction="none"``.
+
+        Args:
+            views: the embeddings of each view, all ``(N, d)``, same dtype and device.
+            labels: ``(N,)`` integer labels; the target becomes ``targets.from_labels(labels, V)``.
+            target: ``(V N, V N)`` non-negative target plan with a zero diagonal (global when gathering).
+                ``labels`` and ``target`` are mutually exclusive; with neither, the pairing target is used.
+        """
+        batch = self.prepare(views, labels, target)
+        per_anchor, weights = self.per_anchor(batch)
+        return reduce(per_anchor, weights, batch, self.reduction)
+
+    def per_anchor(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Per-anchor losses ``(V N,)`` and anchor weights ``(V N,)`` (1 where the target row has mass)."""
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- input handling
+    def prepare(self, views: Sequence[Tensor], labels: Optional[Tensor], target: Optional[Tensor]) -> Batch:
+        """Check the inputs, stack the views, gather across ranks if asked, and build the target."""
+        if labels is not None and target is not None:
+            raise ValueError("labels, target: pass at most one of them (labels builds the target from_labels)")
+        if not self.accepts_targets and (labels is not None or target is not None):
+            raise ValueError(f"labels, target: {type(self).__name__} only supports the instance pairing target")
+        stacked = _stack_views(views)
+        n_views, n_local = len(views), views[0].shape[0]
+        if labels is not None:
+            labels = _check_labels(labels, n_local, stacked.device)
+        local_rows, world = None, 1
+        if self.gather_distributed and distributed.is_distributed():
+            world = distributed.world_size()
+            sizes = distributed.gather_sizes(n_local, stacked.device)
+            per_sample = stacked.reshape(n_views, n_local, -1).transpose(0, 1).reshape(n_local, -1)
+            gathered = distributed.gather(per_sample, sizes)
+            n_global = gathered.shape[0]
+            stacked = gathered.reshape(n_global, n_views, -1).transpose(0, 1).reshape(n_views * n_global, -1)
+            if labels is not None:
+                labels = distributed.gather(labels, sizes)
+            start = sum(sizes[: distributed.rank()])
+            offsets = torch.arange(n_views, device=stacked.device) * n_global + start
+            local_rows = (offsets[:, None] + torch.arange(n_local, device=stacked.device)).reshape(-1)
+        n = stacked.shape[0] // n_views
+        built = self.build_target(n, n_views, labels, target, stacked.dtype, stacked.device, world > 1)
+        return Batch(stacked, built, n_views, local_rows, world)
+
+    def build_target(
+        self,
+        n: int,
+        n_views: int,
+        labels: Optional[Tensor],
+        target: Optional[Tensor],
+        dtype: torch.dtype,
+        device: torch.device,
+        gathered: bool = False,
+    ) -> Tensor:
+        """The ``(V n, V n)`` target: from ``labels``, the given ``target`` (checked), or the pairing."""
+        if labels is not None:
+            return _targets.from_labels(labels, n_views, dtype=dtype)
+        if target is None:
+            return _targets.paired(n, n_views, device=device, dtype=dtype)
+        size = n_views * n
+        if isinstance(target, Tensor) and target.dim() != 2:
+            raise ValueError(f"target: expected a 2-D ({size}, {size}) matrix, got shape {tuple(target.shape)}")
+        where = " (the global batch: gather_distributed stacks all ranks' views)" if gathered else ""
+        if isinstance(target, Tensor) and tuple(target.shape) != (size, size):
+            raise ValueError(
+                f"target: expected shape ({size}, {size}) for {n_views} views of {n} samples{where}, "
+                f"got {tuple(target.shape)}"
+            )
+        target = _targets.check_target(target, (size, size)).to(device=device, dtype=dtype)
+        if bool((target.diagonal() != 0).any()):
+            raise ValueError("target: the diagonal must be zero (self-pairs are excluded from the plan)")
+        return target
+
+
+class AlignmentLoss(ContrastiveLoss):
+    """A contrastive loss as an OT alignment: ``d(P_tgt | Plan(C))`` per anchor, through an :class:`Aligner`.
+
+    Args:
+        divergence: ``(plan, target) -> (n,)``, e.g. ``otalign.divergences.kl``.
+        temperature: eps (the temperature).
+        iterations: Sinkhorn iterations T (fixed: ``tol=0``, gradients unrolled).
+        rho_a, rho_b: marginal relaxations of the plan (``inf`` hard, ``0`` free).
+        reduction, gather_distributed: see :class:`ContrastiveLoss`.
+        compat: ``None`` (default, the correct maths) or ``"authors"`` (module docstring).
+    """
+
+    def __init__(
+        self,
+        divergence: Union[str, Divergence],
+        *,
+        temperature: float,
+        iterations: int,
+        rho_a: float,
+        rho_b: float,
+        reduction: str = "mean",
+        gather_distributed: bool = False,
+        compat: Optional[str] = None,
+    ):
+        super().__init__(temperature=temperature, reduction=reduction, gather_distributed=gather_distributed)
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise ValueError(f"iterations: expected a positive int, got {iterations!r}")
+        if compat not in COMPAT:
+            raise ValueError(f"compat: expected None or 'authors', got {compat!r}")
+        self.iterations = iterations
+        self.compat = compat
+        self.aligner = Aligner(
+            "sinkhorn",
+            divergence,
+            eps=self.temperature,
+            rho_a=rho_a,
+            rho_b=rho_b,
+            reference="uniform",
+            max_iter=iterations,
+            tol=0.0,
+            grad="unroll",
+        )
+
+    def cost(self, embeddings: Tensor) -> tuple[Tensor, Optional[Tensor]]:
+        """``(C, mask)`` for ``Z (V N, d)``: ``-cos`` with the self-pairs masked, or the authors' variant."""
+        if self.compat == "authors":
+            unit = nn.functional.normalize(embeddings, dim=-1)
+            cost = 1 - (unit @ unit.T).clamp(min=AUTHORS_CLAMP)
+            eye = torch.eye(cost.shape[0], dtype=torch.bool, device=cost.device)
+            return torch.where(eye, cost.max(), cost), None
+        eye = torch.eye(embeddings.shape[0], dtype=torch.bool, device=embeddings.device)
+        return negative_cosine(embeddings, embeddings), eye
+
+    def align(self, *views: Tensor, labels: Optional[Tensor] = None, target: Optional[Tensor] = None):
+        """The full :class:`~otalign.Alignment` (plan, per-anchor losses, weights) of the (global) batch."""
+        return self._align(self.prepare(views, labels, target))
+
+    def _align(self, batch: Batch):
+        cost, mask = self.cost(batch.embeddings)
+        ones = cost.new_ones(cost.shape[0])
+        return self.aligner(cost, batch.target, a=ones, b=ones, mask=mask)
+
+    def per_anchor(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        alignment = self._align(batch)
+        return alignment.per_anchor, alignment.weights
+
+    def extra_repr(self) -> str:
+        a = self.aligner
+        parts = [f"temperature={self.temperature:g}", f"iterations={self.iterations}"]
+        parts += [f"{name}={getattr(self, name):g}" for name in ("q", "lam", "rho", "r1", "r2") if hasattr(self, name)]
+        parts += [f"rho_a={a.rho_a:g}", f"rho_b={a.rho_b:g}", f"reduction={self.reduction!r}"]
+        if self.compat is not None:
+            parts.append(f"compat={self.compat!r}")
+        return ", ".join(parts)
+
+
+def reduce(per_anchor: Tensor, weights: Tensor, batch: Batch, reduction: str) -> Tensor:
+    """Reduce per-anchor losses ``(V N,)`` to this rank's loss.
+
+    ``"mean"``: ``R * sum_{local} w_i l_i / sum_{global} w_i`` with R the number of ranks: its average over the
+    ranks is the global mean (what DDP's gradient averaging needs); with equal local batches it is the mean over
+    the local anchors. ``"sum"``: the local sum. ``"none"``: the local per-anchor losses.
+    """
+    local, local_weights = per_anchor, weights
+    if batch.local_rows is not None:
+        local, local_weights = per_anchor[batch.local_rows], weights[batch.local_rows]
+    if reduction == "none":
+        return local
+    if reduction == "sum":
+        return local.sum()
+    return batch.world_size * (local * local_weights).sum() / weights.sum().clamp_min(1)
+
+
+def _stack_views(views: Sequence[Tensor]) -> Tensor:
+    if len(views) < 2:
+        raise ValueError(f"z: expected at least two views loss(z0, z1, ...), got {len(views)}")
+    first = views[0]
+    for i, z in enumerate(views):
+        name = f"z{i}"
+        if not isinstance(z, Tensor):
+            raise TypeError(f"{name}: expected a tensor (N, d), got {type(z).__name__}")
+        if not z.is_floating_point():
+            raise TypeError(f"{name}: expected a floating-point tensor, got dtype {z.dtype}")
+        if z.dim() != 2 or z.shape[0] < 1 or z.shape[1] < 1:
+            raise ValueError(f"{name}: expected shape (N, d) with N, d >= 1, got {tuple(z.shape)}")
+        if z.shape != first.shape:
+            raise ValueError(f"{name}: shape {tuple(z.shape)} differs from z0's {tuple(first.shape)}")
+        if z.dtype != first.dtype or z.device != first.device:
+            raise ValueError(f"{name}: dtype/device {z.dtype}/{z.device} differ from z0's {first.dtype}/{first.device}")
+        if not (bool(torch.isfinite(z.sum())) or bool(torch.isfinite(z).all())):  # a finite sum: all finite (fast)
+            raise ValueError(f"{name}: contains NaN or inf")
+    return torch.cat(list(views), dim=0)
+
+
+def _check_labels(labels: Tensor, n: int, device: torch.device) -> Tensor:
+    if not isinstance(labels, Tensor):
+        labels = torch.as_tensor(labels)
+    if labels.dim() != 1 or labels.shape[0] != n:
+        raise ValueError(f"labels: expected shape ({n},) (one label per sample), got {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+        raise TypeError(f"labels: expected integer class ids, got dtype {labels.dtype}")
+    return labels.to(device=device, dtype=torch.int64)
+
+
+def _positive(name: str, value: float) -> float:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected a positive number, got {value!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name}: must be a finite number > 0, got {value}")
+    return value
+

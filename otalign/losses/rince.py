@@ -1,0 +1,59 @@
+"""RINCE (Chuang et al. 2022) as the rows-only alignment with the robust divergence."""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from ..divergences import Robust
+from .base import AlignmentLoss
+
+
+class RINCE(AlignmentLoss):
+    """Robust InfoNCE: per anchor ``-(1/q) pos^q + (1/q) (lam * all)^q`` on the kernel ``exp(s / eps)``.
+
+    ``pos_i = sum_j P_tgt[i, j] exp(s_ij / eps)``, ``all_i = sum_{j != i} exp(s_ij / eps)`` (positives included).
+    The plan is the rows-only one (the kernel ``K diag(v)`` with ``v = 1``), so this is exactly Chuang et al.'s
+    RINCE. ``q -> 0`` gives InfoNCE plus ``log(lam)``; ``q = 1`` is the W1-like linear loss.
+
+    Args:
+        temperature: eps; default 0.5.
+        q: in (0, 1]; default 0.6 (the GCA authors' value, METHOD.md).
+        lam: weight of the negatives' term, default 0.01 (METHOD.md).
+        reduction, gather_distributed, compat: see :class:`~otalign.losses.InfoNCE`.
+
+    Example::
+
+        >>> loss = RINCE(q=0.6, lam=0.01)(z0, z1)
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.5,
+        q: float = 0.6,
+        lam: float = 0.01,
+        *,
+        reduction: str = "mean",
+        gather_distributed: bool = False,
+        compat: Optional[str] = None,
+    ):
+        super().__init__(
+            Robust(*check_robust(q, lam)),
+            temperature=temperature,
+            iterations=1,
+            rho_a=math.inf,
+            rho_b=0.0,
+            reduction=reduction,
+            gather_distributed=gather_distributed,
+            compat=compat,
+        )
+        self.q, self.lam = float(q), float(lam)
+
+
+def check_robust(q: float, lam: float) -> tuple[float, float]:
+    """Validate RINCE's ``q`` (> 0) and ``lam`` (>= 0); returns them as floats."""
+    if not (isinstance(q, (int, float)) and math.isfinite(q) and q > 0):
+        raise ValueError(f"q: must be a finite number > 0, got {q!r}")
+    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+        raise ValueError(f"lam: must be a finite number >= 0, got {lam!r}")
+    return float(q), float(lam)
