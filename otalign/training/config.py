@@ -1,0 +1,236 @@
+"""One experiment's settings: a dataclass loadable from JSON or TOML and overridable from command-line flags.
+
+Fields left at ``None`` mean "the component's own default" (e.g. a loss's default ``iterations``), so a config file
+only needs to name what it changes. TOML has no null: leave such a key out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+OPTIMISERS = ("sgd", "adam", "adamw", "lars")
+CORRUPT_VIEWS = ("first", "second", "both")
+
+
+@dataclass
+class Config:
+    """Settings of one training run.
+
+    Data and model:
+        modality, dataset: which adapter and which of its datasets (``"images"``, ``"digits"``).
+        encoder: the adapter's encoder name (``"mlp"``, ``"cnn"``, ``"resnet18"``).
+        feature_dim: encoder output size (the frozen features that evaluation reads).
+        hidden_dim: hidden width of the MLP encoder and of the projection/predictor heads.
+        projection_dim: output size of the projection head (what the loss sees).
+        subset: use only the first ``subset`` training samples (0 = all); for smoke runs and tests.
+        data_root: where torchvision datasets live (ignored for bundled datasets).
+
+    Method (see :mod:`otalign.training.methods`):
+        method: ``"infonce"``, ``"gca_infonce"``, ``"rince"``, ``"gca_rince"``, ``"gca_uot"``, ``"supcon"``,
+            ``"ntxent"``, ``"byol"``, ``"simsiam"``.
+        temperature: the entropic strength eps of the OT losses (= the contrastive temperature).
+        iterations, rho, q, lam, r1, r2: loss parameters; ``None`` keeps the loss's default.
+        ema_tau: BYOL's base target momentum (rises to 1 along a cosine over training).
+
+    Optimisation:
+        epochs, batch_size (global, over all processes), lr (peak, reached after warmup), optimiser
+        (``"sgd"``, ``"adam"``, ``"adamw"``, ``"lars"``), momentum (sgd/lars), weight_decay, warmup_epochs (linear
+        warmup, capped at half of the training steps, then cosine decay to 0; updated every step).
+
+    Views:
+        corrupt_severity: Gaussian-noise severity (1-5) applied to ``corrupt_view``; 0 = clean views.
+        corrupt_view: ``"first"``, ``"second"`` or ``"both"``.
+        corrupt_fraction: fraction of the pairs whose ``corrupt_view`` is corrupted (drawn per batch).
+
+    Run:
+        seed, out (output folder), device (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...), amp (mixed precision;
+        used on CUDA only), checkpoint_every (epochs; 0 = only when stopping early), resume (continue from
+        ``out/checkpoint.pt`` when it exists), quiet (no progress bars), eval_labels_per_class / eval_draws
+        (few-label probe), knn_k, wdm_eps.
+
+    Example::
+
+        >>> config = Config(method="gca_uot", epochs=40, corrupt_severity=3)
+        >>> config = load_config("run.toml", overrides={"seed": 1})
+    """
+
+    modality: str = "images"
+    dataset: str = "digits"
+    method: str = "infonce"
+    encoder: str = "mlp"
+    feature_dim: int = 128
+    hidden_dim: int = 256
+    projection_dim: int = 64
+    subset: int = 0
+    data_root: str = "data"
+
+    temperature: float = 0.5
+    iterations: Optional[int] = None
+    rho: Optional[float] = None
+    q: Optional[float] = None
+    lam: Optional[float] = None
+    r1: Optional[float] = None
+    r2: Optional[float] = None
+    ema_tau: float = 0.99
+
+    epochs: int = 40
+    batch_size: int = 256
+    lr: float = 2e-3
+    optimiser: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    warmup_epochs: int = 2
+
+    corrupt_severity: int = 0
+    corrupt_view: str = "second"
+    corrupt_fraction: float = 1.0
+
+    seed: int = 0
+    out: str = "runs/otalign"
+    device: str = "auto"
+    amp: bool = True
+    checkpoint_every: int = 1
+    resume: bool = True
+    quiet: bool = False
+    eval_labels_per_class: int = 5
+    eval_draws: int = 5
+    knn_k: int = 20
+    wdm_eps: float = 0.05
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the first field whose value is out of range."""
+        positive_ints = ("feature_dim", "hidden_dim", "projection_dim", "epochs", "batch_size", "eval_draws", "knn_k")
+        for name in positive_ints:
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        for name in ("subset", "warmup_epochs", "checkpoint_every", "eval_labels_per_class"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
+        for name in ("lr", "temperature", "wdm_eps"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
+        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
+            raise ValueError(
+                f"weight_decay, momentum: need weight_decay >= 0 and 0 <= momentum < 1, got {self.weight_decay!r}, "
+                f"{self.momentum!r}"
+            )
+        if not 0 <= self.ema_tau <= 1:
+            raise ValueError(f"ema_tau: expected a value in [0, 1], got {self.ema_tau!r}")
+        if self.optimiser not in OPTIMISERS:
+            raise ValueError(f"optimiser: expected one of {OPTIMISERS}, got {self.optimiser!r}")
+        if self.corrupt_view not in CORRUPT_VIEWS:
+            raise ValueError(f"corrupt_view: expected one of {CORRUPT_VIEWS}, got {self.corrupt_view!r}")
+        if not isinstance(self.corrupt_severity, int) or not 0 <= self.corrupt_severity <= 5:
+            raise ValueError(f"corrupt_severity: expected an integer 0 (clean) to 5, got {self.corrupt_severity!r}")
+        if not 0 <= self.corrupt_fraction <= 1:
+            raise ValueError(f"corrupt_fraction: expected a value in [0, 1], got {self.corrupt_fraction!r}")
+        if self.iterations is not None and (not isinstance(self.iterations, int) or self.iterations < 1):
+            raise ValueError(f"iterations: expected a positive integer or None, got {self.iterations!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> "Config":
+        """A copy with ``changes`` applied (validated)."""
+        return config_from_dict({**self.to_dict(), **changes})
+
+    @property
+    def loss_kwargs(self) -> dict[str, Any]:
+        """The loss parameters that are set (not ``None``), by the losses' keyword names."""
+        names = ("temperature", "iterations", "rho", "q", "lam", "r1", "r2")
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+
+FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def config_from_dict(values: Mapping[str, Any]) -> Config:
+    """Build a :class:`Config`; unknown keys raise ValueError (typos should not pass silently)."""
+    if not isinstance(values, Mapping):
+        raise TypeError(f"values: expected a mapping of settings, got {type(values).__name__}")
+    unknown = sorted(set(values) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"config: unknown setting(s) {unknown}; known: {sorted(FIELDS)}")
+    return Config(**{key: _coerce(key, value) for key, value in values.items()})
+
+
+def load_config(
+    path: Optional[Union[str, Path]] = None, overrides: Optional[Mapping[str, Any]] = None
+) -> Config:
+    """Read a config from a ``.json`` or ``.toml`` file (or start from the defaults when ``path`` is None), then
+    apply ``overrides`` (keys whose value is ``None`` are ignored: "not given on the command line").
+
+    A TOML file may put its settings at the top level or under a ``[train]`` table.
+    """
+    values: dict[str, Any] = {}
+    if path is not None:
+        values = read_settings(path)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+    return config_from_dict(values)
+
+
+def read_settings(path: Union[str, Path]) -> dict[str, Any]:
+    """The raw settings of a JSON or TOML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path: config file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        values = json.loads(path.read_text())
+    elif suffix == ".toml":
+        values = _toml_loads(path.read_text())
+    else:
+        raise ValueError(f"path: expected a .json or .toml config file, got {str(path)!r}")
+    if not isinstance(values, dict):
+        raise ValueError(f"path: {str(path)!r} must hold a table of settings, got {type(values).__name__}")
+    if set(values) == {"train"} and isinstance(values["train"], dict):
+        values = values["train"]
+    return values
+
+
+def _toml_loads(text: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError as error:
+            raise ModuleNotFoundError("reading TOML configs needs Python >= 3.11 or the 'tomli' package") from error
+    return tomllib.loads(text)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    """Accept ints for float fields (TOML/JSON write ``1`` for ``1.0``); reject other type mismatches."""
+    if value is None:
+        return None
+    kind = FIELDS[key].type
+    if kind in ("float", "Optional[float]") and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    checks = {
+        "int": int,
+        "Optional[int]": int,
+        "float": float,
+        "Optional[float]": float,
+        "str": str,
+        "bool": bool,
+    }
+    expected = checks.get(kind)
+    if expected is not None:
+        wrong_bool = isinstance(value, bool) and expected is not bool
+        if wrong_bool or not isinstance(value, expected):
+            raise ValueError(f"{key}: expected {expected.__name__}, got {value!r}")
+    return value

@@ -1,0 +1,128 @@
+"""One experiment from a config: data -> networks -> model -> training -> evaluation -> files and plots."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from .. import targets
+from .config import Config
+from .data import TensorData, build_networks, load_data
+from .distributed import barrier, setup, unwrap
+from .evaluate import EVAL_STREAM, evaluate
+from .methods import build_model, get_method
+from .models import ContrastiveModel, SSLModel
+from .rng import derived_seed, generator, seed_everything
+from .trainer import Trainer
+
+RESULTS = "results.json"
+PLAN_SAMPLES = 32  # samples in the batch whose plan is drawn (a 64 x 64 plan for two views)
+
+
+def train(config: Config, data: Optional[TensorData] = None, *, stop_after: Optional[int] = None) -> Trainer:
+    """Seed, build the data (unless given), networks and model of ``config``, train (resuming from
+    ``out/checkpoint.pt`` when allowed), and return the :class:`Trainer` (``.model``, ``.history``, ``.device``)."""
+    info, device = setup(config.device)
+    seed_everything(config.seed)
+    data = data if data is not None else load_data(config, device)
+    encoder, projector = build_networks(config, data.in_shape)
+    model = build_model(config, encoder, projector, distributed=info.enabled)
+    trainer = Trainer(config, model, data, info=info, device=device)
+    trainer.fit(stop_after=stop_after)
+    return trainer
+
+
+def run_experiment(
+    config: Config,
+    data: Optional[TensorData] = None,
+    *,
+    plots: bool = True,
+    stop_after: Optional[int] = None,
+) -> dict[str, Any]:
+    """Train ``config.method`` and evaluate its frozen encoder; return ``{"config", "history", "evaluation",
+    "seconds"}`` (also written to ``out/results.json`` by rank 0, with ``out/loss.png`` and, for methods that solve
+    a plan, ``out/plan.png``).
+
+    Args:
+        config: the run's settings.
+        data: preloaded data (e.g. shared by the demo's runs); loaded from the config when None.
+        plots: draw the figures.
+        stop_after: stop (and checkpoint) after this epoch without evaluating; resume later with the same config.
+
+    Example::
+
+        >>> result = run_experiment(Config(method="gca_uot", epochs=40, out="runs/uot"))
+        >>> result["evaluation"]["probe_few"]
+    """
+    start = time.perf_counter()
+    trainer = train(config, data, stop_after=stop_after)
+    result: dict[str, Any] = {"config": config.to_dict(), "history": trainer.history}
+    if stop_after is not None and trainer.epoch < config.epochs:
+        return result
+    plain, data, device = unwrap(trainer.model), trainer.data, trainer.device
+    if trainer.info.is_main:
+        result["evaluation"] = evaluate(plain.encoder, data, config, device)
+        result["seconds"] = time.perf_counter() - start
+        out = Path(config.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / RESULTS).write_text(json.dumps(result, indent=2))
+        if plots:
+            draw_run_plots(plain, data, config, trainer.history, device)
+    barrier(trainer.info)
+    return result
+
+
+def untrained_evaluation(config: Config, data: TensorData, device: torch.device) -> dict[str, float]:
+    """The evaluation numbers of a freshly initialised encoder (seeded with ``config.seed``): the baseline that
+    SSL must beat."""
+    seed_everything(config.seed)
+    encoder, _ = build_networks(config, data.in_shape)
+    return evaluate(encoder.to(device), data, config, device)
+
+
+def plan_of_batch(
+    model: SSLModel, data: TensorData, config: Config, device: torch.device, samples: int = PLAN_SAMPLES
+) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+    """``(plan, target)`` ``(2n, 2n)`` of the model's loss on two views of the first ``samples`` test images, with
+    the model in eval mode; ``None`` when the method solves no plan (BYOL, SimSiam, NT-Xent)."""
+    criterion = getattr(model, "criterion", None)
+    if not isinstance(model, ContrastiveModel) or not hasattr(criterion, "align"):
+        return None
+    if getattr(criterion, "gather_distributed", False):  # called on rank 0 alone: a collective would never return
+        criterion = copy.copy(criterion)
+        criterion.gather_distributed = False
+    x = data.test_x[:samples].to(device)
+    labels = data.test_y[:samples].to(device) if model.uses_labels else None
+    x0, x1 = data.views(x, generator(derived_seed(config.seed, EVAL_STREAM, 1)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            z0, z1 = model.project_pair(x0, x1)
+            alignment = criterion.align(z0.float(), z1.float(), labels=labels)
+    finally:
+        model.train(was_training)
+    n = x.shape[0]
+    target = targets.from_labels(labels) if labels is not None else targets.paired(n)
+    return alignment.plan.matrix.detach().cpu(), target
+
+
+def draw_run_plots(
+    model: nn.Module, data: TensorData, config: Config, history: list[dict[str, Any]], device: torch.device
+) -> None:
+    """``loss.png`` (loss per epoch) and ``plan.png`` (the learned plan next to its target, one batch)."""
+    from .. import plots
+
+    out = Path(config.out)
+    if history:
+        plots.loss_curves({config.method: [[record["loss"] for record in history]]}, out / "loss.png")
+    pair = plan_of_batch(model, data, config, device) if get_method(config.method).has_plan else None
+    if pair is not None:
+        plots.plan_and_target(pair[0].numpy(), pair[1].numpy(), out / "plan.png", title=f"{config.method}, one batch")
+

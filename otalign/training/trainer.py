@@ -1,0 +1,227 @@
+"""The training loop: optimiser, per-step warmup + cosine schedule, AMP on CUDA, progress bars, JSON-lines metrics,
+atomic checkpoints and exact resume.
+
+Determinism: every epoch draws its permutation from a generator seeded with ``(seed, epoch)`` and its augmentations
+from one seeded with ``(seed, epoch, rank)``; a checkpoint stores model, optimiser, scheduler, AMP scaler, the
+global RNG states (as tensors) and the metrics history. A run stopped after epoch k and resumed therefore ends with
+the same weights as an uninterrupted run (bit for bit on the same machine and device).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from . import checkpoint, rng
+from .config import Config
+from .data import TensorData
+from .distributed import DistInfo, barrier, mean_over_ranks, prepare_model, resolve_device, shard, unwrap
+from .optim import build_optimiser
+from .schedule import warmup_cosine
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+# settings that may change between a run and its resumption without changing the result
+RESUMABLE_CHANGES = frozenset({"out", "device", "quiet", "resume", "checkpoint_every", "data_root"})
+
+
+class Trainer:
+    """Trains an :class:`~otalign.training.models.SSLModel` on in-memory data.
+
+    Args:
+        config: the run's settings (epochs, batch size, optimiser, seed, output folder...).
+        model: the model (``model(x0, x1, labels=...)`` returns the loss); seed before building it.
+        data: training tensors and the view maker.
+        info, device: from :func:`otalign.training.distributed.setup` (default: one process on ``config.device``
+            resolved to CUDA when available).
+
+    Files (rank 0 only) in ``config.out``: ``metrics.jsonl`` (one JSON object per epoch: epoch, loss, lr, seconds)
+    and ``checkpoint.pt`` (every ``checkpoint_every`` epochs, at the end, and when stopped early).
+
+    Example::
+
+        >>> seed_everything(config.seed)
+        >>> model = build_model(config, encoder, projector)
+        >>> history = Trainer(config, model, data).fit()
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        model: nn.Module,
+        data: TensorData,
+        info: Optional[DistInfo] = None,
+        device: Optional[torch.device] = None,
+    ):
+        self.config = config
+        self.info = info or DistInfo()
+        self.device = device or resolve_device(config.device, self.info.local_rank)
+        self.data = data
+        self.out = Path(config.out)
+        world = self.info.world_size
+        n = data.train_x.shape[0]
+        self.batch_size = min(config.batch_size, n - n % world)
+        if self.batch_size < 2 * world:
+            raise ValueError(f"batch_size: need at least 2 samples per process, got {n} training samples for {world}")
+        self.batch_size -= self.batch_size % world
+        self.steps_per_epoch = n // self.batch_size
+        self.total_steps = config.epochs * self.steps_per_epoch
+        self.model = prepare_model(model, self.info, self.device)
+        self.optimiser = build_optimiser(
+            config.optimiser, unwrap(self.model), config.lr, config.weight_decay, config.momentum
+        )
+        warmup = min(config.warmup_epochs * self.steps_per_epoch, self.total_steps // 2)  # at most half the steps
+        self.scheduler = warmup_cosine(self.optimiser, self.total_steps, warmup)
+        self.amp_dtype = _amp_dtype(self.device) if config.amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.epoch = 0
+        self.step = 0
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------------------------------------ public
+    def fit(self, stop_after: Optional[int] = None) -> list[dict[str, Any]]:
+        """Train until ``config.epochs`` (or until epoch ``stop_after``, then checkpoint and return); resume from
+        ``out/checkpoint.pt`` first when ``config.resume`` and it exists. Returns the per-epoch history."""
+        if self.config.resume and (self.out / CHECKPOINT).is_file():
+            self.load(self.out / CHECKPOINT)
+        if self.info.is_main:
+            _write_json_lines(self.out / METRICS, self.history)
+        last = self.config.epochs if stop_after is None else min(stop_after, self.config.epochs)
+        show = self.info.is_main and not self.config.quiet and sys.stderr.isatty()
+        bar = _progress(self.config.epochs, self.epoch, show, f"{self.config.method}")
+        try:
+            while self.epoch < last:
+                record = self._train_epoch()
+                self.history.append(record)
+                if self.info.is_main:
+                    _append_json_line(self.out / METRICS, record)
+                if bar is not None:
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", refresh=False)
+                    bar.update(1)
+                every = self.config.checkpoint_every
+                end = self.epoch == self.config.epochs and every > 0
+                if (every and self.epoch % every == 0) or end or self.epoch == stop_after:
+                    self.save(self.out / CHECKPOINT)
+        finally:
+            if bar is not None:
+                bar.close()
+        return self.history
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume, as tensors and plain containers."""
+        return {
+            "format": 1,
+            "config": self.config.to_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "model": unwrap(self.model).state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng.capture(),
+            "history": list(self.history),
+        }
+
+    def save(self, path: Path) -> None:
+        """Atomically write :meth:`state_dict` (rank 0), then wait for every process."""
+        if self.info.is_main:
+            checkpoint.save_atomic(self.state_dict(), path)
+        barrier(self.info)
+
+    def load(self, path: Path) -> None:
+        """Restore a checkpoint written by :meth:`save`; its config must match this run's (see
+        ``RESUMABLE_CHANGES`` for the settings that may differ)."""
+        state = checkpoint.load(path, map_location="cpu")  # RNG states must stay on the CPU; modules copy over
+        saved = state["config"]
+        current = self.config.to_dict()
+        differing = sorted(k for k in set(saved) | set(current) if k not in RESUMABLE_CHANGES and
+                           saved.get(k) != current.get(k))
+        if differing:
+            raise ValueError(
+                f"config: the checkpoint at {str(path)!r} was written with different settings {differing}; "
+                f"use another output folder or resume=False"
+            )
+        unwrap(self.model).load_state_dict(state["model"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        rng.restore(state["rng"])
+        self.epoch, self.step = int(state["epoch"]), int(state["step"])
+        self.history = list(state["history"])
+
+    # ------------------------------------------------------------------------------------------------ loop
+    def _train_epoch(self) -> dict[str, Any]:
+        config, info = self.config, self.info
+        start = time.perf_counter()
+        order = torch.randperm(
+            self.data.train_x.shape[0], generator=rng.generator(rng.derived_seed(config.seed, self.epoch))
+        )
+        views_generator = rng.generator(rng.derived_seed(config.seed, self.epoch, info.rank + 1))
+        self.model.train()
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        batches = shard(order, info, self.batch_size)
+        for index in batches:
+            index = index.to(self.data.train_x.device)
+            x = self.data.train_x[index].to(self.device, non_blocking=True)
+            labels = self.data.train_y[index].to(self.device, non_blocking=True)
+            x0, x1 = self.data.views(x, views_generator)
+            autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
+                        else nullcontext())
+            with autocast:
+                loss = self.model(x0, x1, labels=labels)
+            if not torch.isfinite(loss.detach()):
+                raise FloatingPointError(
+                    f"loss: {config.method} returned {loss.item()} at epoch {self.epoch + 1}, step {self.step + 1}; "
+                    f"try a lower lr or a larger temperature"
+                )
+            self.optimiser.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimiser)
+            self.scaler.update()
+            self.scheduler.step()
+            self.step += 1
+            unwrap(self.model).step_end(self.step / self.total_steps)
+            total += loss.detach()
+        self.epoch += 1
+        mean_loss = mean_over_ranks(float(total.item()) / max(1, len(batches)), info, self.device)
+        return {
+            "epoch": self.epoch,
+            "loss": mean_loss,
+            "lr": float(self.scheduler.get_last_lr()[0]),
+            "seconds": time.perf_counter() - start,
+        }
+
+
+def _amp_dtype(device: torch.device) -> Optional[torch.dtype]:
+    """Mixed precision on CUDA only: bfloat16 when supported, else float16 (with gradient scaling)."""
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _write_json_lines(path: Path, records: list[dict[str, Any]]) -> None:
+    """Start ``path`` afresh with ``records`` (a resumed run's history; empty for a new run)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+def _append_json_line(path: Path, record: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as stream:
+        stream.write(json.dumps(record) + "\n")
+
+
+def _progress(total: int, initial: int, show: bool, description: str):
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=description, unit="epoch", leave=False)
+

@@ -1,0 +1,77 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from otalign.cli import main
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is fastest, and stays fast on a shared machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+TINY = ["--epochs", "2", "--subset", "200", "--batch-size", "64", "--hidden-dim", "32", "--feature-dim", "16",
+        "--projection-dim", "8", "--iterations", "3", "--device", "cpu", "--quiet"]
+
+
+def test_train_end_to_end(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--modality", "images", "--dataset", "digits", "--method", "gca_uot", "--encoder", "mlp",
+                 "--corrupt-severity", "3", "--seed", "0", "--out", str(out), *TINY]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert 0 <= printed["probe_few"] <= 1 and 0 <= printed["knn"] <= 1
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["method"] == "gca_uot" and results["config"]["corrupt_severity"] == 3
+    assert len(results["history"]) == 2
+    assert set(results["evaluation"]) == {"probe_full", "probe_few", "knn", "alignment", "uniformity", "wdm"}
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    for name in ("checkpoint.pt", "loss.png", "plan.png"):
+        assert (out / name).stat().st_size > 0, name
+
+
+def test_train_from_a_toml_config_with_a_flag_override(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text(f'method = "byol"\nepochs = 5\nout = "{(tmp_path / "byol").as_posix()}"\n')
+    assert main(["train", "--config", str(config), *TINY]) == 0  # TINY sets --epochs 2
+    results = json.loads((tmp_path / "byol" / "results.json").read_text())
+    assert results["config"]["method"] == "byol" and len(results["history"]) == 2
+    assert not (tmp_path / "byol" / "plan.png").exists()  # BYOL solves no plan
+
+
+def test_train_rejects_bad_settings(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--method", "nope", "--out", str(tmp_path), *TINY])
+    assert exit_info.value.code == 2
+    assert "method" in capsys.readouterr().err
+
+
+def test_demo_quick_end_to_end(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "report.md" in printed and "GCA-UOT" in printed
+    report = (out / "report.md").read_text()
+    for heading in ("## clean", "## corrupted"):
+        assert heading in report
+    for label in ("InfoNCE", "GCA-INCE", "RINCE", "GCA-RINCE", "GCA-UOT", "BYOL", "untrained encoder"):
+        assert f"| {label} |" in report
+    for figure in ("accuracy.png", "knn.png", "loss_clean.png", "loss_corrupted.png", "plans_clean.png",
+                   "plans_corrupted.png"):
+        assert (out / figure).stat().st_size > 0 and f"]({figure})" in report
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["results"]) == {"clean", "corrupted"}
+    entry = results["results"]["corrupted"]["gca_uot"]
+    assert entry["mean"]["probe_few"] == pytest.approx(sum(entry["per_seed"]["probe_few"]) / 1)
+
+
+def test_console_script_help():
+    done = subprocess.run([sys.executable, "-m", "otalign.cli", "demo", "--help"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "--quick" in done.stdout and "--seeds" in done.stdout

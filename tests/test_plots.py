@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+from otalign import plots
+
+
+def test_figures_are_written(tmp_path):
+    target = np.eye(4)[[1, 0, 3, 2]]
+    paths = [
+        plots.loss_curves({"a": [[3.0, 2.0, 1.5], [3.1, 2.2, 1.4]], "b": [[1.0, 0.5, 0.4]]}, tmp_path / "loss.png"),
+        plots.plan_and_target(np.full((4, 4), 0.25), target, tmp_path / "plan.png", title="one batch"),
+        plots.plan_grid({"x": np.ones((4, 4)), "y": target}, target, tmp_path / "grid.png"),
+        plots.accuracy_bars({"clean": {"m": [0.8, 0.9]}, "noisy": {"m": [0.7]}}, tmp_path / "acc.png", reference=0.5),
+    ]
+    for path in paths:
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_inputs_name_the_argument(tmp_path):
+    with pytest.raises(ValueError, match="plan, target"):
+        plots.plan_and_target(np.ones((3, 4)), np.ones((4, 4)), tmp_path / "p.png")
+    with pytest.raises(ValueError, match="plans"):
+        plots.plan_grid({"x": np.ones((3, 3))}, np.ones((4, 4)), tmp_path / "g.png")
+    with pytest.raises(ValueError, match="curves"):
+        plots.loss_curves({}, tmp_path / "l.png")
+    with pytest.raises(ValueError, match="scores"):
+        plots.accuracy_bars({}, tmp_path / "a.png")
