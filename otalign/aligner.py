@@ -11,10 +11,11 @@ from torch import Tensor
 from .divergences import Divergence, anchor_weights, get_divergence
 from .geometry import Geometry
 from .plan import Plan
-from .problem import Problem
+from .problem import REFERENCES, Problem
 from .solve import solve
-from .solver import Init, Solver
+from .solver import GRAD_MODES, Init, Solver
 from .targets import check_target
+from .validation import check_eps, check_number, check_positive_int, check_rho
 
 
 @dataclass
@@ -67,8 +68,19 @@ class Aligner:
             from . import solvers
 
             solver = solvers.get(solver, **options)
+        elif not isinstance(solver, Solver):
+            raise TypeError(f"solver: expected a solver name or a Solver instance, got {type(solver).__name__}")
         elif options:
             raise TypeError(f"options {sorted(options)}: pass options to the solver's constructor")
+        check_eps(eps)
+        check_rho("rho_a", rho_a)
+        check_rho("rho_b", rho_b)
+        if reference not in REFERENCES:
+            raise ValueError(f"reference: expected one of {REFERENCES}, got {reference!r}")
+        check_positive_int("max_iter", max_iter)
+        check_number("tol", tol)
+        if not isinstance(grad, str) or grad not in GRAD_MODES:
+            raise ValueError(f"grad: expected one of {GRAD_MODES}, got {grad!r}")
         self.solver = solver
         self.divergence = get_divergence(divergence)
         self.eps, self.rho_a, self.rho_b, self.reference = eps, rho_a, rho_b, reference
@@ -93,6 +105,6 @@ class Aligner:
         init: Init = None,
     ) -> Alignment:
         problem = self.problem(cost, a, b, mask)
-        target = check_target(target, (problem.n, problem.m))
+        target = check_target(target, (problem.n, problem.m), problem.batch_shape)
         plan = solve(problem, self.solver, max_iter=self.max_iter, tol=self.tol, grad=self.grad, init=init)
         return Alignment(plan, self.divergence(plan, target), anchor_weights(target))

@@ -66,4 +66,12 @@ def get_cost(cost: Union[str, CostFn]) -> CostFn:
 
 def pairwise(x: Tensor, y: Tensor, cost: Union[str, CostFn] = "sqeuclidean") -> Tensor:
     """The dense cost matrix ``(..., n, m)`` between ``x (..., n, d)`` and ``y (..., m, d)``."""
-    return get_cost(cost)(x, y)
+    fn = get_cost(cost)
+    for name, t in (("x", x), ("y", y)):
+        if not isinstance(t, Tensor):
+            raise TypeError(f"{name}: expected a tensor (..., n, d), got {type(t).__name__}")
+        if t.dim() < 2:
+            raise ValueError(f"{name}: expected shape (..., n, d), got {tuple(t.shape)}")
+    if x.shape[-1] != y.shape[-1]:
+        raise ValueError(f"x, y: feature dimensions differ ({x.shape[-1]} vs {y.shape[-1]})")
+    return fn(x, y)

@@ -6,6 +6,7 @@ Each returns one value per anchor (row), ``(..., n)``; rows whose target has no 
 
 from __future__ import annotations
 
+from collections import abc
 from dataclasses import dataclass
 from typing import Callable, Sequence, Union
 
@@ -14,12 +15,14 @@ from torch import Tensor
 
 from .plan import Plan
 from .targets import check_target
+from .validation import check_number, check_tensor
 
 Divergence = Callable[[Plan, Tensor], Tensor]
 
 
 def anchor_weights(target: Tensor) -> Tensor:
     """``1.`` for rows of ``target`` with positive mass, ``0.`` for the others, ``(..., n)``."""
+    check_tensor("target", target)
     return (target.sum(-1) > 0).to(target.dtype)
 
 
@@ -29,8 +32,9 @@ def kl(plan: Plan, target: Tensor) -> Tensor:
 
     With the rows-only plan and the pairing target this is exactly NT-Xent / InfoNCE.
     """
+    _check_plan(plan)
     log_plan = plan.log_matrix
-    target = check_target(target, log_plan.shape[-2:]).to(log_plan.dtype)
+    target = check_target(target, log_plan.shape[-2:], plan.problem.batch_shape).to(log_plan.dtype)
     log_rows = log_plan - torch.logsumexp(log_plan, dim=-1, keepdim=True)
     mass = target.sum(-1, keepdim=True)
     normalised = target / mass.clamp_min(torch.finfo(target.dtype).tiny)
@@ -43,6 +47,7 @@ def log_column_kernel(plan: Plan) -> Tensor:
     """``log K~ = log(K diag(v))``: the plan with its row scaling removed, ``(g_j - C_ij)/eps`` in the
     uniform-reference convention (``K = exp(-C/eps)``, ``v = exp(g/eps)``). After one row step (``v = 1``) it is
     ``-C/eps``, e.g. ``s/eps`` for the GCA cost ``-cos``."""
+    _check_plan(plan)
     p = plan.problem
     log_ra = p.log_reference_a()
     row_term = plan.f / p.eps if log_ra is None else plan.f / p.eps + log_ra
@@ -53,15 +58,17 @@ def robust(plan: Plan, target: Tensor, q: float = 0.5, lam: float = 0.01) -> Ten
     """RINCE-type robust divergence per anchor (Chuang et al. 2022, GCA-RINCE):
     ``-(1/q) pos_i^q + (1/q) (lam all_i)^q``, ``pos_i = sum_j P_tgt[i,j] K~_ij``, ``all_i = sum_j K~_ij``.
 
-    ``K~ = K diag(v)`` (:func:`log_column_kernel`). ``q = 1`` is a W1-like linear term; ``q -> 0`` recovers the KL
-    (InfoNCE) up to a constant. Computed in the log domain: ``pos^q = exp(q log pos)``.
+    ``K~ = K diag(v)`` (:func:`log_column_kernel`). ``q`` in (0, 1] (RINCE's range): ``q = 1`` is a W1-like linear
+    term; ``q -> 0`` recovers the KL (InfoNCE) up to a constant. Computed in the log domain: ``pos^q = exp(q log pos)``.
     """
-    if not q > 0:
-        raise ValueError(f"q: must be > 0, got {q!r}")
-    if not lam >= 0:
-        raise ValueError(f"lam: must be >= 0, got {lam!r}")
+    q = check_number("q", q, strict=True)
+    if q > 1:
+        raise ValueError(f"q: expected a number in (0, 1] (RINCE's range), got {q!r}")
+    lam = check_number("lam", lam)
     log_kernel = log_column_kernel(plan)
-    target = check_target(target, log_kernel.shape[-2:]).to(log_kernel.dtype)
+    if 1.0 / q > torch.finfo(log_kernel.dtype).max:
+        raise ValueError(f"q: {q:g} is too small for {log_kernel.dtype} (1/q overflows)")
+    target = check_target(target, log_kernel.shape[-2:], plan.problem.batch_shape).to(log_kernel.dtype)
     log_target = torch.where(target > 0, target.clamp_min(torch.finfo(target.dtype).tiny).log(), -torch.inf)
     log_pos = torch.logsumexp(log_kernel + log_target, dim=-1)
     log_all = torch.logsumexp(log_kernel, dim=-1)
@@ -87,14 +94,28 @@ class Weighted:
 
     terms: Sequence[tuple[float, Divergence]]
 
+    def __post_init__(self):
+        if isinstance(self.terms, (str, Tensor)) or not isinstance(self.terms, abc.Iterable):
+            raise TypeError(f"terms: expected a list of (weight, divergence) pairs, got {type(self.terms).__name__}")
+        self.terms = list(self.terms)
+        if not self.terms:
+            raise ValueError("terms: a weighted divergence needs at least one term")
+        for term in self.terms:
+            if not isinstance(term, (tuple, list)) or len(term) != 2 or not callable(term[1]):
+                raise TypeError(f"terms: expected (weight, divergence) pairs with a callable divergence, got {term!r}")
+            check_number("terms", term[0])
+
     def __call__(self, plan: Plan, target: Tensor) -> Tensor:
         total = None
         for weight, divergence in self.terms:
             term = weight * divergence(plan, target)
             total = term if total is None else total + term
-        if total is None:
-            raise ValueError("terms: a weighted divergence needs at least one term")
         return total
+
+
+def _check_plan(plan) -> None:
+    if not isinstance(plan, Plan):
+        raise TypeError(f"plan: expected an otalign.Plan, got {type(plan).__name__}")
 
 
 DIVERGENCES: dict[str, Divergence] = {"kl": kl, "robust": robust}
@@ -104,6 +125,6 @@ def get_divergence(divergence: Union[str, Divergence]) -> Divergence:
     """A divergence by name (``"kl"``, ``"robust"``) or a callable ``(plan, target) -> (..., n)``."""
     if callable(divergence):
         return divergence
-    if divergence in DIVERGENCES:
+    if isinstance(divergence, str) and divergence in DIVERGENCES:
         return DIVERGENCES[divergence]
     raise ValueError(f"divergence: unknown {divergence!r}; expected a callable or one of {sorted(DIVERGENCES)}")

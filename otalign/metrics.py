@@ -22,11 +22,14 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from .validation import check_number, check_positive_int, check_tensor
+
 
 # --------------------------------------------------------------------------------------------------- input checks
 def _check_features(name: str, x: Tensor) -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    check_tensor(name, x)
+    if x.is_complex():
+        raise TypeError(f"{name}: expected real features, got dtype {x.dtype}")
     if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
         raise ValueError(f"{name}: expected a non-empty (N, d) tensor, got shape {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -37,8 +40,7 @@ def _check_features(name: str, x: Tensor) -> Tensor:
 
 
 def _check_labels(name: str, y: Tensor, n: int) -> Tensor:
-    if not isinstance(y, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(y).__name__}")
+    check_tensor(name, y)
     if y.dim() != 1 or y.shape[0] != n:
         raise ValueError(f"{name}: expected shape ({n},) to match the features, got {tuple(y.shape)}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
@@ -60,9 +62,8 @@ def sample_per_class(labels: Tensor, per_class: int, *, generator: Optional[torc
 
     Returns a sorted ``(K * per_class,)`` LongTensor. Raises ``ValueError`` if a class has fewer samples.
     """
-    if not isinstance(per_class, int) or per_class < 1:
-        raise ValueError(f"labels_per_class: expected a positive int, got {per_class!r}")
-    labels = labels.cpu()
+    per_class = check_positive_int("labels_per_class", per_class)
+    labels = _check_labels("labels", labels, labels.numel() if isinstance(labels, Tensor) else 0).cpu()
     chosen = []
     for c in torch.unique(labels):
         members = torch.nonzero(labels == c).flatten()
@@ -154,10 +155,10 @@ def linear_probe(
         )
     train_labels = _check_labels("train_labels", train_labels, train_features.shape[0])
     test_labels = _check_labels("test_labels", test_labels, test_features.shape[0])
-    if not isinstance(draws, int) or draws < 1:
-        raise ValueError(f"draws: expected a positive int, got {draws!r}")
-    if weight_decay < 0:
-        raise ValueError(f"weight_decay: must be >= 0, got {weight_decay}")
+    draws = check_positive_int("draws", draws)
+    weight_decay = check_number("weight_decay", weight_decay)
+    max_iter = check_positive_int("max_iter", max_iter)
+    seed = check_positive_int("seed", seed, minimum=0)
 
     device = train_features.device
     train_features = train_features.float()
@@ -215,10 +216,9 @@ def knn_accuracy(
         raise ValueError("train_features, test_features: feature dimensions differ")
     train_labels = _check_labels("train_labels", train_labels, train_features.shape[0])
     test_labels = _check_labels("test_labels", test_labels, test_features.shape[0])
-    if not isinstance(k, int) or k < 1:
-        raise ValueError(f"k: expected a positive int, got {k!r}")
-    if not temperature > 0:
-        raise ValueError(f"temperature: must be > 0, got {temperature}")
+    k = check_positive_int("k", k)
+    temperature = check_number("temperature", temperature, strict=True, finite=False)
+    block_size = check_positive_int("block_size", block_size)
 
     device = train_features.device
     train = F.normalize(train_features.float(), dim=1)
@@ -245,8 +245,7 @@ def alignment(z0: Tensor, z1: Tensor, alpha: float = 2) -> float:
     z0, z1 = _check_features("z0", z0), _check_features("z1", z1)
     if z0.shape != z1.shape:
         raise ValueError(f"z0, z1: shapes differ: {tuple(z0.shape)} vs {tuple(z1.shape)}")
-    if not alpha > 0:
-        raise ValueError(f"alpha: must be > 0, got {alpha}")
+    alpha = check_number("alpha", alpha, strict=True)
     u, v = F.normalize(z0.double(), dim=1), F.normalize(z1.double(), dim=1)
     return (u - v).norm(dim=1).pow(alpha).mean().item()
 
@@ -263,8 +262,8 @@ def uniformity(z: Tensor, t: float = 2, *, block_size: int = 1024) -> float:
     n = z.shape[0]
     if n < 2:
         raise ValueError(f"z: need at least 2 samples, got {n}")
-    if not t > 0:
-        raise ValueError(f"t: must be > 0, got {t}")
+    t = check_number("t", t, strict=True)
+    block_size = check_positive_int("block_size", block_size)
     u = F.normalize(z.double(), dim=1)
     cols = torch.arange(n, device=u.device)
     parts = []
@@ -316,8 +315,9 @@ def wdm(
         raise ValueError(f"z0, z1: need the same number of rows (pairs), got {z0.shape[0]} and {z1.shape[0]}")
     if z0.shape[0] < 2:
         raise ValueError(f"z0, z1: need at least 2 pairs, got {z0.shape[0]}")
-    if max_samples is not None and (not isinstance(max_samples, int) or max_samples < 2):
-        raise ValueError(f"max_samples: expected an int >= 2 or None, got {max_samples!r}")
+    if max_samples is not None:
+        max_samples = check_positive_int("max_samples", max_samples, minimum=2)
+    seed = check_positive_int("seed", seed, minimum=0)
     u, v = F.normalize(z0.float(), dim=1), F.normalize(z1.float().to(z0.device), dim=1)
     generator = torch.Generator().manual_seed(seed)
     if max_samples is not None and u.shape[0] > max_samples:

@@ -31,9 +31,12 @@ class Problem:
         cost: ``(n, m)`` or batched ``(B, n, m)`` tensor, or a :class:`~otalign.geometry.Geometry` (e.g. a
             :class:`~otalign.geometry.PointCloud`, whose cost blocks are computed lazily). Must be finite.
             float16 / bfloat16 costs are solved in float32.
-        a: source masses ``(n,)`` or ``(B, n)``, non-negative; default uniform ``1/n``.
+        a: source masses ``(n,)`` or ``(B, n)``, a non-negative floating tensor on the cost's device; default
+            uniform ``1/n``.
         b: target masses ``(m,)`` or ``(B, m)``; default uniform ``1/m``.
-        eps: entropic strength (> 0), in cost units. For the GCA cost ``-cos`` it is the temperature.
+        eps: entropic strength (> 0), in cost units. For the GCA cost ``-cos`` it is the temperature. It must be
+            representable with room to spare (``1/eps`` and ``4e4 eps`` within the dtype's range) and, for a cost
+            matrix, at least ``max |C|`` times the dtype's unit roundoff, below which the plan is rounding noise.
         rho_a, rho_b: marginal relaxation: ``inf`` hard (default), ``0`` free, else a KL penalty weight.
         reference: ``"product"`` (``R = a b^T``) or ``"uniform"`` (``R = 1``). Identical plans when balanced.
         mask: optional bool ``(n, m)`` / ``(B, n, m)``; ``True`` forbids a pair (zero mass), e.g. self-pairs.

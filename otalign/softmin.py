@@ -26,6 +26,7 @@ How it is fast and safe:
 
 from __future__ import annotations
 
+import numbers
 from typing import Optional, Sequence
 
 import torch
@@ -69,14 +70,36 @@ def logsumexp(
             dense costs, :mod:`otalign.compiled`; other geometries use the blocked path). Backward is always the
             blocked recomputation.
     """
-    if axis not in (0, 1):
-        raise ValueError(f"axis: expected 0 or 1, got {axis!r}")
-    if kernel not in KERNELS:
-        raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
+    _check_arguments(geometry, h, eps, axis, hint, block_rows, kernel)
     if kernel == "dense":
         block_rows = geometry.n
     hint = None if hint is None else hint.detach()
     return _SoftMin.apply(h, float(eps), axis, hint, (block_rows, kernel), geometry, *geometry.tensors())
+
+
+def _check_arguments(geometry, h, eps, axis, hint, block_rows, kernel) -> None:
+    """Cheap checks (types, shapes, devices; no pass over the data): this runs at every half-step."""
+    if isinstance(axis, bool) or axis not in (0, 1) or not isinstance(axis, int):
+        raise ValueError(f"axis: expected 0 or 1, got {axis!r}")
+    if not isinstance(kernel, str) or kernel not in KERNELS:
+        raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
+    if not isinstance(geometry, Geometry):
+        raise TypeError(f"geometry: expected an otalign Geometry (e.g. DenseCost), got {type(geometry).__name__}")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (0 < eps < float("inf")):
+        raise ValueError(f"eps: expected a finite number > 0, got {eps!r}")
+    if block_rows is not None and (isinstance(block_rows, bool) or not isinstance(block_rows, int) or block_rows < 1):
+        raise ValueError(f"block_rows: expected None or an int >= 1, got {block_rows!r}")
+    expected = _shape_out(geometry, 1 - axis)
+    for name, x, shape in (("h", h, expected), ("hint", hint, _shape_out(geometry, axis))):
+        if name == "hint" and x is None:
+            continue
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            got = x.dtype if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(f"{name}: expected a floating-point tensor, got {got}")
+        if tuple(x.shape) != shape:
+            raise ValueError(f"{name}: expected shape {shape} for axis={axis}, got {tuple(x.shape)}")
+        if x.device != geometry.device:
+            raise ValueError(f"{name}: is on {x.device} but the cost is on {geometry.device}")
 
 
 def _shape_out(geometry: Geometry, axis: int) -> tuple[int, ...]:

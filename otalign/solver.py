@@ -10,6 +10,7 @@ from torch import Tensor
 
 from .plan import Plan
 from .problem import Problem
+from .validation import check_number, check_positive_int
 
 GRAD_MODES = ("unroll", "implicit", "envelope", "detach")
 Init = Union[None, Plan, tuple[Tensor, Tensor]]
@@ -53,12 +54,12 @@ class Solver:
         grad: str = "unroll",
         init: Init = None,
     ) -> Plan:
-        if grad not in GRAD_MODES:
+        if not isinstance(problem, Problem):
+            raise TypeError(f"problem: expected an otalign.Problem, got {type(problem).__name__}")
+        if not isinstance(grad, str) or grad not in GRAD_MODES:
             raise ValueError(f"grad: expected one of {GRAD_MODES}, got {grad!r}")
-        if not isinstance(max_iter, int) or max_iter < 1:
-            raise ValueError(f"max_iter: expected a positive int, got {max_iter!r}")
-        if not tol >= 0:
-            raise ValueError(f"tol: expected a number >= 0, got {tol!r}")
+        max_iter = check_positive_int("max_iter", max_iter)
+        tol = check_number("tol", tol)
         if grad == "unroll":
             plan = self.run(problem, max_iter, tol, init)
         else:
@@ -105,7 +106,20 @@ def initial_potentials(problem: Problem, init: Init) -> tuple[Tensor, Tensor]:
     if init is None:
         zeros = torch.zeros(shape_f, dtype=problem.dtype, device=problem.device)
         return zeros, torch.zeros(shape_g, dtype=problem.dtype, device=problem.device)
-    f, g = (init.f, init.g) if isinstance(init, Plan) else init
+    if isinstance(init, Plan):
+        f, g = init.f, init.g
+    elif isinstance(init, (tuple, list)) and len(init) == 2:
+        f, g = init
+    else:
+        raise TypeError(f"init: expected a Plan or a pair (f, g) of potentials, got {type(init).__name__}")
+    for x in (f, g):
+        if not isinstance(x, Tensor) or not x.is_floating_point():
+            got = x.dtype if isinstance(x, Tensor) else type(x).__name__
+            raise TypeError(f"init: expected floating-point tensors (f, g), got {got}")
+        if x.device != problem.device:
+            raise ValueError(f"init: potentials are on {x.device} but the problem is on {problem.device}")
     if tuple(f.shape) != shape_f or tuple(g.shape) != shape_g:
         raise ValueError(f"init: expected potentials of shapes {shape_f} and {shape_g}, got {tuple(f.shape)}, {tuple(g.shape)}")
+    if not (bool(torch.isfinite(f).all()) and bool(torch.isfinite(g).all())):
+        raise ValueError("init: potentials contain NaN or inf")
     return f.detach().to(problem.dtype), g.detach().to(problem.dtype)

@@ -8,16 +8,19 @@ the common ones.
 
 from __future__ import annotations
 
+from collections import abc
 from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
+from .validation import check_number, check_positive_int, check_tensor
+
 
 def paired(n: int, n_views: int = 2, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
     """Instance pairing: ``P[i, j] = 1`` when rows i != j are views of the same sample. ``(V n, V n)``."""
-    if n < 1 or n_views < 2:
-        raise ValueError(f"n, n_views: need n >= 1 and n_views >= 2, got n={n}, n_views={n_views}")
+    n = check_positive_int("n", n)
+    n_views = check_positive_int("n_views", n_views, minimum=2)
     return _same(torch.arange(n, device=device).repeat(n_views), dtype)
 
 
@@ -26,8 +29,10 @@ def from_labels(labels: Tensor, n_views: int = 2, dtype: torch.dtype = torch.flo
 
     Args:
         labels: ``(N,)`` integer labels of the samples (repeated over the ``n_views`` views).
+        n_views: ``V >= 1``.
     """
     labels = _check_labels("labels", labels)
+    n_views = check_positive_int("n_views", n_views)
     return _same(labels.repeat(n_views), dtype)
 
 
@@ -43,8 +48,8 @@ def domain_prior(
         alpha, beta: weights of same-domain and cross-domain pairs (>= 0).
     """
     domains = _check_labels("domains", domains)
-    if alpha < 0 or beta < 0:
-        raise ValueError(f"alpha, beta: must be >= 0, got alpha={alpha}, beta={beta}")
+    alpha, beta = check_number("alpha", alpha), check_number("beta", beta)
+    n_views = check_positive_int("n_views", n_views, minimum=2)
     stacked = domains.repeat(n_views)
     same = _same(stacked, dtype)
     other = (stacked[:, None] != stacked[None, :]).to(dtype)
@@ -61,16 +66,20 @@ def hierarchical(
             instance pairing.
         weights: one non-negative weight per level.
     """
+    for name, seq in (("levels", levels), ("weights", weights)):
+        if isinstance(seq, (Tensor, str)) or not isinstance(seq, abc.Sequence):
+            raise TypeError(f"{name}: expected a list with one entry per level, got {type(seq).__name__}")
     if len(levels) == 0 or len(levels) != len(weights):
         raise ValueError(f"levels, weights: need one weight per level, got {len(levels)} levels, {len(weights)} weights")
-    if any(w < 0 for w in weights):
-        raise ValueError(f"weights: must be >= 0, got {list(weights)}")
+    weights = [check_number("weights", w) for w in weights]
+    levels = [_check_labels(f"levels[{i}]", level) for i, level in enumerate(levels)]
+    n_views = check_positive_int("n_views", n_views)
     sizes = {level.numel() for level in levels}
     if len(sizes) != 1:
         raise ValueError(f"levels: all levels must label the same N samples, got sizes {sorted(sizes)}")
     total: Optional[Tensor] = None
-    for i, (level, weight) in enumerate(zip(levels, weights)):
-        term = weight * _same(_check_labels(f"levels[{i}]", level).repeat(n_views), dtype)
+    for level, weight in zip(levels, weights):
+        term = weight * _same(level.repeat(n_views), dtype)
         total = term if total is None else total + term
     return total
 
@@ -80,24 +89,38 @@ def weighted(target: Tensor, view_quality: Tensor, axis: int = 1) -> Tensor:
 
     A corrupted view then asks for less mass. ``view_quality`` is ``(V N,)``.
     """
-    if axis not in (0, 1):
+    if isinstance(axis, bool) or axis not in (0, 1):
         raise ValueError(f"axis: expected 0 or 1, got {axis!r}")
+    _check_target_tensor(target)
     target = check_target(target, target.shape[-2:])
     expected = target.shape[-2] if axis == 1 else target.shape[-1]
+    check_tensor("view_quality", view_quality)
+    if view_quality.is_complex():
+        raise TypeError(f"view_quality: expected real values, got dtype {view_quality.dtype}")
     if tuple(view_quality.shape) != (expected,):
         raise ValueError(f"view_quality: expected shape ({expected},), got {tuple(view_quality.shape)}")
+    if view_quality.device != target.device:
+        raise ValueError(f"view_quality: is on {view_quality.device} but the target is on {target.device}")
     if (view_quality < 0).any() or not torch.isfinite(view_quality).all():
         raise ValueError("view_quality: must be finite and >= 0")
     quality = view_quality.to(target.dtype)
     return target * (quality[:, None] if axis == 1 else quality[None, :])
 
 
-def check_target(target: Tensor, shape) -> Tensor:
-    """Raise unless ``target`` is a finite, non-negative tensor whose last two dims are ``shape``."""
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target: expected a tensor, got {type(target).__name__}")
+def check_target(target: Tensor, shape, batch_shape: Optional[tuple[int, ...]] = None) -> Tensor:
+    """Raise unless ``target`` is a finite, non-negative real tensor whose last two dims are ``shape`` and whose
+    leading dims broadcast with ``batch_shape`` (a plan's batch shape; not checked when ``None``)."""
+    _check_target_tensor(target)
     if tuple(target.shape[-2:]) != tuple(shape):
         raise ValueError(f"target: expected shape {tuple(shape)} (last two dims), got {tuple(target.shape)}")
+    if batch_shape is not None:
+        try:
+            torch.broadcast_shapes(tuple(target.shape[:-2]), tuple(batch_shape))
+        except RuntimeError:
+            raise ValueError(
+                f"target: leading dims {tuple(target.shape[:-2])} do not broadcast with the plan's batch shape "
+                f"{tuple(batch_shape)}"
+            ) from None
     if not target.is_floating_point():
         target = target.float()
     if not _all_finite(target):
@@ -105,6 +128,16 @@ def check_target(target: Tensor, shape) -> Tensor:
     if target.numel() and bool(target.amin() < 0):
         raise ValueError("target: must be non-negative")
     return target
+
+
+def _check_target_tensor(target) -> None:
+    if not isinstance(target, Tensor):
+        raise TypeError(f"target: expected a tensor, got {type(target).__name__}")
+    check_tensor("target", target)
+    if target.is_complex():
+        raise TypeError(f"target: expected real values, got dtype {target.dtype}")
+    if target.dim() < 2:
+        raise ValueError(f"target: expected a matrix (..., n, m), got shape {tuple(target.shape)}")
 
 
 def _all_finite(x: Tensor) -> bool:
@@ -122,9 +155,19 @@ def _same(labels: Tensor, dtype: torch.dtype) -> Tensor:
 
 def _check_labels(name: str, labels: Tensor) -> Tensor:
     if not isinstance(labels, Tensor):
-        labels = torch.as_tensor(labels)
+        if labels is None or isinstance(labels, (str, bytes)):
+            raise TypeError(f"{name}: expected a 1-D tensor of ids, got {type(labels).__name__}")
+        try:
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(f"{name}: expected a 1-D tensor of ids, got {type(labels).__name__}") from None
+    check_tensor(name, labels)
+    if labels.is_complex():
+        raise TypeError(f"{name}: expected real ids, got dtype {labels.dtype}")
     if labels.dim() != 1:
         raise ValueError(f"{name}: expected a 1-D tensor of ids, got shape {tuple(labels.shape)}")
+    if labels.numel() == 0:
+        raise ValueError(f"{name}: is empty")
     if labels.is_floating_point() and not torch.isfinite(labels).all():
         raise ValueError(f"{name}: contains NaN or inf")
     return labels

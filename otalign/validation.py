@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Optional, Union
 
 import torch
@@ -15,42 +16,96 @@ MASS_RTOL = 1e-5
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
-def check_float_tensor(name: str, x: Tensor) -> Tensor:
-    """A floating tensor, not empty, finite; half precision promoted to float32."""
+def check_tensor(name: str, x) -> Tensor:
+    """A tensor whose values can be read: not on the ``meta`` device (shapes only, no data)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
+    if x.is_meta:
+        raise ValueError(f"{name}: is on the 'meta' device, which holds no values")
+    return x
+
+
+def check_same_device(name: str, x: Tensor, like: Tensor, what: str = "the cost") -> None:
+    """Raise unless ``x`` is on ``like``'s device."""
+    if x.device != like.device:
+        raise ValueError(f"{name}: is on {x.device} but {what} is on {like.device}")
+
+
+def check_float_tensor(name: str, x: Tensor) -> Tensor:
+    """A floating tensor, not empty, finite; half precision promoted to float32."""
+    return _float_tensor_and_bound(name, x)[0]
+
+
+def _float_tensor_and_bound(name: str, x: Tensor) -> tuple[Tensor, float]:
+    """:func:`check_float_tensor`, also returning ``max |x|`` (one pass over ``x``: NaN propagates into aminmax)."""
+    check_tensor(name, x)
     if not (x.is_floating_point()):
         raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
     if x.numel() == 0:
         raise ValueError(f"{name}: is empty (shape {tuple(x.shape)})")
     if x.dtype in _LOW_PRECISION:
         x = x.float()
-    if torch.isnan(x).any():
+    low, high = (float(v) for v in torch.aminmax(x.detach()))
+    if math.isnan(low) or math.isnan(high):
         raise ValueError(f"{name}: contains NaN")
-    if torch.isinf(x).any():
+    if math.isinf(low) or math.isinf(high):
         raise ValueError(f"{name}: contains inf (use `mask=` to forbid pairs instead of infinite costs)")
-    return x
+    return x, max(-low, high)
+
+
+def as_real(name: str, value, expected: str) -> float:
+    """``value`` as a Python float: a real number or a one-element real tensor (not a bool, string or None).
+    ``expected`` completes the TypeError's "expected ..."."""
+    if isinstance(value, Tensor):
+        if value.numel() != 1:
+            raise ValueError(f"{name}: expected a scalar, got a tensor of shape {tuple(value.shape)}")
+        check_tensor(name, value)
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name}: expected {expected}, got a tensor of dtype {value.dtype}")
+        value = value.item()
+    if value is None or isinstance(value, (bool, str, bytes)):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name}: expected {expected}, got {value!r}") from None
+
+
+def check_number(name: str, value, minimum: float = 0.0, strict: bool = False, finite: bool = True) -> float:
+    """A real number ``>= minimum`` (``> minimum`` when ``strict``), finite unless ``finite=False``; not NaN."""
+    what = f"a {'finite ' if finite else ''}number {'>' if strict else '>='} {minimum:g}"
+    out = as_real(name, value, what)
+    if math.isnan(out) or (finite and math.isinf(out)) or out < minimum or (strict and out == minimum):
+        raise ValueError(f"{name}: expected {what}, got {out!r}")
+    return out
+
+
+def check_positive_int(name: str, value, minimum: int = 1) -> int:
+    """An integer ``>= minimum`` (a Python or NumPy int, or a one-element integer tensor; not a bool or a float)."""
+    out = None
+    if isinstance(value, Tensor):
+        integral = not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+        if integral and value.numel() == 1 and not value.is_meta:
+            out = int(value.item())
+    elif not isinstance(value, bool):
+        try:
+            out = operator.index(value)
+        except TypeError:
+            pass
+    if out is None or out < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value!r}")
+    return out
 
 
 def check_eps(eps) -> float:
-    if isinstance(eps, Tensor):
-        if eps.numel() != 1:
-            raise ValueError(f"eps: expected a scalar, got a tensor of shape {tuple(eps.shape)}")
-        eps = eps.item()
-    try:
-        value = float(eps)
-    except (TypeError, ValueError):
-        raise TypeError(f"eps: expected a positive number, got {eps!r}") from None
+    value = as_real("eps", eps, "a positive number")
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"eps: must be a finite number > 0, got {value}")
     return value
 
 
 def check_rho(name: str, rho) -> float:
-    try:
-        value = float(rho)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a number in [0, inf], got {rho!r}") from None
+    value = as_real(name, rho, "a number in [0, inf]")
     if math.isnan(value) or value < 0:
         raise ValueError(f"{name}: must be >= 0 (inf = hard constraint, 0 = free), got {value}")
     return value
@@ -62,10 +117,7 @@ def check_masses(name: str, mass: Optional[Tensor], size: int, batch: Optional[i
         return torch.full(shape, 1.0 / size, dtype=like.dtype, device=like.device)
     if not isinstance(mass, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor of masses, got {type(mass).__name__}")
-    if mass.device != like.device:
-        raise ValueError(f"{name}: is on {mass.device} but the cost is on {like.device}")
-    if not mass.is_floating_point():
-        mass = mass.to(like.dtype)
+    check_same_device(name, mass, like)
     mass = check_float_tensor(name, mass).to(like.dtype)
     expected = [(size,)] + ([(batch, size)] if batch is not None else [])
     if tuple(mass.shape) not in expected:
@@ -81,11 +133,12 @@ def check_masses(name: str, mass: Optional[Tensor], size: int, batch: Optional[i
 
 def check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask):
     """Validate a :class:`~otalign.problem.Problem`'s arguments; returns ``(geometry, a, b)``."""
-    if reference not in ("product", "uniform"):
+    if not isinstance(reference, str) or reference not in ("product", "uniform"):
         raise ValueError(f"reference: expected 'product' or 'uniform', got {reference!r}")
-    check_eps(eps)
+    eps = check_eps(eps)
     rho_a, rho_b = check_rho("rho_a", rho_a), check_rho("rho_b", rho_b)
-    geometry = _check_geometry(cost, mask)
+    geometry, largest_cost = _check_geometry(cost, mask)
+    _check_range(eps, rho_a, rho_b, geometry.dtype, largest_cost)
     like = geometry.tensors()[0]
     a = check_masses("a", a, geometry.n, geometry.batch, like)
     b = check_masses("b", b, geometry.m, geometry.batch, like)
@@ -100,19 +153,47 @@ def check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask):
     return geometry, a, b
 
 
-def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> Geometry:
+def _check_range(eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, largest_cost: Optional[float]) -> None:
+    """eps, 1/eps and finite rho must be representable in the problem's dtype, and so must the potentials, which
+    are of order ``eps |log mass|`` with the log of a zero mass floored at :data:`~otalign.problem.LOG_ZERO`: so
+    ``eps <= max / (4 |LOG_ZERO|)``. eps must also resolve the cost: ``(f + g - C) / eps`` carries an absolute
+    error of about ``max|C| u / eps`` (``u`` the unit roundoff), so below ``eps = max|C| u`` the plan is rounding
+    noise (and may overflow to inf). ``largest_cost`` is ``max |C|`` (``None`` when unknown: lazy geometries)."""
+    from .problem import LOG_ZERO
+
+    finfo = torch.finfo(dtype)
+    largest_eps = finfo.max / (4 * abs(LOG_ZERO))
+    if eps > largest_eps or 1.0 / eps > finfo.max:
+        raise ValueError(
+            f"eps: {eps:g} is out of range for {dtype} (eps at most {largest_eps:g}, 1/eps at most {finfo.max:g}); "
+            f"use float64 or rescale the cost"
+        )
+    if largest_cost is not None and eps < largest_cost * finfo.eps:
+        raise ValueError(
+            f"eps: {eps:g} is below what a {dtype} cost with max |C| = {largest_cost:g} resolves (max |C| times the "
+            f"unit roundoff, {largest_cost * finfo.eps:g}); use a larger eps or shift the cost towards 0"
+        )
+    for name, rho in (("rho_a", rho_a), ("rho_b", rho_b)):
+        if math.isfinite(rho) and rho > finfo.max:
+            raise ValueError(f"{name}: {rho:g} is out of range for {dtype}; use inf for a hard constraint")
+
+
+def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tuple[Geometry, Optional[float]]:
+    """The validated geometry and, for a cost matrix, ``max |C|`` (``None`` for other geometries)."""
     if isinstance(cost, PointCloud):
         if mask is not None:
             raise ValueError("mask: only supported for cost matrices, not point clouds")
+        if cost.x.device != cost.y.device:
+            raise ValueError(f"x, y: devices differ ({cost.x.device} vs {cost.y.device})")
         x = check_float_tensor("x", cost.x)
         y = check_float_tensor("y", cost.y)
         if x.dtype != y.dtype:
             raise TypeError(f"x, y: dtypes differ ({x.dtype} vs {y.dtype})")
-        if x.device != y.device:
-            raise ValueError(f"x, y: devices differ ({x.device} vs {y.device})")
-        return cost.with_tensors((x, y))
+        geometry = cost.with_tensors((x, y))
+        _check_cost_function(geometry)
+        return geometry, None
     if isinstance(cost, Geometry) and not isinstance(cost, DenseCost):
-        return cost
+        return cost, None
     if isinstance(cost, DenseCost):
         mask = cost.mask if mask is None else mask
         cost = cost.cost if cost.mask is None else _unmasked(cost)
@@ -120,10 +201,39 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> Ge
         raise TypeError(f"cost: expected a tensor (n, m) / (B, n, m) or a Geometry, got {type(cost).__name__}")
     if cost.dim() not in (2, 3):
         raise ValueError(f"cost: expected shape (n, m) or (B, n, m), got {tuple(cost.shape)}")
-    cost = check_float_tensor("cost", cost)
+    cost, largest = _float_tensor_and_bound("cost", cost)
     if mask is not None:
         mask = _check_mask(mask, cost)
-    return DenseCost(cost, mask)
+        low, high = torch.aminmax(cost.detach().masked_fill(mask, 0.0))  # forbidden pairs' values do not matter
+        largest = max(-float(low), float(high))
+    return DenseCost(cost, mask), largest
+
+
+def _check_cost_function(geometry: PointCloud) -> None:
+    """The built-in costs need finite squared norms (``|x|^2`` overflows for entries near the dtype's limit, and
+    then every cost is inf or 0); a custom cost callable must map ``x`` rows ``(..., k, d)`` and ``y (..., m, d)``
+    to a floating ``(..., k, m)`` block, checked on the first row. ``O((n + m) d)``."""
+    from .costs import COSTS
+
+    if any(geometry.cost_fn is fn for fn in COSTS.values()):
+        for name, points in (("x", geometry.x), ("y", geometry.y)):
+            if not bool(torch.isfinite(points.detach().square().sum(-1)).all()):
+                raise ValueError(
+                    f"{name}: squared norms overflow {points.dtype} (entries too large for the "
+                    f"{geometry.cost_name!r} cost); rescale the points"
+                )
+        return
+    expected = geometry.batch_shape + (1, geometry.m)
+    with torch.no_grad():
+        probe = geometry.block(geometry.tensors(), 0, 1)
+    if not isinstance(probe, Tensor) or tuple(probe.shape) != expected:
+        got = tuple(probe.shape) if isinstance(probe, Tensor) else type(probe).__name__
+        raise ValueError(
+            f"cost: a cost function must map x rows (..., k, d) and y (..., m, d) to (..., k, m); for one row it "
+            f"returned {got}, expected {expected}"
+        )
+    if not probe.is_floating_point():
+        raise TypeError(f"cost: the cost function returned dtype {probe.dtype}, expected a floating dtype")
 
 
 def _unmasked(geometry: DenseCost) -> Tensor:
@@ -133,10 +243,12 @@ def _unmasked(geometry: DenseCost) -> Tensor:
 def _check_mask(mask: Tensor, cost: Tensor) -> Tensor:
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
         raise TypeError("mask: expected a bool tensor (True = forbidden pair)")
+    check_same_device("mask", mask, cost)
+    check_tensor("mask", mask)
     try:
         full = mask.expand_as(cost)
     except RuntimeError:
         raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to the cost {tuple(cost.shape)}") from None
     if full.all(-1).any() or full.all(-2).any():
         raise ValueError("mask: forbids every pair of some row or column; that mass could not be transported")
-    return mask.to(cost.device)
+    return mask

@@ -23,6 +23,7 @@ import torch
 from otalign.plan import Plan
 from otalign.problem import Problem
 from otalign.solver import Init, Solver, initial_potentials
+from otalign.validation import check_positive_int
 
 from .registry import register
 from .sinkhorn import Sinkhorn
@@ -44,10 +45,8 @@ class ProximalPoint(Solver):
 
     def __init__(self, inner_iter: int = 10, keep_iterates: bool = False, block_rows: Optional[int] = None):
         super().__init__()
-        if inner_iter < 1:
-            raise ValueError(f"inner_iter: must be >= 1, got {inner_iter!r}")
         self.inner = Sinkhorn(block_rows=block_rows)
-        self.inner_iter = int(inner_iter)
+        self.inner_iter = check_positive_int("inner_iter", inner_iter)
         self.keep_iterates = keep_iterates
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:

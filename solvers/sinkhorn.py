@@ -12,8 +12,10 @@ from otalign.plan import Plan
 from otalign.problem import Problem
 from otalign.softmin import KERNELS
 from otalign.solver import Init, Solver, initial_potentials
+from otalign.validation import check_number, check_positive_int
 
 from .registry import register
+from .scaling import fused_sinkhorn, spread_allows
 
 
 @register("sinkhorn")
@@ -31,8 +33,11 @@ class Sinkhorn(Solver):
         scaling_iter: sweeps per annealing stage (default 1).
         keep_iterates: keep ``(f, g)`` after every row step in :attr:`Plan.iterates` (multistep losses).
         block_rows: rows per block of the soft-min primitive (default: fit 2 MiB).
-        kernel: soft-min implementation, ``"blocked"`` (default), ``"dense"`` or ``"compiled"`` (fused
-            ``torch.compile`` kernel for dense costs; compiles on first use), see :func:`otalign.softmin.logsumexp`.
+        kernel: ``"auto"`` (default): for a fixed number of iterations (``tol=0``) on a dense cost whose spread is
+            small against eps, the kernel-domain loop with a fused backward (:mod:`otalign.solvers.scaling`; same
+            iterates), else the blocked log-domain soft-min. ``"blocked"``, ``"dense"`` or ``"compiled"`` force a
+            log-domain soft-min implementation (:func:`otalign.softmin.logsumexp`; ``"compiled"`` is a fused
+            ``torch.compile`` kernel for dense costs that compiles on first use).
         check_every: measure the stopping criterion every k iterations (fewer host syncs on GPU).
     """
 
@@ -43,21 +48,22 @@ class Sinkhorn(Solver):
         keep_iterates: bool = False,
         block_rows: Optional[int] = None,
         check_every: int = 1,
-        kernel: str = "blocked",
+        kernel: str = "auto",
     ):
         super().__init__()
-        if eps_scaling is not None and not 0 < eps_scaling < 1:
-            raise ValueError(f"eps_scaling: expected a ratio in (0, 1), got {eps_scaling!r}")
-        if scaling_iter < 1 or check_every < 1:
-            raise ValueError("scaling_iter, check_every: must be >= 1")
+        if eps_scaling is not None:
+            eps_scaling = check_number("eps_scaling", eps_scaling, strict=True)
+            if not eps_scaling < 1:
+                raise ValueError(f"eps_scaling: expected a ratio in (0, 1), got {eps_scaling!r}")
         self.eps_scaling = eps_scaling
-        self.scaling_iter = int(scaling_iter)
+        self.scaling_iter = check_positive_int("scaling_iter", scaling_iter)
         self.keep_iterates = keep_iterates
-        self.block_rows = block_rows
-        self.check_every = int(check_every)
-        if kernel not in KERNELS:
-            raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
+        self.block_rows = None if block_rows is None else check_positive_int("block_rows", block_rows)
+        self.check_every = check_positive_int("check_every", check_every)
+        if kernel != "auto" and kernel not in KERNELS:
+            raise ValueError(f"kernel: expected 'auto' or one of {KERNELS}, got {kernel!r}")
         self.kernel = kernel
+        self.softmin_kernel = "blocked" if kernel == "auto" else kernel
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         f, g = initial_potentials(problem, init)
@@ -66,11 +72,22 @@ class Sinkhorn(Solver):
             for eps in annealing_schedule(problem, self.eps_scaling):
                 staged = problem.with_eps(eps)
                 for _ in range(self.scaling_iter):
-                    f, _ = staged.update_f(g, None, self.block_rows, self.kernel)
-                    g, _ = staged.update_g(f, None, self.block_rows, self.kernel)
+                    f, _ = staged.update_f(g, None, self.block_rows, self.softmin_kernel)
+                    g, _ = staged.update_g(f, None, self.block_rows, self.softmin_kernel)
                     f, g = self.after_iteration(staged, f, g)
                     sweeps += 1
+        if self._fused_applies(problem, tol):
+            f_fused, g_fused = fused_sinkhorn(problem, f, g, max_iter)
+            if bool(torch.isfinite(f_fused).all() and torch.isfinite(g_fused).all()):
+                return Plan(problem, f_fused, g_fused, max_iter, False, None, "unroll")
         return self.iterate(problem, f, g, max_iter, tol, sweeps)
+
+    def _fused_applies(self, problem: Problem, tol: float) -> bool:
+        plain = type(self).after_iteration is Sinkhorn.after_iteration
+        return (
+            self.kernel == "auto" and tol == 0 and plain and not self.keep_iterates and self.eps_scaling is None
+            and spread_allows(problem)
+        )
 
     def after_iteration(self, problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
         """Hook run after each full iteration (the translation-invariant solver moves the potentials here)."""
@@ -86,7 +103,7 @@ class Sinkhorn(Solver):
         iterations = 0
         for it in range(max_iter):
             check = tol > 0 and it % self.check_every == 0
-            f_next, hint_f = problem.update_f(g, hint_f, self.block_rows, self.kernel)
+            f_next, hint_f = problem.update_f(g, hint_f, self.block_rows, self.softmin_kernel)
             if check and hard_rows and (it > 0 or done > 0):  # (f, g) must follow a column step
                 error = _row_error(problem, f, hint_f)
                 if bool((error <= tol).all()):
@@ -94,7 +111,7 @@ class Sinkhorn(Solver):
                     break
             if iterates is not None:
                 iterates.append((f_next, g))
-            g_next, hint_g = problem.update_g(f_next, hint_g, self.block_rows, self.kernel)
+            g_next, hint_g = problem.update_g(f_next, hint_g, self.block_rows, self.softmin_kernel)
             if check and not hard_rows:
                 with torch.no_grad():
                     error = torch.maximum(_sup(f_next - f), _sup(g_next - g)) / problem.eps

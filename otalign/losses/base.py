@@ -59,6 +59,7 @@ from .. import targets as _targets
 from ..aligner import Aligner
 from ..costs import negative_cosine
 from ..divergences import Divergence
+from ..validation import as_real, check_tensor
 from . import distributed
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -284,6 +285,7 @@ def _stack_views(views: Sequence[Tensor]) -> Tensor:
         name = f"z{i}"
         if not isinstance(z, Tensor):
             raise TypeError(f"{name}: expected a tensor (N, d), got {type(z).__name__}")
+        check_tensor(name, z)
         if not z.is_floating_point():
             raise TypeError(f"{name}: expected a floating-point tensor, got dtype {z.dtype}")
         if z.dim() != 2 or z.shape[0] < 1 or z.shape[1] < 1:
@@ -299,7 +301,16 @@ def _stack_views(views: Sequence[Tensor]) -> Tensor:
 
 def _check_labels(labels: Tensor, n: int, device: torch.device) -> Tensor:
     if not isinstance(labels, Tensor):
-        labels = torch.as_tensor(labels)
+        converted = None
+        if not isinstance(labels, (str, bytes)):
+            try:
+                converted = torch.as_tensor(labels)
+            except (TypeError, ValueError, RuntimeError):
+                pass
+        if converted is None:
+            raise TypeError(f"labels: expected integer class ids (N,), got {type(labels).__name__}")
+        labels = converted
+    check_tensor("labels", labels)
     if labels.dim() != 1 or labels.shape[0] != n:
         raise ValueError(f"labels: expected shape ({n},) (one label per sample), got {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
@@ -308,11 +319,8 @@ def _check_labels(labels: Tensor, n: int, device: torch.device) -> Tensor:
 
 
 def _positive(name: str, value: float) -> float:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name}: expected a positive number, got {value!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: must be a finite number > 0, got {value}")
+    value = as_real(name, value, "a positive number")
+    if not math.isfinite(value) or value <= 0 or not math.isfinite(1.0 / value):
+        raise ValueError(f"{name}: must be a finite number > 0 with a finite inverse, got {value}")
     return value
 

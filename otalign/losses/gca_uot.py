@@ -50,10 +50,11 @@ class GCAUOT(AlignmentLoss):
         compat: Optional[str] = None,
     ):
         q, lam = check_robust(q, lam)
-        if not (isinstance(rho, (int, float)) and rho > 0):
+        if isinstance(rho, bool) or not (isinstance(rho, (int, float)) and rho > 0):
             raise ValueError(f"rho: must be > 0 (inf = balanced), got {rho!r}")
         for name, weight in (("r1", r1), ("r2", r2)):
-            if not (isinstance(weight, (int, float)) and math.isfinite(weight) and weight >= 0):
+            number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
+            if not (number and math.isfinite(weight) and weight >= 0):
                 raise ValueError(f"{name}: must be a finite number >= 0, got {weight!r}")
         divergence = Weighted([(float(r1), kl), (float(r2), Robust(q, lam))])
         super().__init__(

@@ -51,9 +51,9 @@ class RINCE(AlignmentLoss):
 
 
 def check_robust(q: float, lam: float) -> tuple[float, float]:
-    """Validate RINCE's ``q`` (> 0) and ``lam`` (>= 0); returns them as floats."""
-    if not (isinstance(q, (int, float)) and math.isfinite(q) and q > 0):
-        raise ValueError(f"q: must be a finite number > 0, got {q!r}")
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
+    """Validate RINCE's ``q`` (in (0, 1]) and ``lam`` (>= 0); returns them as floats."""
+    if isinstance(q, bool) or not (isinstance(q, (int, float)) and math.isfinite(q) and 0 < q <= 1):
+        raise ValueError(f"q: must be a number in (0, 1], got {q!r}")
+    if isinstance(lam, bool) or not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam >= 0):
         raise ValueError(f"lam: must be a finite number >= 0, got {lam!r}")
     return float(q), float(lam)
