@@ -6,6 +6,8 @@ Each returns one value per anchor (row), ``(..., n)``; rows whose target has no 
 
 from __future__ import annotations
 
+import math
+
 from collections import abc
 from dataclasses import dataclass
 from typing import Callable, Sequence, Union
@@ -72,9 +74,25 @@ def robust(plan: Plan, target: Tensor, q: float = 0.5, lam: float = 0.01) -> Ten
     log_target = torch.where(target > 0, target.clamp_min(torch.finfo(target.dtype).tiny).log(), -torch.inf)
     log_pos = torch.logsumexp(log_kernel + log_target, dim=-1)
     log_all = torch.logsumexp(log_kernel, dim=-1)
-    positive = torch.exp(q * log_pos) / q
-    negative = torch.exp(q * (log_all + torch.log(torch.as_tensor(lam, dtype=log_all.dtype)))) / q if lam > 0 else 0.0
+    exponent_pos = q * log_pos
+    exponent_neg = q * (log_all + math.log(lam)) if lam > 0 else None
+    _check_exponent_range(exponent_pos, exponent_neg, q, plan.problem.eps)
+    positive = torch.exp(exponent_pos) / q
+    negative = torch.exp(exponent_neg) / q if exponent_neg is not None else 0.0
     return torch.where(torch.isfinite(log_pos), -positive + negative, torch.zeros_like(log_pos))
+
+
+def _check_exponent_range(exponent_pos: Tensor, exponent_neg, q: float, eps: float) -> None:
+    """Raise instead of returning ``inf - inf = NaN`` when ``pos^q`` or ``(lam all)^q`` overflows the dtype."""
+    limit = math.log(torch.finfo(exponent_pos.dtype).max) - math.log(2.0)
+    largest = exponent_pos.detach().masked_fill(~torch.isfinite(exponent_pos.detach()), -math.inf).max()
+    if exponent_neg is not None:
+        largest = torch.maximum(largest, exponent_neg.detach().max())
+    if bool(largest > limit):
+        raise ValueError(
+            f"q, eps: the robust term exp(q * log K~) overflows {exponent_pos.dtype} (exponent {float(largest):.4g} > "
+            f"{limit:.4g}; q/eps = {q / eps:.4g}): use a larger temperature (eps), a smaller q, or float64"
+        )
 
 
 @dataclass

@@ -153,7 +153,8 @@ def test_fuzz_constructor_keywords(case, value):
         raises_naming("q", lambda: call(loss_fn, z))
         return
     if isinstance(loss_fn, ROBUST) and robust_overflows(loss_fn):
-        return  # a known limitation, pinned by test_robust_term_overflow_gives_nan
+        raises_naming("q, eps", lambda: call(loss_fn, z))  # see test_robust_term_overflow_is_a_clear_error_not_nan
+        return
     loss = call(loss_fn, z)
     assert not torch.isnan(loss).any()
 
@@ -163,10 +164,10 @@ def robust_overflows(loss_fn) -> bool:
     return loss_fn.q / loss_fn.temperature > 700
 
 
-@pytest.mark.xfail(strict=True, reason="open problem: the robust term is exp(q log pos) - exp(q log all) computed "
-                   "separately; when both overflow (q / temperature > ~700) the loss is inf - inf = NaN")
-def test_robust_term_overflow_gives_nan():
-    assert not torch.isnan(losses.RINCE(temperature=1e-6)(*views())).any()
+def test_robust_term_overflow_is_a_clear_error_not_nan():
+    """exp(q s / eps) beyond the dtype's range: the robust losses raise, naming q and eps, instead of inf - inf."""
+    with pytest.raises(ValueError, match="q, eps"):
+        losses.RINCE(temperature=1e-6)(*views())
 
 
 # ------------------------------------------------------------------------------------------------ call inputs
