@@ -3,7 +3,10 @@
     otalign train --modality images --dataset digits --method gca_uot --encoder mlp --epochs 40 \\
                   --corrupt-severity 3 --seed 0 --out runs/x
     otalign train --config run.toml --seed 1          # flags override the file
+    otalign train --modality timeseries --dataset basicmotions --encoder cnn1d --method gca_uot --epochs 30
+    otalign train --modality text --dataset wordnet --encoder tiny_bert --method gca_infonce --epochs 20
     otalign demo                                       # the method comparison on digits (minutes on a CPU)
+    otalign demo --modality timeseries                 # ... on JapaneseVowels; --modality text: WordNet glosses
     otalign demo --quick                               # a smoke run in seconds
 
 Under ``torchrun``, ``otalign train`` trains on several processes (``torchrun --nproc_per_node=2 -m otalign.cli
@@ -20,7 +23,10 @@ from typing import Optional, Sequence
 
 FLAG_HELP = {
     "method": "loss preset: infonce, gca_infonce, rince, gca_rince, gca_uot, supcon, ntxent, byol, simsiam",
-    "encoder": "mlp, cnn or resnet18",
+    "modality": "images, timeseries or text",
+    "dataset": "images: digits, digits-rotated/-coloured/-noisy, cifar10, ...; timeseries: basicmotions, gunpoint, "
+               "japanesevowels, pickupgesture, basicmotions-devices; text: wordnet, fortunes, text_domains",
+    "encoder": "images: mlp, cnn or resnet18; timeseries: cnn1d or tcn; text: tiny_bert or minilm",
     "corrupt_severity": "Gaussian-noise severity 1-5 on --corrupt-view (0 = clean)",
     "corrupt_view": "first, second or both",
     "out": "output folder (metrics.jsonl, checkpoint.pt, results.json, plots)",
@@ -50,12 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
             train.add_argument(flag, type=convert, default=None, metavar=name.upper(), help=helptext)
     train.add_argument("--stop-after", type=int, default=None, help="stop (and checkpoint) after this epoch")
 
-    demo = commands.add_parser("demo", help="compare methods on scikit-learn's digits, write report.md")
+    demo = commands.add_parser("demo", help="compare methods on real offline data, write report.md")
+    demo.add_argument("--modality", choices=("images", "timeseries", "text"), default="images",
+                      help="images: scikit-learn's digits (default); timeseries: JapaneseVowels; text: WordNet glosses")
     demo.add_argument("--out", type=Path, default=Path("otalign-demo"), help="output folder (default ./otalign-demo)")
     demo.add_argument("--seeds", type=int, default=5, help="seeds per method and condition (default 5)")
-    demo.add_argument("--epochs", type=int, default=None, help="epochs per run (default 30; 2 with --quick)")
+    demo.add_argument("--epochs", type=int, default=None,
+                      help="epochs per run (default 30; 2 with --quick)")
     demo.add_argument("--methods", type=str, default=None,
-                      help="comma-separated methods (default infonce,gca_infonce,rince,gca_rince,gca_uot,byol)")
+                      help="comma-separated methods (default images: infonce,gca_infonce,rince,gca_rince,gca_uot,byol; "
+                           "timeseries: the same without byol; text: infonce,gca_infonce,gca_uot)")
     demo.add_argument("--quick", action="store_true", help="tiny smoke run: 1 seed, 2 epochs, 400 samples")
     demo.add_argument("--workers", type=int, default=None,
                       help="parallel runs (processes of one thread each; default one per CPU core, at most 8)")
@@ -96,17 +106,17 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .training.demo import DEMO_METHODS, run_demo, short_table
-
+    from .training.demo import DEMOS, run_demo, short_table
     from .training.methods import get_method
 
-    methods = DEMO_METHODS if args.methods is None else tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    default = DEMOS[args.modality].methods
+    methods = default if args.methods is None else tuple(m.strip() for m in args.methods.split(",") if m.strip())
     if not methods:
         raise ValueError("--methods: expected at least one method name")
     for method in methods:
         get_method(method)
     results = run_demo(args.out, seeds=args.seeds, epochs=args.epochs, methods=methods, quick=args.quick,
-                       workers=args.workers)
+                       workers=args.workers, modality=args.modality)
     runs = len(results["results"]) * len(methods) * results["seeds"]
     print()
     print(short_table(results))

@@ -6,7 +6,12 @@
 * :class:`Trainer`: optimiser, warmup + cosine schedule, AMP on CUDA, progress bars, JSON-lines metrics, atomic
   checkpoints and exact resume.
 * :func:`evaluate`: linear probes (full and few-label), kNN, alignment, uniformity, WDM on frozen features.
-* :func:`run_experiment`: all of the above from a config; :func:`run_demo`: the digits comparison.
+* :func:`run_experiment`: all of the above from a config; :func:`run_demo`: the method comparison on digits, time
+  series (JapaneseVowels) or text (WordNet glosses).
+* modalities (looked up by name, imported on use): ``images`` (:mod:`.images`), ``timeseries``
+  (:mod:`.timeseries`), ``text`` (:mod:`.text`).
+* :mod:`.setups`: training with targets built from side information (domain priors, label hierarchies) and
+  leave-one-domain-out evaluation.
 
 Example::
 

@@ -22,8 +22,11 @@ class Config:
     """Settings of one training run.
 
     Data and model:
-        modality, dataset: which adapter and which of its datasets (``"images"``, ``"digits"``).
-        encoder: the adapter's encoder name (``"mlp"``, ``"cnn"``, ``"resnet18"``).
+        modality, dataset: which adapter and which of its datasets (``"images"``: ``"digits"``, ``"cifar10"``...;
+            ``"timeseries"``: ``"basicmotions"``, ``"gunpoint"``, ``"japanesevowels"``, ``"pickupgesture"``;
+            ``"text"``: ``"wordnet"``, ``"fortunes"``, ``"text_domains"``).
+        encoder: the adapter's encoder name (images ``"mlp"``, ``"cnn"``, ``"resnet18"``; time series ``"cnn1d"``,
+            ``"tcn"``; text ``"tiny_bert"``, ``"minilm"``).
         feature_dim: encoder output size (the frozen features that evaluation reads).
         hidden_dim: hidden width of the MLP encoder and of the projection/predictor heads.
         projection_dim: output size of the projection head (what the loss sees).

@@ -22,7 +22,11 @@ ViewMaker = Callable[[Tensor, torch.Generator], tuple[Tensor, Tensor]]
 
 #: modality name -> module that implements ``load(config, device) -> TensorData`` and
 #: ``networks(config, in_shape) -> (encoder, projector)``.
-ADAPTERS: dict[str, str] = {"images": "otalign.training.images"}
+ADAPTERS: dict[str, str] = {
+    "images": "otalign.training.images",
+    "timeseries": "otalign.training.timeseries",
+    "text": "otalign.training.text",
+}
 
 
 def _identity(x: Tensor) -> Tensor:
@@ -78,3 +82,22 @@ def build_networks(config: Config, in_shape: tuple[int, ...]) -> tuple[nn.Module
     """``(encoder, projector)`` of ``config.encoder`` for inputs of shape ``in_shape``; the encoder has a
     ``feature_dim`` attribute, the projector maps it to ``config.projection_dim``."""
     return _adapter(config.modality).networks(config, in_shape)
+
+
+def stratified_split(labels: Tensor, test_fraction: float = 0.25, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Sorted ``(train, test)`` index tensors: in every class, ``round(test_fraction * count)`` samples (drawn with
+    ``seed``) go to the test split. ``labels`` is ``(N,)``."""
+    if labels.dim() != 1 or labels.numel() == 0:
+        raise ValueError(f"labels: expected a non-empty (N,) tensor, got shape {tuple(labels.shape)}")
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"test_fraction: expected a value in (0, 1), got {test_fraction!r}")
+    labels = labels.cpu()
+    draw = torch.Generator().manual_seed(seed)
+    test = []
+    for value in torch.unique(labels):
+        members = torch.nonzero(labels == value).flatten()
+        members = members[torch.randperm(members.numel(), generator=draw)]
+        test.append(members[: round(test_fraction * members.numel())])
+    is_test = torch.zeros(labels.numel(), dtype=torch.bool)
+    is_test[torch.cat(test)] = True
+    return torch.nonzero(~is_test).flatten(), torch.nonzero(is_test).flatten()

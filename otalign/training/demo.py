@@ -12,6 +12,11 @@ Setup (written into the report):
   the floor; ``seeds`` seeds each.
 * evaluation on frozen encoder features: few-label linear probe (5 labels per class, mean of 5 draws; the number
   that separates methods), full linear probe (saturates on digits), kNN, WDM, uniformity, alignment.
+
+``--modality timeseries`` runs the same comparison on JapaneseVowels (12-channel speech features, 9 speakers,
+270 train / 370 test series; a 1-D CNN, sensor augmentations) and ``--modality text`` on WordNet noun definitions
+(26 lexicographer-file labels; a tiny randomly initialised BERT trained from scratch, token-deletion/swap views plus
+dropout); time series have the clean and corrupted conditions, text only a clean one (:data:`DEMOS`).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -56,20 +62,70 @@ DEFAULT_EPOCHS = 30
 QUICK = {"epochs": 2, "seeds": 1, "subset": 400, "eval_draws": 2}
 
 
-def demo_config(method: str, condition: str, seed: int, epochs: int, out: Path, quick: bool = False) -> Config:
+@dataclass(frozen=True)
+class DemoSpec:
+    """One modality's demo: the data and network settings shared by its runs, its conditions (config changes),
+    default epochs and methods, and the report's title and setup paragraph."""
+
+    dataset: str
+    encoder: str
+    feature_dim: int
+    hidden_dim: int
+    projection_dim: int
+    epochs: int
+    methods: tuple[str, ...]
+    conditions: dict[str, dict[str, Any]] = field(default_factory=lambda: {"clean": {"corrupt_severity": 0}})
+    title: str = ""
+    setup: str = ""
+    condition_text: dict[str, str] = field(default_factory=dict)
+    lr: float = 2e-3
+
+
+DEMOS: dict[str, DemoSpec] = {
+    "images": DemoSpec("digits", "mlp", 128, 256, 64, DEFAULT_EPOCHS, DEMO_METHODS, CONDITIONS),
+    "timeseries": DemoSpec(
+        "japanesevowels", "cnn1d", 64, 128, 32, 30, ("infonce", "gca_infonce", "rince", "gca_rince", "gca_uot"),
+        title="# otalign demo: contrastive learning as OT alignment on JapaneseVowels (aeon, bundled)",
+        setup="Setup: JapaneseVowels, 12 channels (LPC cepstra), 9 speakers, the official 270 train / 370 test split, "
+              "series zero-padded to 29 steps and standardised per channel with the training statistics. 1-D CNN "
+              "encoder (3 Conv-BN-ReLU blocks of width 32/64/64, global average pooling; 64-d features read by all "
+              "evaluations), MLP projection head (32-d), Adam lr 2e-3, batch 256, warmup then cosine decay, "
+              "temperature (eps) 0.5; GCA methods use the losses' default Sinkhorn iterations.",
+        conditions={"clean": {"corrupt_severity": 0},
+                    "corrupted": {"corrupt_severity": 5, "corrupt_view": "second", "corrupt_fraction": 0.5}},
+        condition_text={"clean": "both views: random crop, time and magnitude warps (p = 0.5), scaling, jitter",
+                        "corrupted": "as clean, plus Gaussian noise of standard deviation 1 (the data's own scale) "
+                                     "on the second view of a random half of the pairs"},
+    ),
+    "text": DemoSpec(
+        "wordnet", "tiny_bert", 64, 128, 32, 30, ("infonce", "gca_infonce", "gca_uot"),
+        title="# otalign demo: contrastive learning as OT alignment on WordNet noun definitions",
+        setup="Setup: WordNet 3 noun definitions (Debian wordnet-base), at most 40 per lexicographer file, labelled "
+              "by the 26 noun lexicographer files; a fixed stratified 75/25 split. Encoder: a randomly initialised "
+              "2-layer BERT of width 64 (2 heads, word-level tokenizer over the corpus, 32 tokens, mean pooling) "
+              "trained from scratch; MLP projection head (32-d), Adam lr 2e-3, batch 256, temperature (eps) 0.5.",
+        condition_text={"clean": "each view: random word deletion (p = 0.1) and one word swap, plus BERT dropout "
+                                 "(SimCSE)"},
+    ),
+}
+
+
+def demo_config(method: str, condition: str, seed: int, epochs: int, out: Path, quick: bool = False,
+                modality: str = "images") -> Config:
     """The config of one demo run (the demo's shared settings plus the condition's corruption; ``quick`` cuts the
     training set and the few-label probe's draws)."""
+    spec = _spec(modality)
     return Config(
-        modality="images",
-        dataset="digits",
+        modality=modality,
+        dataset=spec.dataset,
         method=method,
-        encoder="mlp",
-        feature_dim=128,
-        hidden_dim=256,
-        projection_dim=64,
+        encoder=spec.encoder,
+        feature_dim=spec.feature_dim,
+        hidden_dim=spec.hidden_dim,
+        projection_dim=spec.projection_dim,
         epochs=epochs,
         batch_size=256,
-        lr=2e-3,
+        lr=spec.lr,
         optimiser="adam",
         weight_decay=1e-5,
         warmup_epochs=2,
@@ -84,18 +140,25 @@ def demo_config(method: str, condition: str, seed: int, epochs: int, out: Path, 
         checkpoint_every=0,
         resume=False,
         quiet=True,
-        **CONDITIONS[condition],
+        **spec.conditions[condition],
     )
+
+
+def _spec(modality: str) -> DemoSpec:
+    if modality not in DEMOS:
+        raise ValueError(f"modality: no demo for {modality!r}; expected one of {sorted(DEMOS)}")
+    return DEMOS[modality]
 
 
 def run_demo(
     out: Path,
     seeds: int = 5,
     epochs: Optional[int] = None,
-    methods: Sequence[str] = DEMO_METHODS,
+    methods: Optional[Sequence[str]] = None,
     quick: bool = False,
     workers: Optional[int] = None,
     log: Optional[Callable[[str], None]] = None,
+    modality: str = "images",
 ) -> dict[str, Any]:
     """Run every (condition, method, seed), evaluate, and write ``report.md``, ``results.json`` and the plots under
     ``out``. ``quick`` is a smoke run (1 seed, 2 epochs, 400 training samples, 2 label draws). Returns the results
@@ -105,9 +168,12 @@ def run_demo(
     with one torch thread: the tensors are tiny, so intra-op threads only add synchronisation (and collapse when
     other programs share the cores). ``workers=1`` runs everything in this process. Results do not depend on
     ``workers``. Worker processes are spawned: from a script, call this under ``if __name__ == "__main__":``.
+    ``modality`` picks the data, networks, conditions and default ``methods`` and ``epochs`` (:data:`DEMOS`).
     """
     from .report import write_report
 
+    spec = _spec(modality)
+    methods = spec.methods if methods is None else methods
     if seeds < 1:
         raise ValueError(f"seeds: expected at least 1, got {seeds}")
     if not methods:
@@ -116,15 +182,17 @@ def run_demo(
     if quick:
         seeds = min(seeds, QUICK["seeds"])
         epochs = epochs or QUICK["epochs"]
-    epochs = epochs or DEFAULT_EPOCHS
-    tasks = [(c, "untrained", s) for c in CONDITIONS for s in range(seeds)]
-    tasks += [(c, m, s) for c in CONDITIONS for m in methods for s in range(seeds)]
+    epochs = epochs or spec.epochs
+    conditions = spec.conditions
+    tasks = [(c, "untrained", s) for c in conditions for s in range(seeds)]
+    tasks += [(c, m, s) for c in conditions for m in methods for s in range(seeds)]
     # the untrained encoder is built exactly as the trained runs' (the method does not change the encoder)
-    configs = [demo_config(m if m != "untrained" else methods[0], c, s, epochs, out, quick) for c, m, s in tasks]
+    configs = [demo_config(m if m != "untrained" else methods[0], c, s, epochs, out, quick, modality)
+               for c, m, s in tasks]
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise ValueError(f"workers: expected at least 1, got {workers}")
-    runs: dict[str, dict[str, list[Any]]] = {c: {m: [None] * seeds for m in ("untrained", *methods)} for c in CONDITIONS}
+    runs: dict[str, dict[str, list[Any]]] = {c: {m: [None] * seeds for m in ("untrained", *methods)} for c in conditions}
     started = time.perf_counter()
     cpu_seconds = 0.0
     log = log or _print
@@ -138,8 +206,10 @@ def run_demo(
             f"{time.perf_counter() - started:.0f} s elapsed)"
         )
     seconds = time.perf_counter() - started
-    results = summarise(runs, methods, seeds, epochs, seconds, quick)
-    results.update(cpu_seconds=cpu_seconds, workers=workers)
+    results = summarise(runs, methods, seeds, epochs, seconds, quick, conditions)
+    results.update(cpu_seconds=cpu_seconds, workers=workers, modality=modality)
+    if spec.title:
+        results.update(title=spec.title, setup=spec.setup, condition_text=spec.condition_text)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     write_report(results, runs, out)
@@ -187,7 +257,8 @@ _DATA: dict[tuple, Any] = {}
 def _run_task(method: str, config: Config) -> dict[str, Any]:
     """One demo run (``method == "untrained"``: evaluation of the initial encoder), with its CPU time."""
     cpu = time.process_time()
-    key = (config.corrupt_severity, config.corrupt_view, config.corrupt_fraction, config.subset)
+    key = (config.modality, config.dataset, config.encoder, config.corrupt_severity, config.corrupt_view,
+           config.corrupt_fraction, config.subset)
     if key not in _DATA:
         _DATA[key] = load_data(config, resolve_device("cpu"))
     data = _DATA[key]
@@ -212,13 +283,16 @@ def summarise(
     epochs: int,
     seconds: float,
     quick: bool,
+    conditions: Optional[dict[str, dict[str, Any]]] = None,
 ) -> dict[str, Any]:
-    """Mean and standard deviation over seeds of every metric, per condition and method (plus per-seed values)."""
+    """Mean and standard deviation over seeds of every metric, per condition and method (plus per-seed values);
+    ``conditions`` (default: the image demo's) are recorded with their settings."""
+    conditions = CONDITIONS if conditions is None else conditions
     summary: dict[str, Any] = {
         "seeds": seeds,
         "epochs": epochs,
         "methods": list(methods),
-        "conditions": {name: dict(settings) for name, settings in CONDITIONS.items()},
+        "conditions": {name: dict(settings) for name, settings in conditions.items()},
         "quick": quick,
         "eval_draws": QUICK["eval_draws"] if quick else 5,
         "seconds": seconds,

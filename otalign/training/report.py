@@ -59,22 +59,23 @@ def write_report(results: dict[str, Any], runs: dict[str, dict[str, list[dict[st
         figures.append((f"training loss, {condition}", name))
 
     lines = [
-        "# otalign demo: contrastive learning as OT alignment on scikit-learn's digits",
+        results.get("title") or "# otalign demo: contrastive learning as OT alignment on scikit-learn's digits",
         "",
         f"{results['seeds']} seed(s), {results['epochs']} epochs per run"
         + (" — QUICK SMOKE RUN (tiny subset; numbers are not meaningful)" if results["quick"] else "")
         + f"; wall time {results['seconds']:.0f} s with {results['workers']} worker process(es) of one torch "
         f"thread each on {platform.machine()} ({results['cpu_seconds']:.0f} s of CPU time in all runs).",
         "",
-        "Setup: 1,797 8x8 digit images, a fixed 75/25 train/test split. MLP encoder (128-d features, read by all "
-        "evaluations), MLP projection head (64-d, what the loss sees), Adam, batch 256, warmup then cosine decay, "
-        "temperature (eps) 0.5; GCA methods run 10 Sinkhorn iterations, GCA-UOT uses rho 0.2. BYOL uses an EMA "
-        "target (tau from 0.95 up to 1).",
+        results.get("setup") or (
+            "Setup: 1,797 8x8 digit images, a fixed 75/25 train/test split. MLP encoder (128-d features, read by "
+            "all evaluations), MLP projection head (64-d, what the loss sees), Adam, batch 256, warmup then cosine "
+            "decay, temperature (eps) 0.5; GCA methods run 10 Sinkhorn iterations, GCA-UOT uses rho 0.2. BYOL uses "
+            "an EMA target (tau from 0.95 up to 1)."),
         "",
         "Metrics, on frozen encoder features: **few-label probe** = logistic regression trained on 5 labels per "
         f"class, mean of {results['eval_draws']} label draws (the number that separates methods); full probe = all "
         "training labels "
-        "(saturates on digits: even an untrained encoder scores high); kNN = weighted 20-NN (cosine); on two views "
+        "(saturates on easy data such as digits, where even an untrained encoder scores high); kNN = weighted 20-NN (cosine); on two views "
         "of the test images made as in training: alignment (mean squared distance of normalised positive pairs, "
         "lower = more invariant), WDM (Wasserstein dependency between paired features, entropic estimate); "
         "uniformity on the clean test features (lower = more spread). Values are mean ± sample std over seeds "
@@ -82,7 +83,9 @@ def write_report(results: dict[str, Any], runs: dict[str, dict[str, list[dict[st
         "",
     ]
     for condition, table in results["results"].items():
-        lines += [f"## {condition}: {CONDITION_TEXT.get(condition, str(CONDITIONS.get(condition, '')))}", ""]
+        text = results.get("condition_text", {}).get(condition) or CONDITION_TEXT.get(
+            condition, str(results.get("conditions", CONDITIONS).get(condition, "")))
+        lines += [f"## {condition}: {text}", ""]
         lines.append("| method | " + " | ".join(HEADERS[m] for m in METRICS) + " |")
         lines.append("|---|" + "---:|" * len(METRICS))
         for method in methods:

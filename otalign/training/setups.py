@@ -1,0 +1,153 @@
+"""Contrastive setups with a target plan built from side information: domain priors, label hierarchies, and
+leave-one-domain-out evaluation (METHOD.md section 2: any non-negative ``P_tgt`` is a valid target).
+
+The trainer hands a model each batch's ``labels``; here the stored "labels" are sample indices ``(N,)`` so that a
+:class:`TargetModel` can look up any per-sample metadata (domain, fine and coarse class) of the batch and build the
+batch's target, e.g. ``targets.domain_prior(domains[index], alpha, beta)``. Evaluation uses linear probes on
+frozen encoder features (:func:`probe`).
+
+Example::
+
+    >>> rule = domain_target(domains, alpha=0.01, beta=0.0)
+    >>> encoder = train_with_target(config, x, views, rule)
+    >>> features = extract_features(encoder, x)
+    >>> train, test = leave_one_domain_out(domains, held_out=2)
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .. import metrics, targets
+from .config import Config
+from .data import TensorData, ViewMaker, build_networks, stratified_split
+from .distributed import resolve_device
+from .evaluate import extract_features
+from .methods import LOSS_METHODS, make_loss
+from .models import ContrastiveModel
+from .rng import seed_everything
+from .trainer import Trainer
+
+#: ``index (B,) -> target (2B, 2B)``: the target of a batch given the indices of its samples.
+TargetRule = Callable[[Tensor], Tensor]
+
+
+def domain_target(domains: Tensor, alpha: float, beta: float) -> TargetRule:
+    """The batch target ``targets.domain_prior(domains[index], alpha, beta)`` (instance pairs weigh 1, other
+    same-domain pairs ``alpha``, cross-domain pairs ``beta``)."""
+    domains = domains.cpu()
+    return lambda index: targets.domain_prior(domains[index.cpu()], alpha, beta)
+
+
+def hierarchical_target(levels: Sequence[Tensor], weights: Sequence[float]) -> TargetRule:
+    """The batch target ``targets.hierarchical([level[index] for level in levels], weights)``; pass
+    ``torch.arange(N)`` as the first level to keep the instance pairing."""
+    levels = [level.cpu() for level in levels]
+    return lambda index: targets.hierarchical([level[index.cpu()] for level in levels], list(weights))
+
+
+class TargetModel(ContrastiveModel):
+    """A contrastive model whose loss gets the target ``rule(index)`` of each batch; ``forward(x0, x1, labels)``
+    receives the batch's sample indices as ``labels`` (how :func:`train_with_target` stores the data).
+
+    Example::
+
+        >>> model = TargetModel(encoder, projector, GCAInfoNCE(temperature=0.5), domain_target(d, 0.01, 0.0))
+        >>> loss = model(x0, x1, labels=index)
+    """
+
+    def __init__(self, encoder: nn.Module, projector: nn.Module, criterion: nn.Module, rule: TargetRule):
+        super().__init__(encoder, projector, criterion)
+        self.rule = rule
+
+    def forward(self, x0: Tensor, x1: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        if labels is None:
+            raise ValueError("labels: TargetModel needs the batch's sample indices")
+        z0, z1 = self.project_pair(x0, x1)
+        target = self.rule(labels).to(device=z0.device, dtype=torch.float32)
+        with torch.autocast(device_type=z0.device.type, enabled=False):
+            return self.criterion(z0.float(), z1.float(), target=target)
+
+
+def train_with_target(
+    config: Config,
+    x: Tensor,
+    views: ViewMaker,
+    rule: TargetRule,
+    in_shape: Optional[tuple[int, ...]] = None,
+    inputs: Optional[Callable[[Tensor], Tensor]] = None,
+) -> nn.Module:
+    """Train ``config.method`` (a loss of :data:`~otalign.training.methods.LOSS_METHODS` that takes targets) with
+    the target ``rule`` on the stored samples ``x (N, ...)``; return the trained encoder (in eval mode).
+
+    ``in_shape`` is one encoder input's shape (default ``x.shape[1:]``); ``inputs`` turns stored samples into
+    encoder input (default: identity). Networks come from ``config.modality`` / ``config.encoder``.
+    """
+    if config.method not in LOSS_METHODS or config.method == "supcon":
+        raise ValueError(f"method: expected a contrastive loss that takes targets, got {config.method!r}")
+    seed_everything(config.seed)
+    index = torch.arange(x.shape[0])
+    kwargs = {} if inputs is None else {"inputs": inputs}
+    data = TensorData(x, index, x[:2], index[:2], views, in_shape or tuple(x.shape[1:]), **kwargs)
+    encoder, projector = build_networks(config, data.in_shape)
+    model = TargetModel(encoder, projector, make_loss(config.method, config), rule)
+    Trainer(config, model, data, device=resolve_device(config.device)).fit()
+    return encoder.eval()
+
+
+def leave_one_domain_out(domains: Tensor, held_out: int) -> tuple[Tensor, Tensor]:
+    """``(train, test)`` sorted index tensors: every sample of the other domains, and every sample of domain
+    ``held_out``."""
+    if domains.dim() != 1:
+        raise ValueError(f"domains: expected (N,) domain ids, got shape {tuple(domains.shape)}")
+    held = domains == held_out
+    if not bool(held.any()) or bool(held.all()):
+        raise ValueError(f"held_out: domain {held_out} must hold some but not all samples")
+    return torch.nonzero(~held).flatten(), torch.nonzero(held).flatten()
+
+
+def probe(features: Tensor, labels: Tensor, split: Optional[tuple[Tensor, Tensor]] = None, seed: int = 0,
+          labels_per_class: Optional[int] = None) -> float:
+    """Linear-probe accuracy of ``labels (N,)`` from frozen ``features (N, d)``: trained on ``split[0]``, tested on
+    ``split[1]`` (default: a stratified 75/25 split drawn with ``seed``)."""
+    train, test = split if split is not None else stratified_split(labels, 0.25, seed)
+    return metrics.linear_probe(features[train], labels[train], features[test], labels[test],
+                                labels_per_class=labels_per_class, seed=seed)
+
+
+def lodo_accuracy(features: Tensor, labels: Tensor, domains: Tensor) -> dict[int, float]:
+    """Class accuracy on each held-out domain of a linear probe trained on the other domains' features."""
+    result = {}
+    for domain in torch.unique(domains).tolist():
+        result[domain] = probe(features, labels, leave_one_domain_out(domains, domain))
+    return result
+
+
+def leave_one_domain_out_run(
+    config: Config,
+    x: Tensor,
+    labels: Tensor,
+    domains: Tensor,
+    views: ViewMaker,
+    alpha: float = 0.0,
+    beta: float = 0.0,
+    in_shape: Optional[tuple[int, ...]] = None,
+    inputs: Optional[Callable[[Tensor], Tensor]] = None,
+) -> dict[int, float]:
+    """For every domain: train on the other domains' samples (no labels; target ``domain_prior(alpha, beta)``),
+    fit a linear probe on their labels and return its class accuracy on the held-out domain."""
+    result = {}
+    for domain in torch.unique(domains).tolist():
+        train, test = leave_one_domain_out(domains, domain)
+        encoder = train_with_target(config, x[train], views, domain_target(domains[train], alpha, beta),
+                                    in_shape or tuple(x.shape[1:]), inputs)
+        result[domain] = probe(features_of(encoder, x, inputs), labels, (train, test))
+    return result
+
+
+def features_of(encoder: nn.Module, x: Tensor, inputs: Optional[Callable[[Tensor], Tensor]] = None) -> Tensor:
+    """Frozen features ``(N, feature_dim)`` of stored samples ``x``."""
+    return extract_features(encoder, inputs(x) if inputs is not None else x, batch_size=512)
