@@ -17,13 +17,14 @@ in every image, always (defect 9 erased nothing during pre-training).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Callable, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
+
+from ..seeding import seeded
 
 #: Gaussian-noise std for severities 1..5 on the ``[0, 1]`` scale (the ImageNet-C ``gaussian_noise`` levels).
 NOISE_STD: tuple[float, ...] = (0.08, 0.12, 0.18, 0.26, 0.38)
@@ -280,23 +281,6 @@ def digits_transform(
 
 
 # --------------------------------------------------------------------------------------------------- batching
-@contextlib.contextmanager
-def _seeded(generator: Optional[torch.Generator], device: torch.device):
-    """Run the block with the global RNG (of the CPU and ``device``) seeded from ``generator``; restore it after."""
-    if generator is None:
-        yield
-        return
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    if device.type == "cpu":
-        fork = torch.random.fork_rng(devices=[])
-    else:
-        index = device.index if device.index is not None else torch.get_device_module(device.type).current_device()
-        fork = torch.random.fork_rng(devices=[index], device_type=device.type)
-    with fork:
-        torch.manual_seed(seed)
-        yield
-
-
 def augment_batch(transform: Callable, images: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
     """Apply ``transform`` to every image of ``images (B, C, H, W)`` with independent randomness.
 
@@ -306,7 +290,7 @@ def augment_batch(transform: Callable, images: Tensor, generator: Optional[torch
     """
     if not isinstance(images, Tensor) or images.dim() != 4:
         raise ValueError(f"images: expected a (B, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
-    with _seeded(generator, images.device):
+    with seeded(generator, images.device):
         if getattr(transform, "batched", False):
             return transform(images)
         return torch.stack([transform(image) for image in images])

@@ -17,34 +17,17 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import re
 from typing import Callable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from ..seeding import seeded
 from .datasets import wordnet_synonyms
 
 Texts = Union[str, Sequence[str]]
 _EDGE_PUNCTUATION = re.compile(r"^(\W*)(.*?)(\W*)$")
-
-
-@contextlib.contextmanager
-def _seeded(generator: Optional[torch.Generator], device: torch.device):
-    """Run the block with the global RNG (CPU and ``device``) seeded from ``generator``; restore it after."""
-    if generator is None:
-        yield
-        return
-    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
-    if device.type == "cpu":
-        fork = torch.random.fork_rng(devices=[])
-    else:
-        index = device.index if device.index is not None else torch.get_device_module(device.type).current_device()
-        fork = torch.random.fork_rng(devices=[index], device_type=device.type)
-    with fork:
-        torch.manual_seed(seed)
-        yield
 
 
 def dropout_views(
@@ -62,7 +45,7 @@ def dropout_views(
     """
     batch = encoder.tokenize(texts) if hasattr(encoder, "tokenize") else texts
     device = getattr(encoder, "device", torch.device("cpu"))
-    with _seeded(generator, device):
+    with seeded(generator, device):
         return encoder(batch), encoder(batch)
 
 
