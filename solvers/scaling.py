@@ -39,8 +39,11 @@ def spread_allows(problem: Problem) -> bool:
         return False
     with torch.no_grad():
         cost = geometry.cost
-        finite = torch.where(torch.isinf(cost), cost.new_tensor(-torch.inf), cost)
-        spread = (finite.amax((-1, -2)) - cost.amin((-1, -2))).max().item()
+        if geometry.mask is None:
+            low, high = torch.aminmax(cost)
+        else:
+            low, high = cost.amin(), torch.where(geometry.mask, cost.new_tensor(-torch.inf), cost).amax()
+        spread = (high - low).item()
     return spread / problem.eps <= SPREAD_LIMIT[problem.dtype]
 
 
