@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable, Union
 
-import torch
 from torch import Tensor
 
 CostFn = Callable[[Tensor, Tensor], Tensor]

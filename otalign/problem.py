@@ -18,7 +18,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
-from .geometry import DenseCost, Geometry, as_geometry
+from .geometry import Geometry
 from .softmin import logsumexp
 
 REFERENCES = ("product", "uniform")
@@ -239,4 +239,4 @@ def dual_mass_term(potential: Tensor, mass: Tensor, rho: float) -> Tensor:
     return torch.where(mass > 0, terms, 0.0).sum(-1)
 
 
-__all__ = ["Problem", "REFERENCES", "DenseCost", "marginal_penalty", "dual_mass_term"]
+__all__ = ["Problem", "REFERENCES", "LOG_ZERO", "safe_log", "marginal_penalty", "dual_mass_term"]
