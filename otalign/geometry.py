@@ -19,6 +19,9 @@ from .costs import CostFn, get_cost
 
 #: Elements per row block: 2^19 float32 values (2 MiB) kept the blocks in this CPU's L2 cache in our measurements.
 BLOCK_ELEMENTS = 1 << 19
+#: Elements per row block on a GPU: blocks there must be large enough to hide the launch of each kernel (a few
+#: microseconds) behind its memory traffic; 2^26 float32 values are 256 MiB per temporary.
+GPU_BLOCK_ELEMENTS = 1 << 26
 
 
 class Geometry:
@@ -65,10 +68,12 @@ class Geometry:
         return () if self.batch is None else (self.batch,)
 
     def block_rows(self, block_rows: Optional[int] = None) -> int:
-        """Rows per block: ``block_rows`` if given, else as many as fit in :data:`BLOCK_ELEMENTS`."""
+        """Rows per block: ``block_rows`` if given, else as many as fit in :attr:`block_elements` (on a CUDA device,
+        :data:`GPU_BLOCK_ELEMENTS`)."""
         if block_rows is not None:
             return max(1, int(block_rows))
-        return max(1, self.block_elements // max(1, self.m * (self.batch or 1)))
+        elements = GPU_BLOCK_ELEMENTS if self.device.type == "cuda" else self.block_elements
+        return max(1, elements // max(1, self.m * (self.batch or 1)))
 
     def row_blocks(self, block_rows: Optional[int] = None) -> Iterator[tuple[int, int]]:
         step = self.block_rows(block_rows)
@@ -87,7 +92,8 @@ class DenseCost(Geometry):
     """A cost matrix already in memory, ``(n, m)`` or ``(B, n, m)``.
 
     ``mask`` (bool, broadcastable to the cost) marks forbidden pairs: they get cost ``+inf``, i.e. zero mass in
-    every plan (GCA uses it to exclude self-pairs). The cost itself must be finite.
+    every plan (GCA uses it to exclude self-pairs). The cost itself must be finite. ``value_range`` holds
+    bounds ``(low, high)`` on the allowed entries when validation has measured them, else None.
     """
 
     def __init__(self, cost: Tensor, mask: Optional[Tensor] = None):
@@ -95,6 +101,7 @@ class DenseCost(Geometry):
             cost = cost.masked_fill(mask, torch.inf)
         self.cost = cost
         self.mask = mask
+        self.value_range: Optional[tuple[float, float]] = None
         self._transposed: Optional[Tensor] = None
         self.n, self.m = cost.shape[-2], cost.shape[-1]
         self.batch = cost.shape[0] if cost.dim() == 3 else None

@@ -55,7 +55,7 @@ class Plan:
         """The plan ``P``, ``(..., n, m)``."""
         if self.explicit is not None:
             return self.explicit
-        return self.log_matrix.exp()
+        return self.log_matrix.exp_()  # log_matrix is a fresh tensor
 
     @property
     def marginals(self) -> tuple[Tensor, Tensor]:

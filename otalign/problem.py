@@ -185,10 +185,11 @@ class Problem:
         """Rows ``start:stop`` of ``log P``, ``(..., stop - start, m)``."""
         tensors = self.geometry.tensors() if tensors is None else tensors
         cost = self.geometry.block(tensors, start, stop)
-        out = (f[..., start:stop].unsqueeze(-1) + g.unsqueeze(-2) - cost) / self.eps
+        row, col = f[..., start:stop] / self.eps, g / self.eps
         if self.reference == "product":
-            out = out + self.log_a[..., start:stop].unsqueeze(-1) + self.log_b.unsqueeze(-2)
-        return out
+            row, col = row + self.log_a[..., start:stop], col + self.log_b
+        out = torch.sub(col.unsqueeze(-2), cost, alpha=1.0 / self.eps)  # one (stop - start) x m allocation
+        return out.add_(row.unsqueeze(-1))
 
     def total_reference_mass(self) -> Tensor:
         if self.reference == "product":

@@ -33,24 +33,39 @@ def check_same_device(name: str, x: Tensor, like: Tensor, what: str = "the cost"
 
 def check_float_tensor(name: str, x: Tensor) -> Tensor:
     """A floating tensor, not empty, finite; half precision promoted to float32."""
-    return _float_tensor_and_bound(name, x)[0]
+    x = _float_dtype(name, x)
+    _finite_range(name, x)
+    return x
 
 
-def _float_tensor_and_bound(name: str, x: Tensor) -> tuple[Tensor, float]:
-    """:func:`check_float_tensor`, also returning ``max |x|`` (one pass over ``x``: NaN propagates into aminmax)."""
+def _float_dtype(name: str, x: Tensor) -> Tensor:
+    """Checks that ``x`` is a non-empty floating tensor; half precision comes back as float32."""
     check_tensor(name, x)
     if not (x.is_floating_point()):
         raise TypeError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
     if x.numel() == 0:
         raise ValueError(f"{name}: is empty (shape {tuple(x.shape)})")
-    if x.dtype in _LOW_PRECISION:
-        x = x.float()
-    low, high = (float(v) for v in torch.aminmax(x.detach()))
+    return x.float() if x.dtype in _LOW_PRECISION else x
+
+
+def _finite_range(name: str, x: Tensor, ignore: Optional[Tensor] = None) -> tuple[float, float]:
+    """``(min, max)`` of the entries of ``x`` not in ``ignore`` (those count as 0), raising on NaN or inf. One pass
+    over ``x`` (NaN propagates into aminmax); with ``ignore``, row blocks of at most 2^19 entries are filled, so no
+    copy of ``x`` is made."""
+    if ignore is None:
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
+    else:
+        values, ignore = x.detach(), ignore.expand_as(x)
+        rows = max(1, 2**19 // max(1, x[..., :1, :].numel()))
+        ranges = [torch.aminmax(values[..., i : i + rows, :].masked_fill(ignore[..., i : i + rows, :], 0.0))
+                  for i in range(0, x.shape[-2], rows)]
+        low = float(torch.stack([r.min for r in ranges]).amin())  # NaN propagates
+        high = float(torch.stack([r.max for r in ranges]).amax())
     if math.isnan(low) or math.isnan(high):
         raise ValueError(f"{name}: contains NaN")
     if math.isinf(low) or math.isinf(high):
         raise ValueError(f"{name}: contains inf (use `mask=` to forbid pairs instead of infinite costs)")
-    return x, max(-low, high)
+    return low, high
 
 
 def as_real(name: str, value, expected: str) -> float:
@@ -195,18 +210,21 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tu
     if isinstance(cost, Geometry) and not isinstance(cost, DenseCost):
         return cost, None
     if isinstance(cost, DenseCost):
+        if cost.mask is not None and mask is not None:
+            mask = _check_mask(mask, cost.cost) | cost.mask  # forbid the pairs of both masks
         mask = cost.mask if mask is None else mask
-        cost = cost.cost if cost.mask is None else _unmasked(cost)
+        cost = cost.cost
     if not isinstance(cost, Tensor):
         raise TypeError(f"cost: expected a tensor (n, m) / (B, n, m) or a Geometry, got {type(cost).__name__}")
     if cost.dim() not in (2, 3):
         raise ValueError(f"cost: expected shape (n, m) or (B, n, m), got {tuple(cost.shape)}")
-    cost, largest = _float_tensor_and_bound("cost", cost)
+    cost = _float_dtype("cost", cost)
     if mask is not None:
         mask = _check_mask(mask, cost)
-        low, high = torch.aminmax(cost.detach().masked_fill(mask, 0.0))  # forbidden pairs' values do not matter
-        largest = max(-float(low), float(high))
-    return DenseCost(cost, mask), largest
+    low, high = _finite_range("cost", cost, ignore=mask)  # forbidden pairs' values do not matter
+    geometry = DenseCost(cost, mask)
+    geometry.value_range = (low, high)
+    return geometry, max(-low, high)
 
 
 def _check_cost_function(geometry: PointCloud) -> None:
@@ -234,10 +252,6 @@ def _check_cost_function(geometry: PointCloud) -> None:
         )
     if not probe.is_floating_point():
         raise TypeError(f"cost: the cost function returned dtype {probe.dtype}, expected a floating dtype")
-
-
-def _unmasked(geometry: DenseCost) -> Tensor:
-    return torch.where(geometry.mask, 0.0, geometry.cost)
 
 
 def _check_mask(mask: Tensor, cost: Tensor) -> Tensor:

@@ -33,10 +33,14 @@ SPREAD_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
 
 
 def spread_allows(problem: Problem) -> bool:
-    """Whether ``problem`` is dense with a cost spread / eps within :data:`SPREAD_LIMIT`."""
+    """Whether ``problem`` is dense with a cost spread / eps within :data:`SPREAD_LIMIT` (the range measured by
+    validation when there is one: no extra pass over the cost)."""
     geometry = problem.geometry
     if not isinstance(geometry, DenseCost) or problem.dtype not in SPREAD_LIMIT:
         return False
+    if geometry.value_range is not None:
+        low, high = geometry.value_range
+        return (high - low) / problem.eps <= SPREAD_LIMIT[problem.dtype]
     with torch.no_grad():
         cost = geometry.cost
         if geometry.mask is None:
@@ -67,9 +71,9 @@ class _FusedScalingSinkhorn(torch.autograd.Function):
     def forward(ctx, cost, log_a, log_b, f0, g0, config):
         eps, lam_a, lam_b, reference, iterations = config
         product = reference == "product"
-        offset = cost.amin((-1, -2), keepdim=True)
-        kernel = torch.exp(-(cost - offset) / eps)
-        offset = offset.squeeze(-1) / eps
+        offset = cost.amin((-1, -2), keepdim=True) / eps
+        kernel = torch.sub(offset, cost, alpha=1.0 / eps).exp_()  # one n x m allocation
+        offset = offset.squeeze(-1)
         f, g = f0, g0
         steps = []
         for _ in range(iterations):

@@ -125,6 +125,28 @@ def test_mask_sets_forbidden_costs_to_inf(data):
     assert torch.isinf(problem.cost[mask]).all() and torch.isfinite(problem.cost[~mask]).all()
 
 
+def test_masks_of_a_dense_cost_and_of_the_problem_are_combined(data):
+    first, second = torch.zeros(8, 6, dtype=torch.bool), torch.zeros(8, 6, dtype=torch.bool)
+    first[0, 1], second[3, 2] = True, True
+    problem = Problem(DenseCost(data.C, first), mask=second)
+    torch.testing.assert_close(problem.geometry.mask, first | second, rtol=0, atol=0)
+    assert torch.isinf(problem.cost[first | second]).all() and torch.isfinite(problem.cost[~(first | second)]).all()
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_validation_records_the_range_of_the_allowed_costs(data, masked):
+    cost = data.C.clone()
+    mask = None
+    if masked:
+        mask = torch.zeros(8, 6, dtype=torch.bool)
+        mask[2, 3] = True
+        cost[2, 3] = 1e300  # a forbidden pair's value must not count
+    allowed = cost if mask is None else cost[~mask]
+    problem = Problem(cost, mask=mask)
+    assert problem.geometry.value_range == (min(allowed.min().item(), 0.0 if masked else math.inf),
+                                            max(allowed.max().item(), 0.0 if masked else -math.inf))
+
+
 def test_batched_masses_broadcast(batch_data):
     problem = Problem(batch_data.C, batch_data.a[0], batch_data.b)
     assert problem.batch_shape == (3,) and problem.a.shape == (3, 7)
