@@ -50,8 +50,8 @@ def embeddings_cost(n: int, dim: int = 128, seed: int = 0, dtype=torch.float32) 
     return (-(x @ y.T)).to(dtype)
 
 
-def uniform(n: int, dtype) -> torch.Tensor:
-    return torch.full((n,), 1.0 / n, dtype=dtype)
+def uniform(n: int, dtype, device="cpu") -> torch.Tensor:
+    return torch.full((n,), 1.0 / n, dtype=dtype, device=device)
 
 
 # ----------------------------------------------------------------------------- the solvers, as plan makers
@@ -66,7 +66,8 @@ def pot_plan(cost, eps, iters, method):
     n = cost.shape[0]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return ot.sinkhorn(uniform(n, cost.dtype), uniform(n, cost.dtype), cost, eps, method=method,
+        mass = uniform(n, cost.dtype, cost.device)
+        return ot.sinkhorn(mass, mass, cost, eps, method=method,
                            numItermax=iters, stopThr=0.0)
 
 
@@ -75,7 +76,7 @@ def geomloss_plan(cost, eps, iters):
     from geomloss._legacy.sinkhorn_samples import softmin_tensorized
 
     n = cost.shape[0]
-    log_w = uniform(n, cost.dtype).log()[None]
+    log_w = uniform(n, cost.dtype, cost.device).log()[None]
     with torch.no_grad():
         _, _, g, f = sinkhorn_loop(softmin_tensorized, log_w, log_w, None, None, cost[None], cost.T[None],
                                    [eps] * iters, None, debias=False, last_extrapolation=False)

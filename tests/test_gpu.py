@@ -41,6 +41,14 @@ def test_cuda_kernels_agree(kernel):
     torch.testing.assert_close(plan.f, reference.f, rtol=1e-4, atol=1e-5)
 
 
+def test_cuda_blocks_are_large():
+    from otalign.geometry import GPU_BLOCK_ELEMENTS
+
+    cost = torch.zeros(8192, 4096, device="cuda")
+    assert otalign.DenseCost(cost).block_rows() == GPU_BLOCK_ELEMENTS // 4096
+    assert otalign.DenseCost(cost.cpu()).block_rows() < GPU_BLOCK_ELEMENTS // 4096
+
+
 def test_cuda_point_cloud_equals_cpu():
     gen = torch.Generator().manual_seed(1)
     x, y = torch.randn(500, 8, generator=gen), torch.randn(400, 8, generator=gen)
