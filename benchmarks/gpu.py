@@ -59,7 +59,7 @@ def solve_ms(cost: torch.Tensor, eps: float, kernel: str, iters: int, repeats: i
     return median_ms(run, repeats, warmup=1, device=str(cost.device))
 
 
-def softmin_section(device: str, sizes: list[int], eps: float, t1: int, t2: int, repeats: int):
+def softmin_section(device: str, sizes: list[int], eps: float, t1: int, t2: int, repeats: int, kernels: list[str]):
     """Per-iteration time of each kernel against one read of the cost."""
     rows, records = [], []
     for n in sizes:
@@ -67,7 +67,7 @@ def softmin_section(device: str, sizes: list[int], eps: float, t1: int, t2: int,
         cost = -(x @ y.T)
         stream = median_ms(lambda: cost.sum(), repeats=max(repeats, 10), warmup=3, device=device)
         gbs = cost.numel() * cost.element_size() / stream / 1e6
-        for kernel in KERNELS:
+        for kernel in kernels:
             record = {"n": n, "eps": eps, "kernel": kernel, "stream_ms": stream, "stream_gb_per_s": gbs}
             try:
                 short = solve_ms(cost, eps, kernel, t1, repeats)
@@ -87,7 +87,7 @@ def softmin_section(device: str, sizes: list[int], eps: float, t1: int, t2: int,
     return markdown_table(header, rows), records
 
 
-def peers_section(device: str, sizes: list[int], eps: float, iters: int, repeats: int):
+def peers_section(device: str, sizes: list[int], eps: float, iters: int, repeats: int, compiled: bool):
     """Whole solve / iterations: otalign (default and compiled) vs POT sinkhorn_log and geomloss, same device."""
     makers: dict[str, Callable[[torch.Tensor], object]] = {
         "otalign": lambda c: otalign.solve(otalign.Problem(c, eps=eps), max_iter=iters, tol=0).matrix,
@@ -102,6 +102,9 @@ def peers_section(device: str, sizes: list[int], eps: float, iters: int, repeats
         cost = -(x @ y.T)
         ms = {}
         for name, make in makers.items():
+            if name == "otalign compiled" and not compiled:
+                ms[name] = float("nan")
+                continue
             try:
                 ms[name] = median_ms(lambda: make(cost), repeats, warmup=1, device=device) / iters
             except Exception as error:  # noqa: BLE001 - a missing peer (ImportError) or an OOM skips that column
@@ -120,7 +123,7 @@ def peers_section(device: str, sizes: list[int], eps: float, iters: int, repeats
     return markdown_table(header, rows), records
 
 
-def step_section(device: str, batch: int, image_size: int, steps: int):
+def step_section(device: str, batch: int, image_size: int, steps: int, warmup: int):
     """ResNet-18 SimCLR step with InfoNCE vs GCA-InfoNCE, and each loss on its own."""
     from otalign.modalities.images.encoders import projection_head, resnet18_cifar
 
@@ -147,8 +150,8 @@ def step_section(device: str, batch: int, image_size: int, steps: int):
         loss_fn(z0, z1).backward()
 
     rows, records = [], {}
-    step_ms = {name: median_ms(lambda: step(fn), steps, warmup=3, device=device) for name, fn in losses.items()}
-    loss_ms = {name: median_ms(lambda: loss_only(fn), steps, warmup=3, device=device) for name, fn in losses.items()}
+    step_ms = {name: median_ms(lambda: step(fn), steps, warmup, device) for name, fn in losses.items()}
+    loss_ms = {name: median_ms(lambda: loss_only(fn), steps, warmup, device) for name, fn in losses.items()}
     for name in losses:
         share = loss_ms[name] / step_ms[name]
         rows.append([name, step_ms[name], loss_ms[name], f"{100 * share:.1f} %"])
@@ -187,13 +190,14 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=20, help="iterations per peer solve")
     parser.add_argument("--batch", type=int, default=512)
     parser.add_argument("--steps", type=int, default=10, help="timed training steps per loss")
+    parser.add_argument("--kernels", nargs="+", choices=KERNELS, default=list(KERNELS))
     parser.add_argument("--quick", action="store_true", help="tiny sizes, for a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    t1, t2, image_size = 5, 25, 32
+    t1, t2, image_size, warmup = 5, 25, 32, 3
     if args.quick:
-        args.sizes, args.repeats, args.iters, args.batch, args.steps = [256], 1, 5, 16, 1
-        t1, t2, image_size = 2, 4, 16
+        args.sizes, args.repeats, args.iters, args.batch, args.steps = [256], 1, 5, 8, 1
+        t1, t2, image_size, warmup = 2, 4, 8, 1
     warnings.simplefilter("ignore")
     report = [
         "# GPU benchmark",
@@ -203,11 +207,14 @@ def main() -> None:
     ]
     data: dict = {"machine": machine(), "device": args.device}
     section(f"Log-domain iteration vs one read of the cost (eps = {args.eps})",
-            lambda: softmin_section(args.device, args.sizes, args.eps, t1, t2, args.repeats), report, data, "softmin")
+            lambda: softmin_section(args.device, args.sizes, args.eps, t1, t2, args.repeats, args.kernels), report, data,
+            "softmin")
     section(f"Whole solve / {args.iters} iterations vs peers on the same device",
-            lambda: peers_section(args.device, args.sizes, args.eps, args.iters, args.repeats), report, data, "peers")
-    section(f"ResNet-18 step, batch {args.batch} (two views), bf16 autocast",
-            lambda: step_section(args.device, args.batch, image_size, args.steps), report, data, "step")
+            lambda: peers_section(args.device, args.sizes, args.eps, args.iters, args.repeats, "compiled" in args.kernels),
+            report, data, "peers")
+    autocast = "bf16 autocast" if args.device.startswith("cuda") else "float32"
+    section(f"ResNet-18 step, batch {args.batch} (two views), {image_size} x {image_size} images, {autocast}",
+            lambda: step_section(args.device, args.batch, image_size, args.steps, warmup), report, data, "step")
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gpu.md").write_text("\n\n".join(report) + "\n")
     (args.out / "gpu.json").write_text(json.dumps(data, indent=2))
