@@ -5,6 +5,7 @@
     otalign train --config run.toml --seed 1          # flags override the file
     otalign train --modality timeseries --dataset basicmotions --encoder cnn1d --method gca_uot --epochs 30
     otalign train --modality text --dataset wordnet --encoder tiny_bert --method gca_infonce --epochs 20
+    otalign train --modality text --dataset wordnet --encoder minilm_frozen --feature-dim 64 --method gca_infonce
     otalign demo                                       # the method comparison on digits (minutes on a CPU)
     otalign demo --modality timeseries                 # ... on JapaneseVowels; --modality text: WordNet glosses
     otalign demo --quick                               # a smoke run in seconds
@@ -26,7 +27,8 @@ FLAG_HELP = {
     "modality": "images, timeseries or text",
     "dataset": "images: digits, digits-rotated/-coloured/-noisy, cifar10, ...; timeseries: basicmotions, gunpoint, "
                "japanesevowels, pickupgesture, basicmotions-devices; text: wordnet, fortunes, text_domains",
-    "encoder": "images: mlp, cnn or resnet18; timeseries: cnn1d or tcn; text: tiny_bert or minilm",
+    "encoder": "images: mlp, cnn or resnet18; timeseries: cnn1d or tcn; text: tiny_bert, minilm (fine-tuned) or "
+               "minilm_frozen (frozen MiniLM, trained adapter)",
     "corrupt_severity": "Gaussian-noise severity 1-5 on --corrupt-view (0 = clean)",
     "corrupt_view": "first, second or both",
     "out": "output folder (metrics.jsonl, checkpoint.pt, results.json, plots)",

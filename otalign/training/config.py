@@ -26,7 +26,7 @@ class Config:
             ``"timeseries"``: ``"basicmotions"``, ``"gunpoint"``, ``"japanesevowels"``, ``"pickupgesture"``;
             ``"text"``: ``"wordnet"``, ``"fortunes"``, ``"text_domains"``).
         encoder: the adapter's encoder name (images ``"mlp"``, ``"cnn"``, ``"resnet18"``; time series ``"cnn1d"``,
-            ``"tcn"``; text ``"tiny_bert"``, ``"minilm"``).
+            ``"tcn"``; text ``"tiny_bert"``, ``"minilm"``, ``"minilm_frozen"``).
         feature_dim: encoder output size (the frozen features that evaluation reads).
         hidden_dim: hidden width of the MLP encoder and of the projection/predictor heads.
         projection_dim: output size of the projection head (what the loss sees).

