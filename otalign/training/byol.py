@@ -72,4 +72,5 @@ class BYOL(SSLModel):
     def step_end(self, progress: float) -> None:
         tau = target_momentum(self.base_tau, progress)
         for target, online in zip(self.target_parameters(), self.online_parameters()):
-            target.mul_(tau).add_(online.detach(), alpha=1 - tau)
+            if online.requires_grad:  # a frozen part (e.g. a frozen backbone) is left bit-identical
+                target.mul_(tau).add_(online.detach(), alpha=1 - tau)

@@ -90,6 +90,21 @@ def test_byol_target_is_an_ema_and_gets_no_gradient():
         assert torch.allclose(t, tau * before + (1 - tau) * o, atol=1e-7)
 
 
+def test_byol_leaves_a_frozen_part_of_the_target_bit_identical():
+    torch.manual_seed(0)
+    encoder, projector = networks()
+    encoder[0].weight.requires_grad_(False)  # e.g. a frozen backbone
+    model = BYOL(encoder, projector, mlp_head(4, 8, 4), base_tau=0.9)
+    with torch.no_grad():
+        model.target_encoder[0].weight.mul_(1.5)  # a target that differs from the online copy
+        frozen = model.target_encoder[0].weight.detach().clone()
+        model.target_encoder[0].bias.mul_(1.5)
+    bias = model.target_encoder[0].bias.detach().clone()
+    model.step_end(0.25)
+    assert torch.equal(model.target_encoder[0].weight, frozen)  # not averaged
+    assert not torch.equal(model.target_encoder[0].bias, bias)  # trainable parameters still are
+
+
 def test_byol_loss_closed_form():
     # identity networks: online projection = x, predictor = identity, target = x
     model = BYOL(nn.Identity(), nn.Identity(), nn.Identity())
