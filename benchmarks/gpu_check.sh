@@ -4,7 +4,9 @@
 # The machine's own python3 with its torch is used; otalign is installed from this checkout without dependencies.
 # POT and geomloss (the peers in gpu.py) are installed from ./.wheels when that folder exists, e.g. made beforehand
 # on a machine with network by:
-#   pip download pot geomloss --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 -d .wheels
+#   pip download pot geomloss --no-deps --only-binary=:all: --python-version 3.12 \
+#       --platform manylinux_2_28_x86_64 -d .wheels
+# (.wheels is git-ignored: a tool that copies only tracked files must be told to take it along.)
 set -uo pipefail
 out=${1:?usage: bash benchmarks/gpu_check.sh OUT_DIR}
 mkdir -p "$out"
