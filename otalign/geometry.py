@@ -92,8 +92,7 @@ class DenseCost(Geometry):
     """A cost matrix already in memory, ``(n, m)`` or ``(B, n, m)``.
 
     ``mask`` (bool, broadcastable to the cost) marks forbidden pairs: they get cost ``+inf``, i.e. zero mass in
-    every plan (GCA uses it to exclude self-pairs). The cost itself must be finite. ``value_range`` holds
-    bounds ``(low, high)`` on the allowed entries when validation has measured them, else None.
+    every plan (GCA uses it to exclude self-pairs). The cost itself must be finite.
     """
 
     def __init__(self, cost: Tensor, mask: Optional[Tensor] = None):
@@ -101,7 +100,7 @@ class DenseCost(Geometry):
             cost = cost.masked_fill(mask, torch.inf)
         self.cost = cost
         self.mask = mask
-        self.value_range: Optional[tuple[float, float]] = None
+        self._bounds: Optional[tuple[float, float]] = None
         self._transposed: Optional[Tensor] = None
         self.n, self.m = cost.shape[-2], cost.shape[-1]
         self.batch = cost.shape[0] if cost.dim() == 3 else None
@@ -111,6 +110,22 @@ class DenseCost(Geometry):
 
     def block(self, tensors: Sequence[Tensor], start: int, stop: int) -> Tensor:
         return tensors[0][..., start:stop, :]
+
+    def bounds(self) -> tuple[float, float]:
+        """``(min, max)`` of the allowed entries, forbidden ones counting as 0 (NaN if the cost holds NaN), measured
+        once and cached: one pass over the cost, in row blocks when there is a mask (no masked copy)."""
+        if self._bounds is None:
+            cost = self.cost.detach()
+            if self.mask is None:
+                ranges = [torch.aminmax(cost)]
+            else:
+                mask = self.mask.expand_as(cost)
+                ranges = [torch.aminmax(cost[..., i:j, :].masked_fill(mask[..., i:j, :], 0.0))
+                          for i, j in self.row_blocks()]
+            low = float(torch.stack([r.min for r in ranges]).amin())  # NaN propagates
+            high = float(torch.stack([r.max for r in ranges]).amax())
+            self._bounds = (low, high)
+        return self._bounds
 
     def transposed(self) -> Tensor:
         """A contiguous, detached ``C^T`` (..., m, n), computed once (used by the compiled column reduction)."""

@@ -34,7 +34,7 @@ def check_same_device(name: str, x: Tensor, like: Tensor, what: str = "the cost"
 def check_float_tensor(name: str, x: Tensor) -> Tensor:
     """A floating tensor, not empty, finite; half precision promoted to float32."""
     x = _float_dtype(name, x)
-    _finite_range(name, x)
+    _check_finite(name, *(float(v) for v in torch.aminmax(x.detach())))  # one pass: NaN propagates into aminmax
     return x
 
 
@@ -48,24 +48,12 @@ def _float_dtype(name: str, x: Tensor) -> Tensor:
     return x.float() if x.dtype in _LOW_PRECISION else x
 
 
-def _finite_range(name: str, x: Tensor, ignore: Optional[Tensor] = None) -> tuple[float, float]:
-    """``(min, max)`` of the entries of ``x`` not in ``ignore`` (those count as 0), raising on NaN or inf. One pass
-    over ``x`` (NaN propagates into aminmax); with ``ignore``, row blocks of at most 2^19 entries are filled, so no
-    copy of ``x`` is made."""
-    if ignore is None:
-        low, high = (float(v) for v in torch.aminmax(x.detach()))
-    else:
-        values, ignore = x.detach(), ignore.expand_as(x)
-        rows = max(1, 2**19 // max(1, x[..., :1, :].numel()))
-        ranges = [torch.aminmax(values[..., i : i + rows, :].masked_fill(ignore[..., i : i + rows, :], 0.0))
-                  for i in range(0, x.shape[-2], rows)]
-        low = float(torch.stack([r.min for r in ranges]).amin())  # NaN propagates
-        high = float(torch.stack([r.max for r in ranges]).amax())
+def _check_finite(name: str, low: float, high: float) -> None:
+    """Raises if the range ``(low, high)`` of a tensor shows NaN or inf in it."""
     if math.isnan(low) or math.isnan(high):
         raise ValueError(f"{name}: contains NaN")
     if math.isinf(low) or math.isinf(high):
         raise ValueError(f"{name}: contains inf (use `mask=` to forbid pairs instead of infinite costs)")
-    return low, high
 
 
 def as_real(name: str, value, expected: str) -> float:
@@ -221,9 +209,9 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tu
     cost = _float_dtype("cost", cost)
     if mask is not None:
         mask = _check_mask(mask, cost)
-    low, high = _finite_range("cost", cost, ignore=mask)  # forbidden pairs' values do not matter
     geometry = DenseCost(cost, mask)
-    geometry.value_range = (low, high)
+    low, high = geometry.bounds()  # forbidden pairs' values do not matter; kept for the solvers
+    _check_finite("cost", low, high)
     return geometry, max(-low, high)
 
 

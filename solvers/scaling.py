@@ -33,22 +33,13 @@ SPREAD_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
 
 
 def spread_allows(problem: Problem) -> bool:
-    """Whether ``problem`` is dense with a cost spread / eps within :data:`SPREAD_LIMIT` (the range measured by
-    validation when there is one: no extra pass over the cost)."""
+    """Whether ``problem`` is dense with a cost spread / eps within :data:`SPREAD_LIMIT` (the bounds validation
+    measured: no extra pass over the cost)."""
     geometry = problem.geometry
     if not isinstance(geometry, DenseCost) or problem.dtype not in SPREAD_LIMIT:
         return False
-    if geometry.value_range is not None:
-        low, high = geometry.value_range
-        return (high - low) / problem.eps <= SPREAD_LIMIT[problem.dtype]
-    with torch.no_grad():
-        cost = geometry.cost
-        if geometry.mask is None:
-            low, high = torch.aminmax(cost)
-        else:
-            low, high = cost.amin(), torch.where(geometry.mask, cost.new_tensor(-torch.inf), cost).amax()
-        spread = (high - low).item()
-    return spread / problem.eps <= SPREAD_LIMIT[problem.dtype]
+    low, high = geometry.bounds()
+    return (high - low) / problem.eps <= SPREAD_LIMIT[problem.dtype]
 
 
 def fused_sinkhorn(problem: Problem, f0: Tensor, g0: Tensor, iterations: int) -> tuple[Tensor, Tensor]:

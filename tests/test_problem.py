@@ -143,7 +143,7 @@ def test_validation_records_the_range_of_the_allowed_costs(data, masked):
         cost[2, 3] = 1e300  # a forbidden pair's value must not count
     allowed = cost if mask is None else cost[~mask]
     problem = Problem(cost, mask=mask)
-    assert problem.geometry.value_range == (min(allowed.min().item(), 0.0 if masked else math.inf),
+    assert problem.geometry.bounds() == (min(allowed.min().item(), 0.0 if masked else math.inf),
                                             max(allowed.max().item(), 0.0 if masked else -math.inf))
 
 
