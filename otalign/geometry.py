@@ -93,14 +93,18 @@ class DenseCost(Geometry):
 
     ``mask`` (bool, broadcastable to the cost) marks forbidden pairs: they get cost ``+inf``, i.e. zero mass in
     every plan (GCA uses it to exclude self-pairs). The cost itself must be finite.
+
+    ``bounds`` optionally states ``(low, high)`` with ``low <= C_ij <= high`` for every allowed pair, when the
+    caller knows them without looking (e.g. ``(-1, 1)`` for ``-cos``): solvers then choose their path without a
+    pass over the cost or a device-to-host read.
     """
 
-    def __init__(self, cost: Tensor, mask: Optional[Tensor] = None):
+    def __init__(self, cost: Tensor, mask: Optional[Tensor] = None, bounds: Optional[tuple[float, float]] = None):
         if mask is not None:
             cost = cost.masked_fill(mask, torch.inf)
         self.cost = cost
         self.mask = mask
-        self._bounds: Optional[tuple[float, float]] = None
+        self._bounds = None if bounds is None else (float(bounds[0]), float(bounds[1]))
         self._transposed: Optional[Tensor] = None
         self.n, self.m = cost.shape[-2], cost.shape[-1]
         self.batch = cost.shape[0] if cost.dim() == 3 else None
@@ -112,8 +116,9 @@ class DenseCost(Geometry):
         return tensors[0][..., start:stop, :]
 
     def bounds(self) -> tuple[float, float]:
-        """``(min, max)`` of the allowed entries, forbidden ones counting as 0 (NaN if the cost holds NaN), measured
-        once and cached: one pass over the cost, in row blocks when there is a mask (no masked copy)."""
+        """``(min, max)`` of the allowed entries, forbidden ones counting as 0 (NaN if the cost holds NaN): the
+        ``bounds`` given to the constructor, else measured once and cached (one pass over the cost, in row blocks
+        when there is a mask: no masked copy)."""
         if self._bounds is None:
             cost = self.cost.detach()
             if self.mask is None:
@@ -134,7 +139,7 @@ class DenseCost(Geometry):
         return self._transposed
 
     def with_tensors(self, tensors: Sequence[Tensor]) -> "DenseCost":
-        out = DenseCost(tensors[0])
+        out = DenseCost(tensors[0], bounds=self._bounds)
         out.mask = self.mask
         return out
 

@@ -27,13 +27,14 @@ How it is fast and safe:
 from __future__ import annotations
 
 import numbers
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
 from .compiled import fused_row_logsumexp
 from .geometry import DenseCost, Geometry
+from .scaling import ScalingKernel
 
 #: A sum whose log falls outside this window is recomputed with the exact shift.
 _LOG_SUM_LOW, _LOG_SUM_HIGH = -20.0, 60.0
@@ -44,7 +45,9 @@ def exp_floor(dtype: torch.dtype) -> float:
     return -700.0 if dtype == torch.float64 else -80.0
 
 
-KERNELS = ("blocked", "dense", "compiled")
+KERNELS = ("blocked", "dense", "compiled", "native")
+#: A soft-min implementation: a name of :data:`KERNELS` or a prepared :class:`~otalign.scaling.ScalingKernel`.
+Kernel = Union[str, ScalingKernel]
 
 
 def logsumexp(
@@ -54,7 +57,7 @@ def logsumexp(
     axis: int,
     hint: Optional[Tensor] = None,
     block_rows: Optional[int] = None,
-    kernel: str = "blocked",
+    kernel: Kernel = "blocked",
 ) -> Tensor:
     """Blocked, clamped, differentiable ``LSE[(h - C) / eps]`` along ``axis`` (see the module docstring).
 
@@ -67,14 +70,27 @@ def logsumexp(
         block_rows: rows per block; default from :data:`otalign.geometry.BLOCK_ELEMENTS`.
         kernel: ``"blocked"`` (eager row blocks; point clouds recompute each block), ``"dense"`` (one block:
             the whole matrix, fastest for small problems), ``"compiled"`` (a fused ``torch.compile`` kernel for
-            dense costs, :mod:`otalign.compiled`; other geometries use the blocked path). Backward is always the
-            blocked recomputation.
+            dense costs, :mod:`otalign.compiled`; other geometries use the blocked path), ``"native"`` (the whole
+            matrix through ``torch.logsumexp`` and autograd's own backward: what ``torch.compile`` traces), or a
+            :class:`~otalign.scaling.ScalingKernel` built for this geometry and eps (the kernel-domain half-step).
+            Backward is the blocked recomputation for the first three.
     """
+    if isinstance(kernel, ScalingKernel):
+        return kernel.logsumexp(h / eps, axis)
     _check_arguments(geometry, h, eps, axis, hint, block_rows, kernel)
+    if kernel == "native":
+        return _native(geometry, h, eps, axis)
     if kernel == "dense":
         block_rows = geometry.n
     hint = None if hint is None else hint.detach()
     return _SoftMin.apply(h, float(eps), axis, hint, (block_rows, kernel), geometry, *geometry.tensors())
+
+
+def _native(geometry: Geometry, h: Tensor, eps: float, axis: int) -> Tensor:
+    cost = geometry.matrix()
+    if axis == 1:
+        return torch.logsumexp(h.unsqueeze(-2) / eps - cost / eps, dim=-1)
+    return torch.logsumexp(h.unsqueeze(-1) / eps - cost / eps, dim=-2)
 
 
 def _check_arguments(geometry, h, eps, axis, hint, block_rows, kernel) -> None:

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from .plan import Plan
 from .problem import Problem
-from .validation import check_number, check_positive_int
+from .validation import check_number, check_positive_int, validation_enabled
 
 GRAD_MODES = ("unroll", "implicit", "envelope", "detach")
 Init = Union[None, Plan, tuple[Tensor, Tensor]]
@@ -66,7 +66,8 @@ class Solver:
             with torch.no_grad():
                 plan = self.run(problem.detach(), max_iter, tol, init)
             plan = self._attach(problem, plan, grad)
-        _check_finite(plan)
+        if validation_enabled():
+            _check_finite(plan)
         if tol > 0 and not plan.converged:
             err = "n/a" if plan.error is None else f"{float(plan.error.max()):.3g}"
             warnings.warn(

@@ -14,7 +14,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .validation import check_number, check_positive_int, check_tensor
+from .validation import check_number, check_positive_int, check_tensor, checks_enabled
 
 
 def paired(n: int, n_views: int = 2, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -109,7 +109,8 @@ def weighted(target: Tensor, view_quality: Tensor, axis: int = 1) -> Tensor:
 
 def check_target(target: Tensor, shape, batch_shape: Optional[tuple[int, ...]] = None) -> Tensor:
     """Raise unless ``target`` is a finite, non-negative real tensor whose last two dims are ``shape`` and whose
-    leading dims broadcast with ``batch_shape`` (a plan's batch shape; not checked when ``None``)."""
+    leading dims broadcast with ``batch_shape`` (a plan's batch shape; not checked when ``None``). The value checks
+    (finite, non-negative) follow :func:`otalign.validation.checks_enabled`."""
     _check_target_tensor(target)
     if tuple(target.shape[-2:]) != tuple(shape):
         raise ValueError(f"target: expected shape {tuple(shape)} (last two dims), got {tuple(target.shape)}")
@@ -123,6 +124,8 @@ def check_target(target: Tensor, shape, batch_shape: Optional[tuple[int, ...]] =
             ) from None
     if not target.is_floating_point():
         target = target.float()
+    if not checks_enabled():
+        return target
     if not _all_finite(target):
         raise ValueError("target: contains NaN or inf")
     if target.numel() and bool(target.amin() < 0):

@@ -1,15 +1,72 @@
-"""Input checks. Every error names the argument and says what was wrong."""
+"""Input checks. Every error names the argument and says what was wrong.
+
+Checks that read tensor values (finiteness, signs, mass totals, mask coverage) cost a pass over the data and, on a
+GPU, a device-to-host read that stalls the stream. They run at the public entry points while
+:func:`checks_enabled` is true: always, unless switched off globally with :func:`set_validation` (a training loop
+whose inputs are known to be good, or a ``torch.compile`` region, which cannot read values), or inside a
+:class:`trusted` block (the library's own internal calls on inputs it has already validated once). Structural
+checks (types, shapes, devices, Python numbers) always run; they read nothing from the device.
+"""
 
 from __future__ import annotations
 
 import math
 import operator
+import threading
 from typing import Optional, Union
 
 import torch
 from torch import Tensor
 
 from .geometry import DenseCost, Geometry, PointCloud
+
+class _Switches(threading.local):
+    trusted_depth = 0
+
+
+_GLOBAL = {"enabled": True}
+_LOCAL = _Switches()
+
+
+def set_validation(enabled: bool) -> None:
+    """Switch the value checks of every public entry point on (default) or off, process-wide.
+
+    Off, a GCA loss's forward and backward make no device-to-host read (a training step never stalls the GPU
+    stream) and can be compiled with ``torch.compile(fullgraph=True)``; bad values (NaN embeddings, negative
+    masses) then go unreported. Structural checks (shapes, types, devices) still run.
+
+    Example::
+
+        >>> otalign.set_validation(False)
+        >>> step = torch.compile(loss_fn, fullgraph=True)
+    """
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled: expected True or False, got {enabled!r}")
+    _GLOBAL["enabled"] = enabled
+
+
+def validation_enabled() -> bool:
+    """Whether value checks are switched on globally (:func:`set_validation`)."""
+    return _GLOBAL["enabled"]
+
+
+def checks_enabled() -> bool:
+    """Whether value checks run here: switched on globally and not inside a :class:`trusted` block."""
+    return _GLOBAL["enabled"] and _LOCAL.trusted_depth == 0
+
+
+class trusted:
+    """Context manager for internal calls on inputs validated once at the public boundary: value checks are
+    skipped inside (per thread), so a loss does not re-check its target in the aligner, the solver and each
+    divergence."""
+
+    def __enter__(self) -> "trusted":
+        _LOCAL.trusted_depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _LOCAL.trusted_depth -= 1
+
 
 #: Relative tolerance on ``|sum a - sum b|`` for problems with two hard marginals.
 MASS_RTOL = 1e-5
@@ -34,7 +91,8 @@ def check_same_device(name: str, x: Tensor, like: Tensor, what: str = "the cost"
 def check_float_tensor(name: str, x: Tensor) -> Tensor:
     """A floating tensor, not empty, finite; half precision promoted to float32."""
     x = _float_dtype(name, x)
-    _check_finite(name, *(float(v) for v in torch.aminmax(x.detach())))  # one pass: NaN propagates into aminmax
+    if checks_enabled():
+        _check_finite(name, *(float(v) for v in torch.aminmax(x.detach())))  # one pass: NaN propagates into aminmax
     return x
 
 
@@ -125,9 +183,9 @@ def check_masses(name: str, mass: Optional[Tensor], size: int, batch: Optional[i
     expected = [(size,)] + ([(batch, size)] if batch is not None else [])
     if tuple(mass.shape) not in expected:
         raise ValueError(f"{name}: expected shape {' or '.join(map(str, expected))}, got {tuple(mass.shape)}")
-    if (mass < 0).any():
+    if checks_enabled() and (mass < 0).any():
         raise ValueError(f"{name}: masses must be non-negative, found {mass.min().item():g}")
-    if (mass.sum(-1) <= 0).any():
+    if checks_enabled() and (mass.sum(-1) <= 0).any():
         raise ValueError(f"{name}: total mass must be positive")
     if batch is not None and mass.dim() == 1:
         mass = mass.expand(batch, size)
@@ -145,7 +203,7 @@ def check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask):
     like = geometry.tensors()[0]
     a = check_masses("a", a, geometry.n, geometry.batch, like)
     b = check_masses("b", b, geometry.m, geometry.batch, like)
-    if math.isinf(rho_a) and math.isinf(rho_b):
+    if math.isinf(rho_a) and math.isinf(rho_b) and checks_enabled():
         sa, sb = a.sum(-1), b.sum(-1)
         if ((sa - sb).abs() > MASS_RTOL * torch.maximum(sa, sb)).any():
             raise ValueError(
@@ -197,7 +255,9 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tu
         return geometry, None
     if isinstance(cost, Geometry) and not isinstance(cost, DenseCost):
         return cost, None
+    known_bounds = None
     if isinstance(cost, DenseCost):
+        known_bounds = cost._bounds if cost.mask is None or mask is None else None
         if cost.mask is not None and mask is not None:
             mask = _check_mask(mask, cost.cost) | cost.mask  # forbid the pairs of both masks
         mask = cost.mask if mask is None else mask
@@ -209,9 +269,12 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tu
     cost = _float_dtype("cost", cost)
     if mask is not None:
         mask = _check_mask(mask, cost)
-    geometry = DenseCost(cost, mask)
-    low, high = geometry.bounds()  # forbidden pairs' values do not matter; kept for the solvers
-    _check_finite("cost", low, high)
+    geometry = DenseCost(cost, mask, None if checks_enabled() else known_bounds)
+    if known_bounds is not None and not checks_enabled():
+        low, high = known_bounds
+    else:
+        low, high = geometry.bounds()  # forbidden pairs' values do not matter; kept for the solvers
+        _check_finite("cost", low, high)
     return geometry, max(-low, high)
 
 
@@ -222,6 +285,8 @@ def _check_cost_function(geometry: PointCloud) -> None:
     from .costs import COSTS
 
     if any(geometry.cost_fn is fn for fn in COSTS.values()):
+        if not checks_enabled():
+            return
         for name, points in (("x", geometry.x), ("y", geometry.y)):
             if not bool(torch.isfinite(points.detach().square().sum(-1)).all()):
                 raise ValueError(
@@ -251,6 +316,6 @@ def _check_mask(mask: Tensor, cost: Tensor) -> Tensor:
         full = mask.expand_as(cost)
     except RuntimeError:
         raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to the cost {tuple(cost.shape)}") from None
-    if full.all(-1).any() or full.all(-2).any():
+    if checks_enabled() and (full.all(-1).any() or full.all(-2).any()):
         raise ValueError("mask: forbids every pair of some row or column; that mass could not be transported")
     return mask

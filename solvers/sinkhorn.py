@@ -8,14 +8,15 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from otalign.geometry import DenseCost
 from otalign.plan import Plan
 from otalign.problem import Problem
-from otalign.softmin import KERNELS
+from otalign.scaling import ScalingKernel, spread_allows
+from otalign.softmin import KERNELS, Kernel
 from otalign.solver import Init, Solver, initial_potentials
-from otalign.validation import check_number, check_positive_int
+from otalign.validation import check_number, check_positive_int, validation_enabled
 
 from .registry import register
-from .scaling import fused_sinkhorn, spread_allows
 
 
 @register("sinkhorn")
@@ -34,10 +35,11 @@ class Sinkhorn(Solver):
         keep_iterates: keep ``(f, g)`` after every row step in :attr:`Plan.iterates` (multistep losses).
         block_rows: rows per block of the soft-min primitive (default: fit 2 MiB).
         kernel: ``"auto"`` (default): for a fixed number of iterations (``tol=0``) on a dense cost whose spread is
-            small against eps, the kernel-domain loop with a fused backward (:mod:`otalign.solvers.scaling`; same
-            iterates), else the blocked log-domain soft-min. ``"blocked"``, ``"dense"`` or ``"compiled"`` force a
-            log-domain soft-min implementation (:func:`otalign.softmin.logsumexp`; ``"compiled"`` is a fused
-            ``torch.compile`` kernel for dense costs that compiles on first use).
+            small against eps, the kernel-domain soft-min with a fused backward (:mod:`otalign.scaling`; same
+            iterates), else the blocked log-domain soft-min. ``"blocked"``, ``"dense"``, ``"compiled"`` or
+            ``"native"`` force a log-domain soft-min implementation (:func:`otalign.softmin.logsumexp`;
+            ``"compiled"`` is a fused ``torch.compile`` kernel for dense costs that compiles on first use). Inside a
+            ``torch.compile`` region the plain ``"native"`` soft-min is always used.
         check_every: measure the stopping criterion every k iterations (fewer host syncs on GPU).
     """
 
@@ -71,30 +73,35 @@ class Sinkhorn(Solver):
         if self.eps_scaling is not None:
             for eps in annealing_schedule(problem, self.eps_scaling):
                 staged = problem.with_eps(eps)
-                for _ in range(self.scaling_iter):
-                    f, _ = staged.update_f(g, None, self.block_rows, self.softmin_kernel)
-                    g, _ = staged.update_g(f, None, self.block_rows, self.softmin_kernel)
-                    f, g = self.after_iteration(staged, f, g)
-                    sweeps += 1
-        if self._fused_applies(problem, tol):
-            f_fused, g_fused = fused_sinkhorn(problem, f, g, max_iter)
-            if bool(torch.isfinite(f_fused).all() and torch.isfinite(g_fused).all()):
-                return Plan(problem, f_fused, g_fused, max_iter, False, None, "unroll")
-        return self.iterate(problem, f, g, max_iter, tol, sweeps)
+                stage = self.iterate(staged, f, g, self.scaling_iter, 0.0, softmin=self.softmin_for(staged, 0.0))
+                f, g, sweeps = stage.f, stage.g, sweeps + stage.iterations
+        softmin = self.softmin_for(problem, tol)
+        plan = self.iterate(problem, f, g, max_iter, tol, sweeps, softmin)
+        if isinstance(softmin, ScalingKernel) and validation_enabled() and not _finite(plan):
+            plan = self.iterate(problem, f, g, max_iter, tol, sweeps, self.softmin_kernel)
+        return plan
 
-    def _fused_applies(self, problem: Problem, tol: float) -> bool:
-        plain = type(self).after_iteration is Sinkhorn.after_iteration
-        return (
-            self.kernel == "auto" and tol == 0 and plain and not self.keep_iterates and self.eps_scaling is None
-            and spread_allows(problem)
-        )
+    def softmin_for(self, problem: Problem, tol: float) -> Kernel:
+        """The soft-min implementation of a solve: plain ``torch.logsumexp`` while ``torch.compile`` traces; with
+        ``kernel="auto"``, the kernel domain for a fixed number of iterations on a dense cost of small spread / eps;
+        else the log-domain kernel asked for."""
+        if torch.compiler.is_compiling():
+            return "native"
+        if self.kernel == "auto" and tol == 0 and spread_allows(problem.geometry, problem.eps):
+            return ScalingKernel(problem.geometry, problem.eps)
+        return self.softmin_kernel
 
     def after_iteration(self, problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
         """Hook run after each full iteration (the translation-invariant solver moves the potentials here)."""
         return f, g
 
-    def iterate(self, problem: Problem, f: Tensor, g: Tensor, max_iter: int, tol: float, done: int = 0) -> Plan:
-        """Run up to ``max_iter`` iterations from ``(f, g)``; ``done`` earlier sweeps are added to the count."""
+    def iterate(
+        self, problem: Problem, f: Tensor, g: Tensor, max_iter: int, tol: float, done: int = 0,
+        softmin: Optional[Kernel] = None,
+    ) -> Plan:
+        """Run up to ``max_iter`` iterations from ``(f, g)``; ``done`` earlier sweeps are added to the count.
+        ``softmin`` is the soft-min implementation (default: the log-domain kernel of the ``kernel`` option)."""
+        softmin = self.softmin_kernel if softmin is None else softmin
         hard_rows = math.isinf(problem.rho_a)
         iterates: Optional[list[tuple[Tensor, Tensor]]] = [] if self.keep_iterates else None
         hint_f = hint_g = None
@@ -103,7 +110,7 @@ class Sinkhorn(Solver):
         iterations = 0
         for it in range(max_iter):
             check = tol > 0 and it % self.check_every == 0
-            f_next, hint_f = problem.update_f(g, hint_f, self.block_rows, self.softmin_kernel)
+            f_next, hint_f = problem.update_f(g, hint_f, self.block_rows, softmin)
             if check and hard_rows and (it > 0 or done > 0):  # (f, g) must follow a column step
                 error = _row_error(problem, f, hint_f)
                 if bool((error <= tol).all()):
@@ -111,7 +118,7 @@ class Sinkhorn(Solver):
                     break
             if iterates is not None:
                 iterates.append((f_next, g))
-            g_next, hint_g = problem.update_g(f_next, hint_g, self.block_rows, self.softmin_kernel)
+            g_next, hint_g = problem.update_g(f_next, hint_g, self.block_rows, softmin)
             if check and not hard_rows:
                 with torch.no_grad():
                     error = torch.maximum(_sup(f_next - f), _sup(g_next - g)) / problem.eps
@@ -135,18 +142,30 @@ def _sup(x: Tensor) -> Tensor:
 
 def annealing_schedule(problem: Problem, ratio: float) -> list[float]:
     """eps values from the cost's spread down to (not including) ``problem.eps``, geometric with ``ratio``."""
-    with torch.no_grad():
-        low, high = math.inf, -math.inf
-        geometry = problem.geometry
-        tensors = geometry.tensors()
-        for start, stop in geometry.row_blocks():
-            block = geometry.block(tensors, start, stop)
-            finite = block[torch.isfinite(block)]
-            if finite.numel():
-                low, high = min(low, finite.min().item()), max(high, finite.max().item())
+    low, high = cost_range(problem)
     schedule = []
     eps = max(high - low, problem.eps)
     while eps > problem.eps:
         schedule.append(eps)
         eps *= ratio
     return schedule
+
+
+def cost_range(problem: Problem) -> tuple[float, float]:
+    """``(min, max)`` of the allowed costs: :meth:`DenseCost.bounds` for a matrix, one blockwise pass otherwise."""
+    geometry = problem.geometry
+    if isinstance(geometry, DenseCost):
+        return geometry.bounds()
+    low, high = math.inf, -math.inf
+    with torch.no_grad():
+        tensors = geometry.tensors()
+        for start, stop in geometry.row_blocks():
+            block = geometry.block(tensors, start, stop)
+            finite = block[torch.isfinite(block)]
+            if finite.numel():
+                low, high = min(low, finite.min().item()), max(high, finite.max().item())
+    return low, high
+
+
+def _finite(plan: Plan) -> bool:
+    return bool(torch.isfinite(plan.f).all() and torch.isfinite(plan.g).all())

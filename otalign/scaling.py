@@ -1,0 +1,128 @@
+"""Kernel-domain soft-min: the fast half-step for bounded dense costs.
+
+For a dense cost whose spread is small against eps (``(max C - min C) / eps`` at most :data:`SPREAD_LIMIT`: 40 in
+float32, 500 in float64), ``K = exp(-(C - min C) / eps)`` is representable, and the log-domain soft-min
+
+    lse_i = LSE_j[h_j - C_ij / eps] = log (K w)_i + M - min C / eps,    w = exp(h - M),  M = max h
+
+becomes one matrix-vector product (the mirror image, ``w^T K``, for a column half-step). Terms dropped because
+``w`` underflows are below ``m e^{-87 + 40}`` of the largest one (float32), so the iterates are those of the
+log-domain loop.
+
+Gradients. A :class:`ScalingKernel` is built once per solve. Each half-step is a small autograd node whose backward
+gives ``dh = w * (K^T q)`` with ``q = d lse / (K w)`` and adds the rank-one term ``q w^T`` of ``dL/dK`` to a tape
+instead of materialising it. All half-steps also take a 0-d *token* that stands for the cost; autograd runs the
+token's backward only after every half-step's (they all consume it), and there the 2T rank-one terms are summed by
+one matrix product, ``dL/dK = A B^T`` (``A (n, 2T)``, ``B (m, 2T)``), and ``dL/dC = -K * dL/dK / eps`` is a single
+pass over the matrix — instead of 2T passes in an unrolled log-domain backward.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .geometry import DenseCost, Geometry
+
+#: Largest cost spread / eps for which the kernel domain is used, per dtype.
+SPREAD_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
+
+
+def spread_allows(geometry: Geometry, eps: float) -> bool:
+    """Whether ``geometry`` is a dense cost whose spread / eps is within :data:`SPREAD_LIMIT` (read from
+    :meth:`DenseCost.bounds`: known bounds, or the ones validation measured)."""
+    if not isinstance(geometry, DenseCost) or geometry.dtype not in SPREAD_LIMIT:
+        return False
+    low, high = geometry.bounds()
+    return (high - low) / eps <= SPREAD_LIMIT[geometry.dtype]
+
+
+def _matvec(kernel: Tensor, w: Tensor) -> Tensor:
+    return (kernel @ w.unsqueeze(-1)).squeeze(-1)
+
+
+def _rmatvec(kernel: Tensor, w: Tensor) -> Tensor:
+    return (w.unsqueeze(-2) @ kernel).squeeze(-2)
+
+
+class ScalingKernel:
+    """``K = exp(-(C - min C) / eps)`` of one solve, and its soft-min ``LSE[h - C / eps]`` (module docstring).
+
+    Args:
+        geometry: a :class:`DenseCost` ``(n, m)`` or ``(B, n, m)`` (forbidden pairs are ``+inf``: ``K = 0``).
+        eps: the entropic strength.
+
+    Example::
+
+        >>> kernel = ScalingKernel(DenseCost(C), eps=0.5)
+        >>> lse_rows = kernel.logsumexp(g / 0.5, axis=1)    # (n,) = LSE_j[g_j / eps - C_ij / eps]
+    """
+
+    def __init__(self, geometry: DenseCost, eps: float):
+        self.eps = float(eps)
+        self.cost = geometry.cost
+        self.matrix: Optional[Tensor] = None
+        self.offset: Optional[Tensor] = None
+        self.rows: list[Tensor] = []
+        self.cols: list[Tensor] = []
+        self.token = _KernelToken.apply(self.cost, self)
+
+    def logsumexp(self, h_scaled: Tensor, axis: int) -> Tensor:
+        """``LSE[h_scaled - C / eps]`` over columns (``axis=1``, ``h_scaled (..., m)`` -> ``(..., n)``) or over
+        rows (``axis=0``, ``(..., n)`` -> ``(..., m)``), differentiable w.r.t. ``h_scaled`` and the cost."""
+        return _KernelStep.apply(h_scaled, self.token, self, axis)
+
+
+class _KernelToken(torch.autograd.Function):
+    """Builds ``K``; its backward turns the taped rank-one terms into ``dL/dC`` in one matrix product."""
+
+    @staticmethod
+    def forward(ctx, cost: Tensor, kernel: ScalingKernel) -> Tensor:
+        offset = cost.amin((-1, -2), keepdim=True) / kernel.eps
+        kernel.matrix = torch.sub(offset, cost, alpha=1.0 / kernel.eps).exp_()  # one n x m allocation
+        kernel.offset = offset.squeeze(-1)
+        ctx.kernel = kernel
+        return cost.new_zeros(())
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, _unused: Tensor):
+        kernel: ScalingKernel = ctx.kernel
+        if not kernel.rows:
+            return None, None
+        kernel_bar = torch.stack(kernel.rows, -1) @ torch.stack(kernel.cols, -1).transpose(-1, -2)
+        kernel.rows.clear()
+        kernel.cols.clear()
+        return kernel_bar.mul_(kernel.matrix).mul_(-1.0 / kernel.eps), None
+
+
+class _KernelStep(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, h_scaled: Tensor, token: Tensor, kernel: ScalingKernel, axis: int) -> Tensor:
+        top = h_scaled.amax(-1, keepdim=True)
+        w = torch.exp(h_scaled - top)
+        sums = _matvec(kernel.matrix, w) if axis == 1 else _rmatvec(kernel.matrix, w)
+        ctx.kernel, ctx.axis = kernel, axis
+        ctx.save_for_backward(w, sums)
+        return sums.log() + top - kernel.offset
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_lse: Tensor):
+        w, sums = ctx.saved_tensors
+        kernel: ScalingKernel = ctx.kernel
+        q = grad_lse / sums
+        if ctx.axis == 1:
+            h_bar = w * _rmatvec(kernel.matrix, q)
+            rows, cols = q, w
+        else:
+            h_bar = w * _matvec(kernel.matrix, q)
+            rows, cols = w, q
+        token_bar = None
+        if ctx.needs_input_grad[1]:
+            kernel.rows.append(rows)
+            kernel.cols.append(cols)
+            token_bar = grad_lse.new_zeros(())
+        return (h_bar if ctx.needs_input_grad[0] else None), token_bar, None, None
