@@ -13,6 +13,7 @@ from .plan import Plan
 from .problem import Problem
 from .solve import solve
 from .solver import ConvergenceWarning, Solver
+from .validation import set_validation, validation_enabled
 
 __version__ = "0.1.0"
 
@@ -31,5 +32,7 @@ __all__ = [
     "losses",
     "metrics",
     "solve",
+    "set_validation",
     "targets",
+    "validation_enabled",
 ]

@@ -15,7 +15,7 @@ from .problem import REFERENCES, Problem
 from .solve import solve
 from .solver import GRAD_MODES, Init, Solver
 from .targets import check_target
-from .validation import check_eps, check_number, check_positive_int, check_rho
+from .validation import check_eps, check_number, check_positive_int, check_rho, trusted
 
 
 @dataclass
@@ -106,5 +106,12 @@ class Aligner:
     ) -> Alignment:
         problem = self.problem(cost, a, b, mask)
         target = check_target(target, (problem.n, problem.m), problem.batch_shape)
+        with trusted():
+            return self.align(problem, target, init)
+
+    def align(self, problem: Problem, target: Tensor, init: Init = None) -> Alignment:
+        """Solve ``problem`` and score its plan against ``target`` ``(..., n, m)``, both already validated by the
+        caller (what the losses use: inputs are checked once, at their own boundary). The plan's log-matrix is
+        computed once and shared by every term of the divergence."""
         plan = solve(problem, self.solver, max_iter=self.max_iter, tol=self.tol, grad=self.grad, init=init)
         return Alignment(plan, self.divergence(plan, target), anchor_weights(target))

@@ -116,20 +116,27 @@ class DenseCost(Geometry):
         return tensors[0][..., start:stop, :]
 
     def bounds(self) -> tuple[float, float]:
-        """``(min, max)`` of the allowed entries, forbidden ones counting as 0 (NaN if the cost holds NaN): the
-        ``bounds`` given to the constructor, else measured once and cached (one pass over the cost, in row blocks
-        when there is a mask: no masked copy)."""
-        if self._bounds is None:
-            cost = self.cost.detach()
-            if self.mask is None:
-                ranges = [torch.aminmax(cost)]
-            else:
-                mask = self.mask.expand_as(cost)
-                ranges = [torch.aminmax(cost[..., i:j, :].masked_fill(mask[..., i:j, :], 0.0))
-                          for i, j in self.row_blocks()]
-            low = float(torch.stack([r.min for r in ranges]).amin())  # NaN propagates
-            high = float(torch.stack([r.max for r in ranges]).amax())
-            self._bounds = (low, high)
+        """``(min, max)`` of the allowed entries: the ``bounds`` given to the constructor, else
+        :meth:`measure_bounds` (measured once and cached)."""
+        return self.measure_bounds() if self._bounds is None else self._bounds
+
+    @property
+    def bounds_unknown(self) -> bool:
+        """Whether :meth:`bounds` would have to read the cost."""
+        return self._bounds is None
+
+    def measure_bounds(self) -> tuple[float, float]:
+        """``(min, max)`` of the allowed entries read from the cost, forbidden ones counting as 0 (NaN if the cost
+        holds NaN); cached as :meth:`bounds`. One pass, in row blocks when there is a mask (no masked copy)."""
+        cost = self.cost.detach()
+        if self.mask is None:
+            ranges = [torch.aminmax(cost)]
+        else:
+            mask = self.mask.expand_as(cost)
+            ranges = [torch.aminmax(cost[..., i:j, :].masked_fill(mask[..., i:j, :], 0.0)) for i, j in self.row_blocks()]
+        low = float(torch.stack([r.min for r in ranges]).amin())  # NaN propagates
+        high = float(torch.stack([r.max for r in ranges]).amax())
+        self._bounds = (low, high)
         return self._bounds
 
     def transposed(self) -> Tensor:

@@ -42,20 +42,26 @@ class Plan:
     iterates: Optional[list[tuple[Tensor, Tensor]]] = None
     explicit: Optional[Tensor] = None
     _marginals: Optional[tuple[Tensor, Tensor]] = field(default=None, repr=False)
+    _log_matrix: Optional[Tensor] = field(default=None, repr=False)
 
     @property
     def log_matrix(self) -> Tensor:
-        """``log P``, ``(..., n, m)``."""
-        if self.explicit is not None:
-            return self.explicit.log()
-        return self.problem.log_plan_block(self.f, self.g, 0, self.problem.n)
+        """``log P``, ``(..., n, m)``; computed once and kept, so several divergences of one plan share it."""
+        if self._log_matrix is None:
+            if self.explicit is not None:
+                self._log_matrix = self.explicit.log()
+            else:
+                self._log_matrix = self.problem.log_plan_block(self.f, self.g, 0, self.problem.n)
+        return self._log_matrix
 
     @property
     def matrix(self) -> Tensor:
-        """The plan ``P``, ``(..., n, m)``."""
+        """The plan ``P``, ``(..., n, m)`` (a fresh tensor; :attr:`log_matrix` is not kept for it)."""
         if self.explicit is not None:
             return self.explicit
-        return self.log_matrix.exp_()  # log_matrix is a fresh tensor
+        if self._log_matrix is not None:
+            return self._log_matrix.exp()
+        return self.problem.log_plan_block(self.f, self.g, 0, self.problem.n).exp_()
 
     @property
     def marginals(self) -> tuple[Tensor, Tensor]:

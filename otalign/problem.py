@@ -20,6 +20,7 @@ from torch import Tensor
 
 from .geometry import Geometry
 from .softmin import logsumexp
+from .validation import is_inf
 
 REFERENCES = ("product", "uniform")
 
@@ -96,7 +97,7 @@ class Problem:
 
     @property
     def is_balanced(self) -> bool:
-        return math.isinf(self.rho_a) and math.isinf(self.rho_b)
+        return is_inf(self.rho_a) and is_inf(self.rho_b)
 
     @property
     def lambda_a(self) -> float:
@@ -216,14 +217,14 @@ def safe_log(mass: Tensor) -> Tensor:
 
 
 def _damping(rho: float, eps: float) -> float:
-    if math.isinf(rho):
+    if is_inf(rho):
         return 1.0
     return rho / (rho + eps)
 
 
 def marginal_penalty(marginal: Tensor, mass: Tensor, rho: float) -> Tensor:
     """``rho KL(marginal | mass)`` (generalised KL), summed over the last axis; 0 for hard (inf) or free (0) sides."""
-    if math.isinf(rho) or rho == 0.0:
+    if is_inf(rho) or rho == 0.0:
         return marginal.new_zeros(marginal.shape[:-1])
     tiny = torch.finfo(marginal.dtype).tiny
     ratio = torch.where(marginal > 0, marginal * (marginal.clamp_min(tiny).log() - safe_log(mass)), 0.0)
@@ -232,7 +233,7 @@ def marginal_penalty(marginal: Tensor, mass: Tensor, rho: float) -> Tensor:
 
 def dual_mass_term(potential: Tensor, mass: Tensor, rho: float) -> Tensor:
     """``sum_i mass_i phi(potential_i)`` with ``phi(x) = rho (1 - exp(-x/rho))`` (``x`` when rho = inf, 0 when 0)."""
-    if math.isinf(rho):
+    if is_inf(rho):
         return (mass * potential).sum(-1)
     if rho == 0.0:
         return potential.new_zeros(potential.shape[:-1])

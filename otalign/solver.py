@@ -37,6 +37,9 @@ class Solver:
     name: str = "solver"
     #: Whether the solver's fixed point is the Sinkhorn fixed point of the problem (so "implicit" applies).
     sinkhorn_fixed_point: bool = True
+    #: Why the solver cannot run exactly ``max_iter`` iterations (``tol=0``) of its scheme with autograd through them
+    #: on a dense cost with forbidden pairs, which is what the contrastive losses need; empty when it can.
+    cannot_unroll: str = ""
 
     def __init__(self, **options):
         if options:

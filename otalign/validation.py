@@ -61,11 +61,28 @@ class trusted:
     divergence."""
 
     def __enter__(self) -> "trusted":
-        _LOCAL.trusted_depth += 1
+        if not torch.compiler.is_compiling():  # a compiled region reads no values anyway
+            _LOCAL.trusted_depth += 1
         return self
 
     def __exit__(self, *exc) -> None:
-        _LOCAL.trusted_depth -= 1
+        if not torch.compiler.is_compiling():
+            _LOCAL.trusted_depth -= 1
+
+
+def is_inf(x: float) -> bool:
+    """``math.isinf`` written as comparisons, which ``torch.compile`` can trace on symbolic floats."""
+    return x == math.inf or x == -math.inf
+
+
+def is_nan(x: float) -> bool:
+    """``math.isnan`` as a comparison (traceable, see :func:`is_inf`)."""
+    return x != x
+
+
+def is_finite(x: float) -> bool:
+    """``math.isfinite`` as comparisons (traceable, see :func:`is_inf`)."""
+    return not (is_nan(x) or is_inf(x))
 
 
 #: Relative tolerance on ``|sum a - sum b|`` for problems with two hard marginals.
@@ -108,9 +125,9 @@ def _float_dtype(name: str, x: Tensor) -> Tensor:
 
 def _check_finite(name: str, low: float, high: float) -> None:
     """Raises if the range ``(low, high)`` of a tensor shows NaN or inf in it."""
-    if math.isnan(low) or math.isnan(high):
+    if is_nan(low) or is_nan(high):
         raise ValueError(f"{name}: contains NaN")
-    if math.isinf(low) or math.isinf(high):
+    if is_inf(low) or is_inf(high):
         raise ValueError(f"{name}: contains inf (use `mask=` to forbid pairs instead of infinite costs)")
 
 
@@ -136,7 +153,7 @@ def check_number(name: str, value, minimum: float = 0.0, strict: bool = False, f
     """A real number ``>= minimum`` (``> minimum`` when ``strict``), finite unless ``finite=False``; not NaN."""
     what = f"a {'finite ' if finite else ''}number {'>' if strict else '>='} {minimum:g}"
     out = as_real(name, value, what)
-    if math.isnan(out) or (finite and math.isinf(out)) or out < minimum or (strict and out == minimum):
+    if is_nan(out) or (finite and is_inf(out)) or out < minimum or (strict and out == minimum):
         raise ValueError(f"{name}: expected {what}, got {out!r}")
     return out
 
@@ -160,14 +177,14 @@ def check_positive_int(name: str, value, minimum: int = 1) -> int:
 
 def check_eps(eps) -> float:
     value = as_real("eps", eps, "a positive number")
-    if not math.isfinite(value) or value <= 0:
+    if not is_finite(value) or value <= 0:
         raise ValueError(f"eps: must be a finite number > 0, got {value}")
     return value
 
 
 def check_rho(name: str, rho) -> float:
     value = as_real(name, rho, "a number in [0, inf]")
-    if math.isnan(value) or value < 0:
+    if not value >= 0:  # NaN fails the comparison too
         raise ValueError(f"{name}: must be >= 0 (inf = hard constraint, 0 = free), got {value}")
     return value
 
@@ -203,7 +220,7 @@ def check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask):
     like = geometry.tensors()[0]
     a = check_masses("a", a, geometry.n, geometry.batch, like)
     b = check_masses("b", b, geometry.m, geometry.batch, like)
-    if math.isinf(rho_a) and math.isinf(rho_b) and checks_enabled():
+    if is_inf(rho_a) and is_inf(rho_b) and checks_enabled():
         sa, sb = a.sum(-1), b.sum(-1)
         if ((sa - sb).abs() > MASS_RTOL * torch.maximum(sa, sb)).any():
             raise ValueError(
@@ -235,7 +252,7 @@ def _check_range(eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, lar
             f"unit roundoff, {largest_cost * finfo.eps:g}); use a larger eps or shift the cost towards 0"
         )
     for name, rho in (("rho_a", rho_a), ("rho_b", rho_b)):
-        if math.isfinite(rho) and rho > finfo.max:
+        if is_finite(rho) and rho > finfo.max:
             raise ValueError(f"{name}: {rho:g} is out of range for {dtype}; use inf for a hard constraint")
 
 
@@ -255,27 +272,39 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tu
         return geometry, None
     if isinstance(cost, Geometry) and not isinstance(cost, DenseCost):
         return cost, None
-    known_bounds = None
+    if isinstance(cost, DenseCost) and mask is None:  # keep its mask (already applied) and any known bounds
+        _check_cost_shape(cost.cost)
+        geometry = cost.with_tensors([_float_dtype("cost", cost.cost)])
+        if cost.mask is not None:
+            _check_mask(cost.mask, geometry.cost)
+        return geometry, _largest_cost(geometry)
     if isinstance(cost, DenseCost):
-        known_bounds = cost._bounds if cost.mask is None or mask is None else None
-        if cost.mask is not None and mask is not None:
-            mask = _check_mask(mask, cost.cost) | cost.mask  # forbid the pairs of both masks
-        mask = cost.mask if mask is None else mask
+        mask = _check_mask(mask, cost.cost) | cost.mask if cost.mask is not None else mask  # forbid both masks' pairs
         cost = cost.cost
     if not isinstance(cost, Tensor):
         raise TypeError(f"cost: expected a tensor (n, m) / (B, n, m) or a Geometry, got {type(cost).__name__}")
-    if cost.dim() not in (2, 3):
-        raise ValueError(f"cost: expected shape (n, m) or (B, n, m), got {tuple(cost.shape)}")
+    _check_cost_shape(cost)
     cost = _float_dtype("cost", cost)
     if mask is not None:
         mask = _check_mask(mask, cost)
-    geometry = DenseCost(cost, mask, None if checks_enabled() else known_bounds)
-    if known_bounds is not None and not checks_enabled():
-        low, high = known_bounds
-    else:
-        low, high = geometry.bounds()  # forbidden pairs' values do not matter; kept for the solvers
+    geometry = DenseCost(cost, mask)
+    return geometry, _largest_cost(geometry)
+
+
+def _check_cost_shape(cost: Tensor) -> None:
+    if cost.dim() not in (2, 3):
+        raise ValueError(f"cost: expected shape (n, m) or (B, n, m), got {tuple(cost.shape)}")
+
+
+def _largest_cost(geometry: DenseCost) -> float:
+    """``max |C|`` over the allowed pairs: the geometry's known bounds when value checks are off, else measured
+    (one pass; forbidden pairs' values do not matter) and checked finite."""
+    if checks_enabled() or geometry.bounds_unknown:
+        low, high = geometry.measure_bounds()
         _check_finite("cost", low, high)
-    return geometry, max(-low, high)
+    else:
+        low, high = geometry.bounds()
+    return max(-low, high)
 
 
 def _check_cost_function(geometry: PointCloud) -> None:

@@ -44,6 +44,11 @@ class GeomLossSolver(Solver):
         backend: ``"tensorized"`` (default), ``"online"``, ``"multiscale"`` or ``"auto"``.
     """
 
+    cannot_unroll = (
+        "geomloss anneals eps on its own schedule (max_iter does not apply, so there are no iterates to unroll) and "
+        "needs point clouds, while a contrastive loss solves a dense cost with excluded self-pairs"
+    )
+
     def __init__(self, scaling: float = 0.5, backend: str = "tensorized"):
         super().__init__()
         self.scaling = scaling

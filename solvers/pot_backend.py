@@ -47,6 +47,12 @@ class POTSolver(Solver):
         unbalanced_method: POT's method name for unbalanced problems (default ``"sinkhorn"``).
     """
 
+    cannot_unroll = (
+        "POT's Sinkhorn updates the columns first, from its own starting scalings, so its plan after T iterations "
+        "and the gauge of its potentials (which the robust term reads) are not the ones the loss defines; use POT as a "
+        "reference for converged solves (otalign.solve(problem, 'pot'))"
+    )
+
     def __init__(self, method: Optional[str] = None, unbalanced_method: str = "sinkhorn"):
         super().__init__()
         if method is not None and method not in METHODS:

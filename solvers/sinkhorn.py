@@ -14,7 +14,7 @@ from otalign.problem import Problem
 from otalign.scaling import ScalingKernel, spread_allows
 from otalign.softmin import KERNELS, Kernel
 from otalign.solver import Init, Solver, initial_potentials
-from otalign.validation import check_number, check_positive_int, validation_enabled
+from otalign.validation import check_number, check_positive_int, is_inf, validation_enabled
 
 from .registry import register
 
@@ -102,7 +102,7 @@ class Sinkhorn(Solver):
         """Run up to ``max_iter`` iterations from ``(f, g)``; ``done`` earlier sweeps are added to the count.
         ``softmin`` is the soft-min implementation (default: the log-domain kernel of the ``kernel`` option)."""
         softmin = self.softmin_kernel if softmin is None else softmin
-        hard_rows = math.isinf(problem.rho_a)
+        hard_rows = is_inf(problem.rho_a)
         iterates: Optional[list[tuple[Tensor, Tensor]]] = [] if self.keep_iterates else None
         hint_f = hint_g = None
         error: Optional[Tensor] = None

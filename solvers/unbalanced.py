@@ -18,12 +18,12 @@ Transport: Translation invariant Sinkhorn and 1-D Frank-Wolfe"); the fixed point
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import Tensor
 
 from otalign.problem import Problem, safe_log
+from otalign.validation import is_inf
 
 from .registry import register
 from .sinkhorn import Sinkhorn
@@ -46,7 +46,7 @@ class TranslationInvariantSinkhorn(Sinkhorn):
 def optimal_translation(problem: Problem, f: Tensor, g: Tensor):
     """``t*`` of the module docstring, ``(...,)``; ``None`` when the problem has no translation mode."""
     rho_a, rho_b = problem.rho_a, problem.rho_b
-    if rho_a == 0 or rho_b == 0 or (math.isinf(rho_a) and math.isinf(rho_b)):
+    if rho_a == 0 or rho_b == 0 or (is_inf(rho_a) and is_inf(rho_b)):
         return None
     log_a_term = _log_mass_term(f, problem.a, rho_a)
     log_b_term = _log_mass_term(g, problem.b, rho_b)
@@ -54,10 +54,10 @@ def optimal_translation(problem: Problem, f: Tensor, g: Tensor):
 
 
 def _log_mass_term(potential: Tensor, mass: Tensor, rho: float) -> Tensor:
-    if math.isinf(rho):
+    if is_inf(rho):
         return mass.sum(-1).log()
     return torch.logsumexp(safe_log(mass) - potential / rho, dim=-1)
 
 
 def _inverse(rho: float) -> float:
-    return 0.0 if math.isinf(rho) else 1.0 / rho
+    return 0.0 if is_inf(rho) else 1.0 / rho

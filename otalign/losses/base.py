@@ -48,24 +48,36 @@ Local batch sizes may differ between ranks.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
+from typing_extensions import TypedDict
 
 from .. import targets as _targets
 from ..aligner import Aligner
 from ..costs import negative_cosine
 from ..divergences import Divergence
-from ..validation import as_real, check_tensor
+from ..geometry import DenseCost
+from ..solver import Solver
+from ..validation import as_real, check_tensor, checks_enabled, is_finite, trusted
 from . import distributed
 
 REDUCTIONS = ("mean", "sum", "none")
 COMPAT = (None, "authors")
 #: The authors' similarity clamp (``compat="authors"``).
 AUTHORS_CLAMP = 1e-7
+
+
+class LossOptions(TypedDict, total=False):
+    """The keywords every loss preset accepts besides its own parameters (see :class:`AlignmentLoss`)."""
+
+    solver: Union[str, Solver]
+    solver_options: Optional[Mapping[str, Any]]
+    reduction: str
+    gather_distributed: bool
+    compat: Optional[str]
 
 
 @dataclass
@@ -179,7 +191,7 @@ class ContrastiveLoss(nn.Module):
                 f"got {tuple(target.shape)}"
             )
         target = _targets.check_target(target, (size, size)).to(device=device, dtype=dtype)
-        if bool((target.diagonal() != 0).any()):
+        if checks_enabled() and bool((target.diagonal() != 0).any()):
             raise ValueError("target: the diagonal must be zero (self-pairs are excluded from the plan)")
         return target
 
@@ -187,13 +199,28 @@ class ContrastiveLoss(nn.Module):
 class AlignmentLoss(ContrastiveLoss):
     """A contrastive loss as an OT alignment: ``d(P_tgt | Plan(C))`` per anchor, through an :class:`Aligner`.
 
+    The six GCA losses are presets of this class (a divergence, the marginal relaxations and the number of
+    iterations); any other combination is one constructor call away.
+
     Args:
-        divergence: ``(plan, target) -> (n,)``, e.g. ``otalign.divergences.kl``.
+        divergence: ``(plan, target) -> (n,)``, e.g. ``otalign.divergences.kl``, or ``"kl"`` / ``"robust"``.
         temperature: eps (the temperature).
-        iterations: Sinkhorn iterations T (fixed: ``tol=0``, gradients unrolled).
+        iterations: the solver's iterations T (fixed: ``tol=0``, gradients unrolled). For ``"proximal"`` these are
+            outer proximal steps.
         rho_a, rho_b: marginal relaxations of the plan (``inf`` hard, ``0`` free).
+        solver: a registered solver name (``"sinkhorn"``, the default; ``"unbalanced"``, the translation-invariant
+            scheme for finite rho; ``"proximal"``, the proximal-point multistep scheme; a name of your own) or a
+            :class:`~otalign.Solver` instance. Solvers that cannot run a fixed number of unrolled iterations on a
+            dense cost with excluded self-pairs (``"geomloss"``) are refused with the reason.
+        solver_options: the named solver's constructor options, e.g. ``{"inner_iter": 5}`` for ``"proximal"``.
         reduction, gather_distributed: see :class:`ContrastiveLoss`.
         compat: ``None`` (default, the correct maths) or ``"authors"`` (module docstring).
+
+    Example::
+
+        >>> loss = AlignmentLoss("kl", temperature=0.5, iterations=5, rho_a=inf, rho_b=inf, solver="proximal",
+        ...                      solver_options={"inner_iter": 20})
+        >>> loss(z0, z1)
     """
 
     def __init__(
@@ -204,6 +231,8 @@ class AlignmentLoss(ContrastiveLoss):
         iterations: int,
         rho_a: float,
         rho_b: float,
+        solver: Union[str, Solver] = "sinkhorn",
+        solver_options: Optional[Mapping[str, Any]] = None,
         reduction: str = "mean",
         gather_distributed: bool = False,
         compat: Optional[str] = None,
@@ -215,8 +244,9 @@ class AlignmentLoss(ContrastiveLoss):
             raise ValueError(f"compat: expected None or 'authors', got {compat!r}")
         self.iterations = iterations
         self.compat = compat
+        instance = _solver(solver, solver_options, type(self).__name__)
         self.aligner = Aligner(
-            "sinkhorn",
+            instance,
             divergence,
             eps=self.temperature,
             rho_a=rho_a,
@@ -227,24 +257,26 @@ class AlignmentLoss(ContrastiveLoss):
             grad="unroll",
         )
 
-    def cost(self, embeddings: Tensor) -> tuple[Tensor, Optional[Tensor]]:
-        """``(C, mask)`` for ``Z (V N, d)``: ``-cos`` with the self-pairs masked, or the authors' variant."""
+    def cost(self, embeddings: Tensor) -> DenseCost:
+        """The cost of ``Z (V N, d)``: ``-cos`` with the self-pairs masked (known bounds ``[-1, 1]``), or the
+        authors' variant (``[0, 2]``)."""
         if self.compat == "authors":
             unit = nn.functional.normalize(embeddings, dim=-1)
             cost = 1 - (unit @ unit.T).clamp(min=AUTHORS_CLAMP)
             eye = torch.eye(cost.shape[0], dtype=torch.bool, device=cost.device)
-            return torch.where(eye, cost.max(), cost), None
+            return DenseCost(torch.where(eye, cost.amax(), cost), bounds=(0.0, 2.0))
         eye = torch.eye(embeddings.shape[0], dtype=torch.bool, device=embeddings.device)
-        return negative_cosine(embeddings, embeddings), eye
+        return DenseCost(negative_cosine(embeddings, embeddings), eye, bounds=(-1.0, 1.0))
 
     def align(self, *views: Tensor, labels: Optional[Tensor] = None, target: Optional[Tensor] = None):
         """The full :class:`~otalign.Alignment` (plan, per-anchor losses, weights) of the (global) batch."""
         return self._align(self.prepare(views, labels, target))
 
     def _align(self, batch: Batch):
-        cost, mask = self.cost(batch.embeddings)
-        ones = cost.new_ones(cost.shape[0])
-        return self.aligner(cost, batch.target, a=ones, b=ones, mask=mask)
+        with trusted():  # the views and the target were checked once, in prepare()
+            ones = batch.embeddings.new_ones(batch.embeddings.shape[0])
+            problem = self.aligner.problem(self.cost(batch.embeddings), ones, ones)
+            return self.aligner.align(problem, batch.target)
 
     def per_anchor(self, batch: Batch) -> tuple[Tensor, Tensor]:
         alignment = self._align(batch)
@@ -254,10 +286,32 @@ class AlignmentLoss(ContrastiveLoss):
         a = self.aligner
         parts = [f"temperature={self.temperature:g}", f"iterations={self.iterations}"]
         parts += [f"{name}={getattr(self, name):g}" for name in ("q", "lam", "rho", "r1", "r2") if hasattr(self, name)]
-        parts += [f"rho_a={a.rho_a:g}", f"rho_b={a.rho_b:g}", f"reduction={self.reduction!r}"]
+        parts += [f"rho_a={a.rho_a:g}", f"rho_b={a.rho_b:g}", f"solver={a.solver.name!r}", f"reduction={self.reduction!r}"]
         if self.compat is not None:
             parts.append(f"compat={self.compat!r}")
         return ", ".join(parts)
+
+
+def _solver(solver: Union[str, Solver], options: Optional[Mapping[str, Any]], loss: str) -> Solver:
+    """The solver instance a loss runs: a registered name with ``options``, or an instance (no options)."""
+    if options is not None and not isinstance(options, Mapping):
+        raise TypeError(f"solver_options: expected a dict of the solver's options, got {type(options).__name__}")
+    if isinstance(solver, Solver):
+        if options:
+            raise ValueError("solver_options: pass options to the Solver instance's constructor instead")
+        instance = solver
+    elif isinstance(solver, str):
+        from .. import solvers
+
+        try:
+            instance = solvers.get(solver, **dict(options or {}))
+        except TypeError as error:
+            raise ValueError(f"solver_options: {error}") from None
+    else:
+        raise TypeError(f"solver: expected a solver name or an otalign.Solver instance, got {type(solver).__name__}")
+    if instance.cannot_unroll:
+        raise ValueError(f"solver: {instance.name!r} cannot serve {loss}: {instance.cannot_unroll}")
+    return instance
 
 
 def reduce(per_anchor: Tensor, weights: Tensor, batch: Batch, reduction: str) -> Tensor:
@@ -294,7 +348,7 @@ def _stack_views(views: Sequence[Tensor]) -> Tensor:
             raise ValueError(f"{name}: shape {tuple(z.shape)} differs from z0's {tuple(first.shape)}")
         if z.dtype != first.dtype or z.device != first.device:
             raise ValueError(f"{name}: dtype/device {z.dtype}/{z.device} differ from z0's {first.dtype}/{first.device}")
-        if not (bool(torch.isfinite(z.sum())) or bool(torch.isfinite(z).all())):  # a finite sum: all finite (fast)
+        if checks_enabled() and not (bool(torch.isfinite(z.sum())) or bool(torch.isfinite(z).all())):  # fast
             raise ValueError(f"{name}: contains NaN or inf")
     return torch.cat(list(views), dim=0)
 
@@ -320,7 +374,7 @@ def _check_labels(labels: Tensor, n: int, device: torch.device) -> Tensor:
 
 def _positive(name: str, value: float) -> float:
     value = as_real(name, value, "a positive number")
-    if not math.isfinite(value) or value <= 0 or not math.isfinite(1.0 / value):
+    if not is_finite(value) or value <= 0 or not is_finite(1.0 / value):
         raise ValueError(f"{name}: must be a finite number > 0 with a finite inverse, got {value}")
     return value
 

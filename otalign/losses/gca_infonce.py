@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+
+from typing_extensions import Unpack
 
 from ..divergences import kl
-from .base import AlignmentLoss
+from .base import AlignmentLoss, LossOptions
 
 
 class GCAInfoNCE(AlignmentLoss):
@@ -20,29 +21,13 @@ class GCAInfoNCE(AlignmentLoss):
     Args:
         temperature: eps; default 0.5 (the GCA paper's eps).
         iterations: T, default 10 (METHOD.md). Gradients are unrolled through all of them.
-        reduction, gather_distributed, compat: see :class:`~otalign.losses.InfoNCE`.
+        **options: ``solver``, ``solver_options``, ``reduction``, ``gather_distributed``, ``compat`` (see
+            :class:`~otalign.losses.AlignmentLoss`).
 
     Example::
 
         >>> loss = GCAInfoNCE(temperature=0.5, iterations=10)(z0, z1)
     """
 
-    def __init__(
-        self,
-        temperature: float = 0.5,
-        iterations: int = 10,
-        *,
-        reduction: str = "mean",
-        gather_distributed: bool = False,
-        compat: Optional[str] = None,
-    ):
-        super().__init__(
-            kl,
-            temperature=temperature,
-            iterations=iterations,
-            rho_a=math.inf,
-            rho_b=math.inf,
-            reduction=reduction,
-            gather_distributed=gather_distributed,
-            compat=compat,
-        )
+    def __init__(self, temperature: float = 0.5, iterations: int = 10, **options: Unpack[LossOptions]):
+        super().__init__(kl, temperature=temperature, iterations=iterations, rho_a=math.inf, rho_b=math.inf, **options)

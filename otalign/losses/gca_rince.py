@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+
+from typing_extensions import Unpack
 
 from ..divergences import Robust
-from .base import AlignmentLoss
+from .base import AlignmentLoss, LossOptions
 from .rince import check_robust
 
 
@@ -20,32 +21,16 @@ class GCARINCE(AlignmentLoss):
         temperature: eps; default 0.5.
         iterations: T, default 10.
         q, lam: default 0.6 and 0.01 (METHOD.md).
-        reduction, gather_distributed, compat: see :class:`~otalign.losses.InfoNCE`.
+        **options: ``solver``, ``solver_options``, ``reduction``, ``gather_distributed``, ``compat`` (see
+            :class:`~otalign.losses.AlignmentLoss`).
 
     Example::
 
         >>> loss = GCARINCE(iterations=10, q=0.6, lam=0.01)(z0, z1)
     """
 
-    def __init__(
-        self,
-        temperature: float = 0.5,
-        iterations: int = 10,
-        q: float = 0.6,
-        lam: float = 0.01,
-        *,
-        reduction: str = "mean",
-        gather_distributed: bool = False,
-        compat: Optional[str] = None,
-    ):
-        super().__init__(
-            Robust(*check_robust(q, lam)),
-            temperature=temperature,
-            iterations=iterations,
-            rho_a=math.inf,
-            rho_b=math.inf,
-            reduction=reduction,
-            gather_distributed=gather_distributed,
-            compat=compat,
-        )
+    def __init__(self, temperature: float = 0.5, iterations: int = 10, q: float = 0.6, lam: float = 0.01, **options: Unpack[LossOptions]):
+        divergence = Robust(*check_robust(q, lam))
+        super().__init__(divergence, temperature=temperature, iterations=iterations, rho_a=math.inf, rho_b=math.inf,
+                         **options)
         self.q, self.lam = float(q), float(lam)

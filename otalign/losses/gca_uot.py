@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+
+from typing_extensions import Unpack
 
 from ..divergences import Robust, Weighted, kl
-from .base import AlignmentLoss
+from .base import AlignmentLoss, LossOptions
 from .rince import check_robust
 
 
@@ -28,7 +29,8 @@ class GCAUOT(AlignmentLoss):
         r2: weight of the robust term, default 1 (the upper end of the paper's range [0.01, 1]; the authors'
             constructor default). Note the authors' two loss files swap r1/r2 (METHOD.md defect 4); here r1 is
             always the KL weight.
-        reduction, gather_distributed, compat: see :class:`~otalign.losses.InfoNCE`.
+        **options: ``solver``, ``solver_options``, ``reduction``, ``gather_distributed``, ``compat`` (see
+            :class:`~otalign.losses.AlignmentLoss`).
 
     Example::
 
@@ -44,10 +46,7 @@ class GCAUOT(AlignmentLoss):
         lam: float = 0.01,
         r1: float = 1.0,
         r2: float = 1.0,
-        *,
-        reduction: str = "mean",
-        gather_distributed: bool = False,
-        compat: Optional[str] = None,
+        **options: Unpack[LossOptions],
     ):
         q, lam = check_robust(q, lam)
         if isinstance(rho, bool) or not (isinstance(rho, (int, float)) and rho > 0):
@@ -57,14 +56,5 @@ class GCAUOT(AlignmentLoss):
             if not (number and math.isfinite(weight) and weight >= 0):
                 raise ValueError(f"{name}: must be a finite number >= 0, got {weight!r}")
         divergence = Weighted([(float(r1), kl), (float(r2), Robust(q, lam))])
-        super().__init__(
-            divergence,
-            temperature=temperature,
-            iterations=iterations,
-            rho_a=rho,
-            rho_b=rho,
-            reduction=reduction,
-            gather_distributed=gather_distributed,
-            compat=compat,
-        )
+        super().__init__(divergence, temperature=temperature, iterations=iterations, rho_a=rho, rho_b=rho, **options)
         self.rho, self.q, self.lam, self.r1, self.r2 = float(rho), q, lam, float(r1), float(r2)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+
+from typing_extensions import Unpack
 
 from ..divergences import kl
-from .base import AlignmentLoss
+from .base import AlignmentLoss, LossOptions
 
 
 class InfoNCE(AlignmentLoss):
@@ -18,9 +19,10 @@ class InfoNCE(AlignmentLoss):
 
     Args:
         temperature: eps; default 0.5, SimCLR's value for CIFAR-10 (Chen et al. 2020, appendix B.9).
-        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per anchor, ``(V N,)``).
-        gather_distributed: use the batch gathered from all ranks (negatives from every rank).
-        compat: ``"authors"`` for the GCA authors' cost conventions (see :mod:`otalign.losses.base`).
+        **options: ``reduction`` (``"mean"`` | ``"sum"`` | ``"none"``: per anchor, ``(V N,)``),
+            ``gather_distributed`` (use the batch gathered from all ranks: negatives from every rank), ``compat``
+            (``"authors"`` for the GCA authors' cost conventions), ``solver`` and ``solver_options`` (see
+            :class:`~otalign.losses.AlignmentLoss`; one row step is exact, so every solver gives the same plan).
 
     Example::
 
@@ -29,21 +31,5 @@ class InfoNCE(AlignmentLoss):
         >>> loss = loss_fn(z0, z1)
     """
 
-    def __init__(
-        self,
-        temperature: float = 0.5,
-        *,
-        reduction: str = "mean",
-        gather_distributed: bool = False,
-        compat: Optional[str] = None,
-    ):
-        super().__init__(
-            kl,
-            temperature=temperature,
-            iterations=1,
-            rho_a=math.inf,
-            rho_b=0.0,
-            reduction=reduction,
-            gather_distributed=gather_distributed,
-            compat=compat,
-        )
+    def __init__(self, temperature: float = 0.5, **options: Unpack[LossOptions]):
+        super().__init__(kl, temperature=temperature, iterations=1, rho_a=math.inf, rho_b=0.0, **options)

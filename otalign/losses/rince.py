@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+
+from typing_extensions import Unpack
 
 from ..divergences import Robust
-from .base import AlignmentLoss
+from .base import AlignmentLoss, LossOptions
 
 
 class RINCE(AlignmentLoss):
@@ -20,33 +21,17 @@ class RINCE(AlignmentLoss):
         temperature: eps; default 0.5.
         q: in (0, 1]; default 0.6 (the GCA authors' value, METHOD.md).
         lam: weight of the negatives' term, default 0.01 (METHOD.md).
-        reduction, gather_distributed, compat: see :class:`~otalign.losses.InfoNCE`.
+        **options: ``solver``, ``solver_options``, ``reduction``, ``gather_distributed``, ``compat`` (see
+            :class:`~otalign.losses.AlignmentLoss`).
 
     Example::
 
         >>> loss = RINCE(q=0.6, lam=0.01)(z0, z1)
     """
 
-    def __init__(
-        self,
-        temperature: float = 0.5,
-        q: float = 0.6,
-        lam: float = 0.01,
-        *,
-        reduction: str = "mean",
-        gather_distributed: bool = False,
-        compat: Optional[str] = None,
-    ):
-        super().__init__(
-            Robust(*check_robust(q, lam)),
-            temperature=temperature,
-            iterations=1,
-            rho_a=math.inf,
-            rho_b=0.0,
-            reduction=reduction,
-            gather_distributed=gather_distributed,
-            compat=compat,
-        )
+    def __init__(self, temperature: float = 0.5, q: float = 0.6, lam: float = 0.01, **options: Unpack[LossOptions]):
+        divergence = Robust(*check_robust(q, lam))
+        super().__init__(divergence, temperature=temperature, iterations=1, rho_a=math.inf, rho_b=0.0, **options)
         self.q, self.lam = float(q), float(lam)
 
 

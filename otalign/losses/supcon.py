@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Optional
 
+from typing_extensions import Unpack
+
 from torch import Tensor
 
+from .base import LossOptions
 from .infonce import InfoNCE
 
 
@@ -17,22 +20,15 @@ class SupCon(InfoNCE):
 
     Args:
         temperature: eps; default 0.1, the value Khosla et al. (2020) report working best.
-        reduction, gather_distributed, compat: see :class:`InfoNCE`.
+        **options: see :class:`InfoNCE`.
 
     Example::
 
         >>> loss = SupCon(temperature=0.1)(z0, z1, labels=y)      # y: (N,) class ids
     """
 
-    def __init__(
-        self,
-        temperature: float = 0.1,
-        *,
-        reduction: str = "mean",
-        gather_distributed: bool = False,
-        compat: Optional[str] = None,
-    ):
-        super().__init__(temperature, reduction=reduction, gather_distributed=gather_distributed, compat=compat)
+    def __init__(self, temperature: float = 0.1, **options: Unpack[LossOptions]):
+        super().__init__(temperature, **options)
 
     def forward(self, *views: Tensor, labels: Optional[Tensor] = None, target: Optional[Tensor] = None) -> Tensor:
         if labels is None and target is None:

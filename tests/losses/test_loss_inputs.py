@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from otalign import losses, targets
+from otalign.losses.base import LossOptions
 from otalign.losses import GCAUOT, GCAInfoNCE, InfoNCE, NTXent, SupCon
 
 ALL = [losses.InfoNCE, losses.NTXent, losses.GCAInfoNCE, losses.RINCE, losses.GCARINCE, losses.GCAUOT, losses.SupCon]
@@ -39,7 +40,11 @@ def test_mean_skips_anchors_without_a_target():
 def test_no_batch_size_and_common_keywords(cls):
     params = inspect.signature(cls).parameters
     assert "batch_size" not in params
-    assert {"temperature", "reduction", "gather_distributed"} <= set(params)
+    assert "temperature" in params
+    common = {"reduction", "gather_distributed", "solver", "solver_options", "compat"}
+    assert common <= set(LossOptions.__annotations__)
+    if issubclass(cls, losses.AlignmentLoss):
+        assert cls(reduction="sum", gather_distributed=False, solver="sinkhorn", solver_options={}).reduction == "sum"
 
 
 def test_labels_and_target_are_exclusive():
