@@ -47,7 +47,7 @@ def base_config(modality: str, dataset: str, encoder: str, epochs: int, seed: in
 
 def digits_domain_data(per_domain: int):
     from otalign.modalities import images
-    from otalign.training.images import ImageViews
+    from otalign.modalities.images.training import ImageViews
 
     x, y, d = images.digits_domains(images.DIGITS_DOMAINS, seed=0)
     keep = torch.cat([torch.nonzero(d == k).flatten()[torch.randperm(int((d == k).sum()),
@@ -57,7 +57,7 @@ def digits_domain_data(per_domain: int):
 
 def motion_domain_data():
     from otalign.modalities import timeseries as ts
-    from otalign.training.timeseries import SeriesViews
+    from otalign.modalities.timeseries.training import SeriesViews
 
     data = ts.load_aeon_dataset("BasicMotions", "all")
     x, _, _ = ts.standardize(data.X)
@@ -170,7 +170,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     x, y, _ = images.load_digits_dataset("clean", seed=0)
     if quick:
         x, y = x[:200], y[:200]
-    from otalign.training.images import ImageViews
+    from otalign.modalities.images.training import ImageViews
 
     lines += [f"### digits: {x.shape[0]} images, fine = 10 digits, coarse = 3 stroke groups "
               "({0,6,8,9} loops, {1,4,7} straight, {2,3,5} open curves); MLP, "
@@ -188,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def wordnet_section(quick: bool) -> list[str]:
     from otalign.modalities import text as adapter
-    from otalign.training import text
+    from otalign.modalities.text import training as text
 
     texts, lexfiles, _ = text.corpus("wordnet")
     nouns = adapter.load_wordnet_nouns(depth=4, per_lexfile=text.PER_CLASS, seed=0)

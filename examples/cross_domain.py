@@ -16,7 +16,7 @@ import torch
 from otalign.modalities import images
 from otalign.training import setups
 from otalign.training.config import Config
-from otalign.training.images import ImageViews
+from otalign.modalities.images.training import ImageViews
 
 PER_DOMAIN = 200
 

@@ -17,7 +17,7 @@ import torch
 from otalign.modalities import images
 from otalign.training import setups
 from otalign.training.config import Config
-from otalign.training.images import ImageViews
+from otalign.modalities.images.training import ImageViews
 
 SIMILAR_PAIRS = ((1, 7), (3, 8), (4, 9), (5, 6), (0, 6))
 

@@ -34,6 +34,18 @@ FLAG_HELP = {
     "out": "output folder (metrics.jsonl, checkpoint.pt, results.json, plots)",
     "device": "auto, cpu, cuda, cuda:1, ...",
     "optimiser": "sgd, adam, adamw or lars",
+    "solver": "the loss's OT solver: sinkhorn (default), unbalanced (translation-invariant, for finite rho), "
+              "proximal (proximal-point multistep), or a name registered with otalign.solvers.register",
+    "solver_options": "one option of the solver, KEY=VALUE (repeatable; values read as JSON when they parse: "
+                      "--solver-option inner_iter=5)",
+    "target": "the batch target plan: pairing (default), labels, domain-prior (--alpha, --beta), hierarchical "
+              "(--levels, --weights), or module:function for a callable (labels, domains, n_views) -> (VN, VN)",
+    "alpha": "domain prior: weight of same-domain pairs",
+    "beta": "domain prior: weight of cross-domain pairs",
+    "levels": "hierarchical target: comma-separated levels from instance, label and the dataset's metadata "
+              "(domain, coarse)",
+    "weights": "hierarchical target: comma-separated weights, one per level",
+    "held_out_domain": "train without this domain's samples (leave-one-domain-out); results report its accuracy",
 }
 
 
@@ -51,7 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
         kind = str(spec.type)
         default = getattr(defaults, name)
         helptext = f"{FLAG_HELP.get(name, name.replace('_', ' '))} (default {default})"
-        if kind == "bool":
+        if name == "solver_options":
+            train.add_argument("--solver-option", dest=name, action="append", type=_key_value, default=None,
+                               metavar="KEY=VALUE", help=FLAG_HELP[name])
+        elif kind == "bool":
             train.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         else:
             convert = {"int": int, "Optional[int]": int, "float": float, "Optional[float]": float}.get(kind, str)
@@ -92,6 +107,8 @@ def _train(args: argparse.Namespace) -> int:
     from .training.experiment import run_experiment
 
     overrides = {name: getattr(args, name) for name in FIELDS}
+    if overrides["solver_options"] is not None:
+        overrides["solver_options"] = dict(overrides["solver_options"])
     config = load_config(args.config, overrides)
     try:
         result = run_experiment(config, stop_after=args.stop_after)
@@ -105,6 +122,17 @@ def _train(args: argparse.Namespace) -> int:
     elif args.stop_after is not None:
         print(f"stopped after epoch {args.stop_after}; resume with the same command without --stop-after")
     return 0
+
+
+def _key_value(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> ``(KEY, VALUE)``, the value read as JSON when it parses (numbers, true/false), else text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -12,6 +12,8 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
+from otalign.training.heads import mlp_head
+
 
 def resnet18_cifar(feature_dim: int = 512, in_channels: int = 3) -> nn.Module:
     """torchvision's ResNet-18 with the CIFAR stem: a 3 x 3 stride-1 first convolution and no max-pool (so 32 x 32
@@ -114,15 +116,9 @@ class MLPEncoder(nn.Module):
 
 
 def projection_head(in_dim: int, hidden_dim: int = 512, out_dim: int = 128) -> nn.Sequential:
-    """The SimCLR projection head ``Linear - BatchNorm1d - ReLU - Linear``: ``(B, in_dim) -> (B, out_dim)``."""
-    if min(in_dim, hidden_dim, out_dim) < 1:
-        raise ValueError(f"in_dim, hidden_dim, out_dim: must be >= 1, got {in_dim}, {hidden_dim}, {out_dim}")
-    return nn.Sequential(
-        nn.Linear(in_dim, hidden_dim, bias=False),
-        nn.BatchNorm1d(hidden_dim),
-        nn.ReLU(inplace=True),
-        nn.Linear(hidden_dim, out_dim),
-    )
+    """The SimCLR projection head ``Linear(no bias) - BatchNorm1d - ReLU - Linear``: ``(B, in_dim) -> (B, out_dim)``
+    (otalign's one MLP head, :func:`otalign.training.heads.mlp_head`, without the bias BatchNorm makes redundant)."""
+    return mlp_head(in_dim, hidden_dim, out_dim, first_bias=False)
 
 
 __all__ = ["MLPEncoder", "SmallCNN", "projection_head", "resnet18_cifar"]

@@ -60,7 +60,7 @@ class BYOL(SSLModel):
         yield from self.encoder.parameters()
         yield from self.projector.parameters()
 
-    def forward(self, x0: Tensor, x1: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x0: Tensor, x1: Tensor, labels: Optional[Tensor] = None, meta: Optional[dict] = None) -> Tensor:
         n = x0.shape[0]
         p = self.predictor(self.project(torch.cat([x0, x1])))
         with torch.no_grad():

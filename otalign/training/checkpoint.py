@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import torch
 
@@ -18,14 +18,27 @@ import torch
 def save_atomic(state: dict[str, Any], path: Union[str, Path]) -> Path:
     """Write ``state`` to ``path`` atomically; return the path. On any error the temporary file is removed and
     ``path`` is left as it was."""
-    path = Path(path)
+
+    def write(stream) -> None:
+        torch.save(state, stream)
+        stream.flush()
+        os.fsync(stream.fileno())
+
+    return _replace_atomically(Path(path), write, "wb")
+
+
+def write_text_atomic(path: Union[str, Path], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (as :func:`save_atomic`)."""
+    return _replace_atomically(Path(path), lambda stream: stream.write(text), "w")
+
+
+def _replace_atomically(path: Path, write: Callable[[Any], Any], mode: str) -> Path:
+    """Run ``write`` on a temporary file in ``path``'s folder, then move it over ``path`` with ``os.replace``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(state, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
+        with os.fdopen(handle, mode) as stream:
+            write(stream)
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

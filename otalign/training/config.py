@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
@@ -22,22 +22,34 @@ class Config:
     """Settings of one training run.
 
     Data and model:
-        modality, dataset: which adapter and which of its datasets (``"images"``: ``"digits"``, ``"cifar10"``...;
-            ``"timeseries"``: ``"basicmotions"``, ``"gunpoint"``, ``"japanesevowels"``, ``"pickupgesture"``;
-            ``"text"``: ``"wordnet"``, ``"fortunes"``, ``"text_domains"``).
-        encoder: the adapter's encoder name (images ``"mlp"``, ``"cnn"``, ``"resnet18"``; time series ``"cnn1d"``,
+        modality, dataset: which registered modality (:mod:`otalign.training.modality`) and which of its datasets
+            (``"images"``: ``"digits"``, ``"digits-domains"``, ``"cifar10"``...; ``"timeseries"``:
+            ``"basicmotions"``, ``"basicmotions-devices"``, ``"gunpoint"``, ...; ``"text"``: ``"wordnet"``,
+            ``"fortunes"``, ``"text_domains"``). ``dataset`` and ``encoder`` left at ``None`` take the modality's
+            defaults (its first dataset and encoder).
+        encoder: the modality's encoder name (images ``"mlp"``, ``"cnn"``, ``"resnet18"``; time series ``"cnn1d"``,
             ``"tcn"``; text ``"tiny_bert"``, ``"minilm"``, ``"minilm_frozen"``).
         feature_dim: encoder output size (the frozen features that evaluation reads).
         hidden_dim: hidden width of the MLP encoder and of the projection/predictor heads.
         projection_dim: output size of the projection head (what the loss sees).
-        subset: use only the first ``subset`` training samples (0 = all); for smoke runs and tests.
+        subset: use only ``subset`` evenly spaced training samples (0 = all); for smoke runs and tests.
         data_root: where torchvision datasets live (ignored for bundled datasets).
 
     Method (see :mod:`otalign.training.methods`):
         method: ``"infonce"``, ``"gca_infonce"``, ``"rince"``, ``"gca_rince"``, ``"gca_uot"``, ``"supcon"``,
             ``"ntxent"``, ``"byol"``, ``"simsiam"``.
         temperature: the entropic strength eps of the OT losses (= the contrastive temperature).
-        iterations, rho, q, lam, r1, r2: loss parameters; ``None`` keeps the loss's default.
+        iterations, rho, q, lam, r1, r2: loss parameters; ``None`` keeps the loss's default. Setting one that the
+            method does not use is an error.
+        solver, solver_options: the OT solver of the loss (a registered name, :mod:`otalign.solvers`) and its
+            constructor options, e.g. ``solver="proximal"``, ``solver_options={"inner_iter": 5}``.
+        target: the target plan of each batch: ``"pairing"`` (default: the views of a sample), ``"labels"``
+            (supervised), ``"domain-prior"`` (``alpha``, ``beta``; needs a dataset with domains),
+            ``"hierarchical"`` (``levels``, ``weights``), or ``"module:function"`` naming a callable
+            ``(labels (N,), domains (N,) or None, n_views) -> (V N, V N)`` (:mod:`otalign.training.target_rules`).
+        alpha, beta: the domain prior's same-domain and cross-domain weights.
+        levels, weights: the hierarchical target's levels, comma-separated, from ``"instance"``, ``"label"`` and
+            the dataset's metadata names (``"domain"``, ``"coarse"``), and one weight per level.
         ema_tau: BYOL's base target momentum (rises to 1 along a cosine over training).
 
     Optimisation:
@@ -51,6 +63,8 @@ class Config:
         corrupt_fraction: fraction of the pairs whose ``corrupt_view`` is corrupted (drawn per batch).
 
     Run:
+        held_out_domain: train without this domain's samples (leave-one-domain-out); evaluation then reports the
+            class accuracy on it.
         seed, out (output folder), device (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...), amp (mixed precision;
         used on CUDA only), checkpoint_every (epochs; 0 = only when stopping early), resume (continue from
         ``out/checkpoint.pt`` when it exists), quiet (no progress bars), eval_labels_per_class / eval_draws
@@ -63,9 +77,9 @@ class Config:
     """
 
     modality: str = "images"
-    dataset: str = "digits"
+    dataset: Optional[str] = None
     method: str = "infonce"
-    encoder: str = "mlp"
+    encoder: Optional[str] = None
     feature_dim: int = 128
     hidden_dim: int = 256
     projection_dim: int = 64
@@ -79,6 +93,13 @@ class Config:
     lam: Optional[float] = None
     r1: Optional[float] = None
     r2: Optional[float] = None
+    solver: str = "sinkhorn"
+    solver_options: dict[str, Any] = field(default_factory=dict)
+    target: str = "pairing"
+    alpha: Optional[float] = None
+    beta: Optional[float] = None
+    levels: Optional[str] = None
+    weights: Optional[str] = None
     ema_tau: float = 0.99
 
     epochs: int = 40
@@ -93,6 +114,7 @@ class Config:
     corrupt_view: str = "second"
     corrupt_fraction: float = 1.0
 
+    held_out_domain: Optional[int] = None
     seed: int = 0
     out: str = "runs/otalign"
     device: str = "auto"
@@ -106,6 +128,12 @@ class Config:
     wdm_eps: float = 0.05
 
     def __post_init__(self) -> None:
+        if self.dataset is None or self.encoder is None:
+            from .modality import get_modality
+
+            modality = get_modality(self.modality)
+            self.dataset = modality.default_dataset if self.dataset is None else self.dataset
+            self.encoder = modality.default_encoder if self.encoder is None else self.encoder
         self.validate()
 
     def validate(self) -> None:
@@ -140,6 +168,12 @@ class Config:
             raise ValueError(f"corrupt_fraction: expected a value in [0, 1], got {self.corrupt_fraction!r}")
         if self.iterations is not None and (not isinstance(self.iterations, int) or self.iterations < 1):
             raise ValueError(f"iterations: expected a positive integer or None, got {self.iterations!r}")
+        if not isinstance(self.solver_options, dict) or not all(isinstance(k, str) for k in self.solver_options):
+            raise ValueError(f"solver_options: expected a table of option names to values, got {self.solver_options!r}")
+        for name in ("alpha", "beta"):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (JSON-serialisable)."""
@@ -148,6 +182,11 @@ class Config:
     def replace(self, **changes: Any) -> "Config":
         """A copy with ``changes`` applied (validated)."""
         return config_from_dict({**self.to_dict(), **changes})
+
+    @property
+    def set_loss_fields(self) -> list[str]:
+        """The loss parameters given explicitly (not ``None``), besides the temperature."""
+        return [name for name in ("iterations", "rho", "q", "lam", "r1", "r2") if getattr(self, name) is not None]
 
     @property
     def loss_kwargs(self) -> dict[str, Any]:
@@ -181,8 +220,11 @@ def load_config(
     if path is not None:
         values = read_settings(path)
     for key, value in (overrides or {}).items():
-        if value is not None:
-            values[key] = value
+        if value is None:
+            continue
+        if key == "solver_options" and isinstance(values.get(key), dict) and isinstance(value, dict):
+            value = {**values[key], **value}  # flags add to (and override) the file's options
+        values[key] = value
     return config_from_dict(values)
 
 
@@ -221,6 +263,12 @@ def _coerce(key: str, value: Any) -> Any:
     if value is None:
         return None
     kind = FIELDS[key].type
+    if key in ("levels", "weights") and isinstance(value, (list, tuple)):
+        return ",".join(str(v) for v in value)  # TOML / JSON lists and the CLI's comma-separated form agree
+    if kind == "dict[str, Any]":
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a table of option names to values, got {value!r}")
+        return dict(value)
     if kind in ("float", "Optional[float]") and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     checks = {

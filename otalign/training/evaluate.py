@@ -4,7 +4,8 @@ Reported (METHOD.md section 3, DESIGN.md's calibration): a linear probe on all t
 a few-label probe (``probe_few``: ``labels_per_class`` labels per class, mean over ``draws`` label draws), weighted
 kNN accuracy (``knn``), and, on the features of two augmented views of the test set made exactly as in training
 (including the corrupted view, if any), Wang & Isola's ``alignment`` and the Wasserstein dependency measure
-``wdm``. ``uniformity`` is computed on the features of the un-augmented test images.
+``wdm``. ``uniformity`` is computed on the features of the un-augmented test images. Datasets with domains add the
+per-domain numbers of :mod:`otalign.training.domain_eval` (domain probe, in-domain and held-out-domain accuracy).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from torch import Tensor, nn
 from .. import metrics
 from .config import Config
 from .data import TensorData
+from .domain_eval import domain_evaluation
 from .rng import derived_seed, generator
 
 EVAL_STREAM = 7_919  # separates the evaluation views' random stream from the training epochs'
@@ -60,4 +62,7 @@ def evaluate(encoder: nn.Module, data: TensorData, config: Config, device: Optio
     results["alignment"] = metrics.alignment(f0, f1)
     results["uniformity"] = metrics.uniformity(test_f)
     results["wdm"] = metrics.wdm(f0, f1, eps=config.wdm_eps, seed=config.seed)
+    if data.domains is not None:
+        train_d, test_d = (d.to(device) for d in data.domains)
+        results.update(domain_evaluation(train_f, train_y, train_d, test_f, test_y, test_d))
     return results

@@ -32,7 +32,7 @@ def train(config: Config, data: Optional[TensorData] = None, *, stop_after: Opti
     seed_everything(config.seed)
     data = data if data is not None else load_data(config, device)
     encoder, projector = build_networks(config, data.in_shape)
-    model = build_model(config, encoder, projector, distributed=info.enabled)
+    model = build_model(config, encoder, projector, distributed=info.enabled, meta_names=tuple(data.train_meta))
     trainer = Trainer(config, model, data, info=info, device=device)
     trainer.fit(stop_after=stop_after)
     return trainer
@@ -67,6 +67,8 @@ def run_experiment(
         return result
     plain, data, device = unwrap(trainer.model), trainer.data, trainer.device
     if trainer.info.is_main:
+        if config.held_out_domain is not None:  # evaluate on every domain, the held-out one included
+            data = load_data(config.replace(held_out_domain=None), device)
         result["evaluation"] = evaluate(plain.encoder, data, config, device)
         result["seconds"] = time.perf_counter() - start
         out = Path(config.out)

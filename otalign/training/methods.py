@@ -7,6 +7,7 @@ Contrastive methods wrap an ``otalign.losses`` loss in a :class:`~otalign.traini
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,6 +18,7 @@ from .config import Config
 from .heads import mlp_head
 from .models import ContrastiveModel, SSLModel
 from .simsiam import SimSiam
+from .target_rules import target_rule
 
 Builder = Callable[[Config, nn.Module, nn.Module, bool], SSLModel]
 
@@ -81,19 +83,52 @@ def get_method(name: str) -> Method:
     return METHODS[name]
 
 
-def build_model(config: Config, encoder: nn.Module, projector: nn.Module, distributed: bool = False) -> SSLModel:
-    """The model of ``config.method`` around ``encoder`` and ``projector``."""
-    return get_method(config.method).build(config, encoder, projector, distributed)
+def build_model(
+    config: Config, encoder: nn.Module, projector: nn.Module, distributed: bool = False, meta_names: tuple[str, ...] = ()
+) -> SSLModel:
+    """The model of ``config.method`` around ``encoder`` and ``projector``, with the target rule of
+    ``config.target`` (``meta_names``: the dataset's metadata, e.g. ``("domain",)``). Settings the method would
+    ignore are errors (:func:`check_settings`)."""
+    check_settings(config)
+    rule = target_rule(config, meta_names)
+    model = get_method(config.method).build(config, encoder, projector, distributed)
+    if rule is not None:
+        if not isinstance(model, ContrastiveModel):
+            raise ValueError(f"target: method {config.method!r} takes no target plan")
+        model.rule = rule
+    return model
+
+
+def check_settings(config: Config) -> None:
+    """Warn when the config sets a loss parameter its method does not use (a sweep may share one file across
+    methods); raise when it asks for a solver or a target the method cannot use."""
+    name = config.method
+    get_method(name)
+    fields = LOSS_METHODS[name][1] if name in LOSS_METHODS else ()
+    ignored = [field_name for field_name in config.set_loss_fields if field_name not in fields]
+    if ignored:
+        takes = ", ".join(f for f in fields if f != "temperature") or "no loss parameter besides temperature"
+        warnings.warn(f"{', '.join(ignored)}: not used by method {name!r} (it takes {takes}); ignored",
+                      UserWarning, stacklevel=3)
+    solves = name in LOSS_METHODS and name != "ntxent"
+    if not solves and (config.solver != "sinkhorn" or config.solver_options):
+        raise ValueError(f"solver: method {name!r} solves no transport plan")
+    if config.target != "pairing" and (not solves or (name == "supcon" and config.target != "labels")):
+        what = "its target is the labels" if name == "supcon" else "it takes no target plan"
+        raise ValueError(f"target: method {name!r} cannot use --target {config.target} ({what})")
 
 
 def make_loss(name: str, config: Config, distributed: bool = False) -> nn.Module:
-    """The ``otalign.losses`` loss of a contrastive method, with the config's parameters that it takes."""
+    """The ``otalign.losses`` loss of a contrastive method, with the config's parameters that it takes and its
+    solver."""
     from .. import losses
 
     class_name, fields, _, _ = LOSS_METHODS[name]
     kwargs = {key: value for key, value in config.loss_kwargs.items() if key in fields}
     if distributed:
         kwargs["gather_distributed"] = True
+    if name != "ntxent":
+        kwargs.update(solver=config.solver, solver_options=config.solver_options)
     return getattr(losses, class_name)(**kwargs)
 
 

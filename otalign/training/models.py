@@ -7,13 +7,16 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .target_rules import TargetRule
+
 
 class SSLModel(nn.Module):
     """Base of every self-supervised model: ``encoder`` (whose output are the features evaluation reads) and
     ``projector`` (what the objective sees).
 
-    Subclasses implement ``forward(x0, x1, labels=None) -> scalar loss`` for two views ``x0, x1`` of the same
-    ``N`` samples, and may override :meth:`step_end` (called after every optimiser step with the training progress in
+    Subclasses implement ``forward(x0, x1, labels=None, meta=None) -> scalar loss`` for two views ``x0, x1`` of the
+    same ``N`` samples (``labels (N,)`` and the batch's per-sample metadata ``meta``, e.g. ``{"domain": (N,)}``,
+    for methods whose target uses them), and may override :meth:`step_end` (called after every optimiser step with the training progress in
     [0, 1], e.g. BYOL's target update).
     """
 
@@ -40,10 +43,12 @@ class SSLModel(nn.Module):
 
 
 class ContrastiveModel(SSLModel):
-    """Two views -> projections ``z0, z1`` ``(N, d)`` -> ``criterion(z0, z1, labels=...)``.
+    """Two views -> projections ``z0, z1`` ``(N, d)`` -> ``criterion(z0, z1, labels=... or target=...)``.
 
     The criterion is any ``otalign.losses`` loss. It runs outside autocast on float32 inputs: the OT losses
     (exponentials of similarities over a temperature, Sinkhorn iterations) are not safe in half precision.
+    With a ``rule`` (:class:`~otalign.training.target_rules.TargetRule`) each batch's target plan is
+    ``rule(labels, meta, 2)``; otherwise ``uses_labels`` passes the labels (SupCon) or the loss uses its pairing.
 
     Example::
 
@@ -52,14 +57,19 @@ class ContrastiveModel(SSLModel):
         >>> loss.backward()
     """
 
-    def __init__(self, encoder: nn.Module, projector: nn.Module, criterion: nn.Module, uses_labels: bool = False):
+    def __init__(self, encoder: nn.Module, projector: nn.Module, criterion: nn.Module, uses_labels: bool = False,
+                 rule: Optional[TargetRule] = None):
         super().__init__(encoder, projector)
         self.criterion = criterion
         self.uses_labels = uses_labels
+        self.rule = rule
 
-    def forward(self, x0: Tensor, x1: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x0: Tensor, x1: Tensor, labels: Optional[Tensor] = None, meta: Optional[dict] = None) -> Tensor:
         z0, z1 = self.project_pair(x0, x1)
-        if self.uses_labels and labels is None:
-            raise ValueError("labels: this method's loss needs the batch labels")
+        if (self.uses_labels or self.rule is not None) and labels is None:
+            raise ValueError("labels: this method's target needs the batch labels")
         with torch.autocast(device_type=z0.device.type, enabled=False):
+            if self.rule is not None:
+                target = self.rule(labels, meta or {}, 2).to(device=z0.device, dtype=torch.float32)
+                return self.criterion(z0.float(), z1.float(), target=target)
             return self.criterion(z0.float(), z1.float(), labels=labels if self.uses_labels else None)

@@ -2,8 +2,9 @@
 leave-one-domain-out evaluation (METHOD.md section 2: any non-negative ``P_tgt`` is a valid target).
 
 The trainer hands a model each batch's ``labels``; here the stored "labels" are sample indices ``(N,)`` so that a
-:class:`TargetModel` can look up any per-sample metadata (domain, fine and coarse class) of the batch and build the
-batch's target, e.g. ``targets.domain_prior(domains[index], alpha, beta)``. Evaluation uses linear probes on
+rule can look up any per-sample metadata (domain, fine and coarse class) of the batch and build the batch's target,
+e.g. ``targets.domain_prior(domains[index], alpha, beta)``. (From the command line and configs, ``--target`` does
+the same with the dataset's own metadata: :mod:`otalign.training.target_rules`.) Evaluation uses linear probes on
 frozen encoder features (:func:`probe`).
 
 Example::
@@ -16,6 +17,8 @@ Example::
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -29,47 +32,33 @@ from .evaluate import extract_features
 from .methods import LOSS_METHODS, make_loss
 from .models import ContrastiveModel
 from .rng import seed_everything
+from .target_rules import TargetRule
 from .trainer import Trainer
-
-#: ``index (B,) -> target (2B, 2B)``: the target of a batch given the indices of its samples.
-TargetRule = Callable[[Tensor], Tensor]
 
 
 def domain_target(domains: Tensor, alpha: float, beta: float) -> TargetRule:
-    """The batch target ``targets.domain_prior(domains[index], alpha, beta)`` (instance pairs weigh 1, other
-    same-domain pairs ``alpha``, cross-domain pairs ``beta``)."""
+    """The batch target ``targets.domain_prior(domains[index], alpha, beta)`` of the samples ``index`` (instance
+    pairs weigh 1, other same-domain pairs ``alpha``, cross-domain pairs ``beta``): ``rule(index) -> (2B, 2B)``."""
     domains = domains.cpu()
-    return lambda index: targets.domain_prior(domains[index.cpu()], alpha, beta)
+    return TargetRule(
+        f"domain-prior(alpha={alpha:g}, beta={beta:g}) over domains {_digest(domains)}",
+        lambda index, meta, views: targets.domain_prior(domains[index.cpu()], alpha, beta, views),
+    )
 
 
 def hierarchical_target(levels: Sequence[Tensor], weights: Sequence[float]) -> TargetRule:
     """The batch target ``targets.hierarchical([level[index] for level in levels], weights)``; pass
     ``torch.arange(N)`` as the first level to keep the instance pairing."""
     levels = [level.cpu() for level in levels]
-    return lambda index: targets.hierarchical([level[index.cpu()] for level in levels], list(weights))
+    weights = list(weights)
+    return TargetRule(
+        f"hierarchical(weights={weights}) over levels {[_digest(level) for level in levels]}",
+        lambda index, meta, views: targets.hierarchical([level[index.cpu()] for level in levels], weights, views),
+    )
 
 
-class TargetModel(ContrastiveModel):
-    """A contrastive model whose loss gets the target ``rule(index)`` of each batch; ``forward(x0, x1, labels)``
-    receives the batch's sample indices as ``labels`` (how :func:`train_with_target` stores the data).
-
-    Example::
-
-        >>> model = TargetModel(encoder, projector, GCAInfoNCE(temperature=0.5), domain_target(d, 0.01, 0.0))
-        >>> loss = model(x0, x1, labels=index)
-    """
-
-    def __init__(self, encoder: nn.Module, projector: nn.Module, criterion: nn.Module, rule: TargetRule):
-        super().__init__(encoder, projector, criterion)
-        self.rule = rule
-
-    def forward(self, x0: Tensor, x1: Tensor, labels: Optional[Tensor] = None) -> Tensor:
-        if labels is None:
-            raise ValueError("labels: TargetModel needs the batch's sample indices")
-        z0, z1 = self.project_pair(x0, x1)
-        target = self.rule(labels).to(device=z0.device, dtype=torch.float32)
-        with torch.autocast(device_type=z0.device.type, enabled=False):
-            return self.criterion(z0.float(), z1.float(), target=target)
+def _digest(values: Tensor) -> str:
+    return hashlib.sha256(values.contiguous().numpy().tobytes()).hexdigest()[:12]
 
 
 def train_with_target(
@@ -93,7 +82,7 @@ def train_with_target(
     kwargs = {} if inputs is None else {"inputs": inputs}
     data = TensorData(x, index, x[:2], index[:2], views, in_shape or tuple(x.shape[1:]), **kwargs)
     encoder, projector = build_networks(config, data.in_shape)
-    model = TargetModel(encoder, projector, make_loss(config.method, config), rule)
+    model = ContrastiveModel(encoder, projector, make_loss(config.method, config), rule=rule)
     Trainer(config, model, data, device=resolve_device(config.device)).fit()
     return encoder.eval()
 
@@ -138,11 +127,13 @@ def leave_one_domain_out_run(
     inputs: Optional[Callable[[Tensor], Tensor]] = None,
 ) -> dict[int, float]:
     """For every domain: train on the other domains' samples (no labels; target ``domain_prior(alpha, beta)``),
-    fit a linear probe on their labels and return its class accuracy on the held-out domain."""
+    fit a linear probe on their labels and return its class accuracy on the held-out domain. Each fold trains in
+    its own folder, ``config.out/fold-<domain>``."""
     result = {}
     for domain in torch.unique(domains).tolist():
         train, test = leave_one_domain_out(domains, domain)
-        encoder = train_with_target(config, x[train], views, domain_target(domains[train], alpha, beta),
+        fold = config.replace(out=str(Path(config.out) / f"fold-{domain}"))
+        encoder = train_with_target(fold, x[train], views, domain_target(domains[train], alpha, beta),
                                     in_shape or tuple(x.shape[1:]), inputs)
         result[domain] = probe(features_of(encoder, x, inputs), labels, (train, test))
     return result

@@ -25,7 +25,7 @@ class SimSiam(SSLModel):
         super().__init__(encoder, projector)
         self.predictor = predictor
 
-    def forward(self, x0: Tensor, x1: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+    def forward(self, x0: Tensor, x1: Tensor, labels: Optional[Tensor] = None, meta: Optional[dict] = None) -> Tensor:
         n = x0.shape[0]
         z = self.project(torch.cat([x0, x1]))
         p = self.predictor(z).float()

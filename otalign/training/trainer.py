@@ -23,13 +23,14 @@ from . import checkpoint, rng
 from .config import Config
 from .data import TensorData
 from .distributed import DistInfo, barrier, mean_over_ranks, prepare_model, resolve_device, shard, unwrap
+from .fingerprint import differences, run_fingerprint
 from .optim import build_optimiser
 from .schedule import warmup_cosine
 
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
-# settings that may change between a run and its resumption without changing the result
-RESUMABLE_CHANGES = frozenset({"out", "device", "quiet", "resume", "checkpoint_every", "data_root"})
+#: The run's fingerprint, written when a run starts: a folder holds the files of one run only.
+RUN_FILE = "run.json"
 
 
 class Trainer:
@@ -42,8 +43,11 @@ class Trainer:
         info, device: from :func:`otalign.training.distributed.setup` (default: one process on ``config.device``
             resolved to CUDA when available).
 
-    Files (rank 0 only) in ``config.out``: ``metrics.jsonl`` (one JSON object per epoch: epoch, loss, lr, seconds)
-    and ``checkpoint.pt`` (every ``checkpoint_every`` epochs, at the end, and when stopped early).
+    Files (rank 0 only) in ``config.out``: ``run.json`` (the run's fingerprint, :mod:`.fingerprint`),
+    ``metrics.jsonl`` (one JSON object per epoch: epoch, loss, lr, seconds) and ``checkpoint.pt`` (every
+    ``checkpoint_every`` epochs, at the end, and when stopped early). A folder that holds another run's files, or a
+    checkpoint written by another run, is an error naming what differs: nothing is overwritten or resumed by
+    mistake.
 
     Example::
 
@@ -84,13 +88,17 @@ class Trainer:
         self.epoch = 0
         self.step = 0
         self.history: list[dict[str, Any]] = []
+        self.fingerprint = run_fingerprint(config, data, unwrap(self.model))
 
     # ------------------------------------------------------------------------------------------------ public
     def fit(self, stop_after: Optional[int] = None) -> list[dict[str, Any]]:
         """Train until ``config.epochs`` (or until epoch ``stop_after``, then checkpoint and return); resume from
         ``out/checkpoint.pt`` first when ``config.resume`` and it exists. Returns the per-epoch history."""
+        self._claim_folder()
         if self.config.resume and (self.out / CHECKPOINT).is_file():
             self.load(self.out / CHECKPOINT)
+            if self.info.is_main:
+                print(f"resuming {self.out} from epoch {self.epoch}", file=sys.stderr)
         if self.info.is_main:
             _write_json_lines(self.out / METRICS, self.history)
         last = self.config.epochs if stop_after is None else min(stop_after, self.config.epochs)
@@ -117,7 +125,8 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume, as tensors and plain containers."""
         return {
-            "format": 1,
+            "format": 2,
+            "fingerprint": dict(self.fingerprint),
             "config": self.config.to_dict(),
             "epoch": self.epoch,
             "step": self.step,
@@ -136,18 +145,10 @@ class Trainer:
         barrier(self.info)
 
     def load(self, path: Path) -> None:
-        """Restore a checkpoint written by :meth:`save`; its config must match this run's (see
-        ``RESUMABLE_CHANGES`` for the settings that may differ)."""
+        """Restore a checkpoint written by :meth:`save`; it must have been written by this run: same fingerprint
+        (settings, data, target rule, code version; see :mod:`.fingerprint` for the settings that may differ)."""
         state = checkpoint.load(path, map_location="cpu")  # RNG states must stay on the CPU; modules copy over
-        saved = state["config"]
-        current = self.config.to_dict()
-        differing = sorted(k for k in set(saved) | set(current) if k not in RESUMABLE_CHANGES and
-                           saved.get(k) != current.get(k))
-        if differing:
-            raise ValueError(
-                f"config: the checkpoint at {str(path)!r} was written with different settings {differing}; "
-                f"use another output folder or resume=False"
-            )
+        self._check_same_run(state.get("fingerprint", {}), f"the checkpoint at {str(path)!r}")
         unwrap(self.model).load_state_dict(state["model"])
         self.optimiser.load_state_dict(state["optimiser"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -155,6 +156,27 @@ class Trainer:
         rng.restore(state["rng"])
         self.epoch, self.step = int(state["epoch"]), int(state["step"])
         self.history = list(state["history"])
+
+    def _check_same_run(self, saved: dict[str, Any], what: str) -> None:
+        found = differences(saved, self.fingerprint)
+        if found:
+            raise ValueError(
+                f"resume: {what} belongs to another run ({'; '.join(found)}); use another output folder (--out), "
+                f"or delete that folder's files to start over"
+            )
+
+    def _claim_folder(self) -> None:
+        """Write ``run.json`` with this run's fingerprint, refusing a folder that holds another run's files."""
+        path = self.out / RUN_FILE
+        if self.info.is_main:
+            if path.is_file():
+                self._check_same_run(json.loads(path.read_text()), f"the folder {str(self.out)!r}")
+            elif (self.out / METRICS).is_file() or (self.out / CHECKPOINT).is_file():
+                raise ValueError(f"resume: the folder {str(self.out)!r} holds files of a run without a fingerprint; "
+                                 f"use another output folder (--out)")
+            self.out.mkdir(parents=True, exist_ok=True)
+            checkpoint.write_text_atomic(path, json.dumps(self.fingerprint, indent=2))
+        barrier(self.info)
 
     # ------------------------------------------------------------------------------------------------ loop
     def _train_epoch(self) -> dict[str, Any]:
@@ -171,11 +193,12 @@ class Trainer:
             index = index.to(self.data.train_x.device)
             x = self.data.train_x[index].to(self.device, non_blocking=True)
             labels = self.data.train_y[index].to(self.device, non_blocking=True)
+            meta = {key: value[index].to(self.device) for key, value in self.data.train_meta.items()}
             x0, x1 = self.data.views(x, views_generator)
             autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                         else nullcontext())
             with autocast:
-                loss = self.model(x0, x1, labels=labels)
+                loss = self.model(x0, x1, labels=labels, meta=meta)
             if not torch.isfinite(loss.detach()):
                 raise FloatingPointError(
                     f"loss: {config.method} returned {loss.item()} at epoch {self.epoch + 1}, step {self.step + 1}; "

@@ -50,7 +50,7 @@ def test_train_timeseries_through_the_cli(tmp_path, capsys, encoder):
 
 def test_timeseries_noise_corrupts_exactly_the_asked_fraction_of_the_second_view():
     from otalign.modalities.timeseries import sensor_transform
-    from otalign.training.timeseries import SeriesViews
+    from otalign.modalities.timeseries.training import SeriesViews
 
     x = torch.randn(10, 3, 40)
     clean = SeriesViews(sensor_transform())(x, torch.Generator().manual_seed(0))
@@ -85,7 +85,7 @@ def test_train_text_through_the_cli(tmp_path, capsys):
 def test_token_encoder_gives_the_text_encoders_features():
     needs_text()
     from otalign.modalities.text import tiny_bert
-    from otalign.training.text import TokenEncoder, TokenViews
+    from otalign.modalities.text.training import TokenEncoder, TokenViews
 
     texts = ["a small dog barks", "the market fell sharply today", "rain"]
     words = sorted({w for t in texts for w in t.split()})

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from otalign.training import setups
+from otalign.training.models import ContrastiveModel
 from otalign.training.config import Config
 
 
@@ -58,11 +59,11 @@ class Recorder(nn.Module):
         return (z0 * z1).sum()
 
 
-def test_target_model_hands_the_rule_target_to_the_loss():
+def test_a_model_with_a_rule_hands_the_rule_target_to_the_loss():
     domains = torch.tensor([0, 1, 1, 0, 2])
     rule = setups.domain_target(domains, 0.2, 0.0)
     recorder = Recorder()
-    model = setups.TargetModel(nn.Linear(3, 4), nn.Identity(), recorder, rule)
+    model = ContrastiveModel(nn.Linear(3, 4), nn.Identity(), recorder, rule=rule)
     index = torch.tensor([4, 2, 1])
     model(torch.randn(3, 3), torch.randn(3, 3), labels=index)
     assert recorder.seen[0] == (3, 4)
@@ -90,7 +91,7 @@ def test_lodo_accuracy_is_perfect_on_separable_features():
 def test_train_with_target_runs_end_to_end_on_tiny_digits(tmp_path):
     pytest.importorskip("sklearn")
     from otalign.modalities import images
-    from otalign.training.images import ImageViews
+    from otalign.modalities.images.training import ImageViews
 
     x, y, _ = images.load_digits_dataset("clean", seed=0)
     x, y = x[:64], y[:64]

