@@ -75,3 +75,36 @@ def test_console_script_help():
     done = subprocess.run([sys.executable, "-m", "otalign.cli", "demo", "--help"], capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0 and "--quick" in done.stdout and "--seeds" in done.stdout
+
+
+def test_train_leave_one_domain_out_with_a_domain_prior_and_another_solver(tmp_path, capsys):
+    out = tmp_path / "lodo"
+    assert main(["train", "--dataset", "digits-domains", "--method", "gca_infonce", "--target", "domain-prior",
+                 "--alpha", "0.1", "--beta", "0", "--held-out-domain", "2", "--solver", "proximal",
+                 "--solver-option", "inner_iter=2", "--out", str(out), *TINY]) == 0
+    evaluation = json.loads((out / "results.json").read_text())["evaluation"]
+    assert {"domain_probe", "in_domain", "held_out_domain", "held_out_domain/2"} <= set(evaluation)
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert config["solver_options"] == {"inner_iter": 2} and config["held_out_domain"] == 2
+    assert "target" in json.loads((out / "run.json").read_text())
+
+
+def test_train_with_a_custom_target_callable(tmp_path, capsys):
+    out = tmp_path / "custom"
+    target = "tests.training.test_target_rules:custom_target"
+    assert main(["train", "--dataset", "digits-domains", "--method", "gca_infonce", "--target", target,
+                 "--out", str(out), *TINY]) == 0
+    assert json.loads((out / "run.json").read_text())["target"].startswith(target + "@")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--method", "byol", "--target", "labels"], "target: method 'byol' cannot use --target labels"),
+    (["--alpha", "0.3"], "alpha: only used with --target domain-prior"),
+    (["--solver-option", "nonsense"], "expected KEY=VALUE"),
+    (["--target", "domain-prior", "--alpha", "1"], "needs a dataset with domains"),
+])
+def test_train_flag_errors_name_the_flag(tmp_path, capsys, flags, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path / "x"), *TINY, *flags])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
