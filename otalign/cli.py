@@ -1,4 +1,4 @@
-"""The ``otalign`` command.
+"""The ``otalign`` command (also ``python -m otalign``)::
 
     otalign train --modality images --dataset digits --method gca_uot --encoder mlp --epochs 40 \\
                   --corrupt-severity 3 --seed 0 --out runs/x

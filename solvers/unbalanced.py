@@ -2,12 +2,12 @@
 
 Plain scaling converges slowly when ``rho >> eps``: each half-step damps the potentials by
 ``lambda = rho / (rho + eps)``, so the total transported mass is corrected at a rate ``1 - lambda``. The dual
-objective
+objective::
 
     D(f, g) = sum_i a_i phi_a(f_i) + sum_j b_j phi_b(g_j) - eps (|P(f, g)| - |R|),  phi(x) = rho (1 - e^{-x/rho})
 
 is, along the translation ``(f + t, g - t)``, a function of the first two terms only (``P`` depends on ``f + g``).
-Its maximiser has the closed form
+Its maximiser has the closed form::
 
     t* = (log A - log B) / (1/rho_a + 1/rho_b),   A = sum_i a_i e^{-f_i/rho_a},  B = sum_j b_j e^{-g_j/rho_b}
 

@@ -6,15 +6,17 @@ views), ``labels`` ``(N,)`` or a ``(V N, V N)`` non-negative ``target`` (mutuall
 ``gather_distributed``; no batch size. Conventions (layout, which plan is measured, distributed) in
 :mod:`otalign.losses.base`.
 
-| loss | divergence | plan | iterations |
-|---|---|---|---|
-| :class:`InfoNCE` | KL | rows only | 1 |
-| :class:`GCAInfoNCE` | KL | balanced | T (10) |
-| :class:`RINCE` | robust | rows only | 1 |
-| :class:`GCARINCE` | robust | balanced | T (10) |
-| :class:`GCAUOT` | r1 KL + r2 robust | soft marginals (rho) | T (10) |
-| :class:`SupCon` | KL, label target | rows only | 1 |
-| :class:`NTXent` | SimCLR's cross-entropy, written directly | — | — |
+=====================  ================================  =====================  ==========
+loss                   divergence                        plan                   iterations
+=====================  ================================  =====================  ==========
+:class:`InfoNCE`       KL                                rows only              1
+:class:`GCAInfoNCE`    KL                                balanced               T (10)
+:class:`RINCE`         robust                            rows only              1
+:class:`GCARINCE`      robust                            balanced               T (10)
+:class:`GCAUOT`        r1 KL + r2 robust                 soft marginals (rho)   T (10)
+:class:`SupCon`        KL, label target                  rows only              1
+:class:`NTXent`        SimCLR's cross-entropy, direct    (none)                 (none)
+=====================  ================================  =====================  ==========
 """
 
 from .base import AlignmentLoss, Batch, ContrastiveLoss

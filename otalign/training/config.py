@@ -35,9 +35,9 @@ class Config:
         subset: use only ``subset`` evenly spaced training samples (0 = all); for smoke runs and tests.
         data_root: where torchvision datasets live (ignored for bundled datasets).
 
-    Method (see :mod:`otalign.training.methods`):
-        method: ``"infonce"``, ``"gca_infonce"``, ``"rince"``, ``"gca_rince"``, ``"gca_uot"``, ``"supcon"``,
-            ``"ntxent"``, ``"byol"``, ``"simsiam"``.
+    Method:
+        method: (see :mod:`otalign.training.methods`) ``"infonce"``, ``"gca_infonce"``, ``"rince"``,
+            ``"gca_rince"``, ``"gca_uot"``, ``"supcon"``, ``"ntxent"``, ``"byol"``, ``"simsiam"``.
         temperature: the entropic strength eps of the OT losses (= the contrastive temperature).
         iterations, rho, q, lam, r1, r2: loss parameters; ``None`` keeps the loss's default. Setting one that the
             method does not use is an error.
@@ -53,9 +53,14 @@ class Config:
         ema_tau: BYOL's base target momentum (rises to 1 along a cosine over training).
 
     Optimisation:
-        epochs, batch_size (global, over all processes), lr (peak, reached after warmup), optimiser
-        (``"sgd"``, ``"adam"``, ``"adamw"``, ``"lars"``), momentum (sgd/lars), weight_decay, warmup_epochs (linear
-        warmup, capped at half of the training steps, then cosine decay to 0; updated every step).
+        epochs: training epochs.
+        batch_size: global batch size, over all processes.
+        lr: peak learning rate, reached after warmup.
+        optimiser: ``"sgd"``, ``"adam"``, ``"adamw"`` or ``"lars"``.
+        momentum: for sgd and lars.
+        weight_decay: L2 weight decay.
+        warmup_epochs: linear warmup, capped at half of the training steps, then cosine decay to 0 (updated every
+            step).
 
     Views:
         corrupt_severity: Gaussian-noise severity (1-5) applied to ``corrupt_view``; 0 = clean views.
@@ -65,10 +70,15 @@ class Config:
     Run:
         held_out_domain: train without this domain's samples (leave-one-domain-out); evaluation then reports the
             class accuracy on it.
-        seed, out (output folder), device (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...), amp (mixed precision;
-        used on CUDA only), checkpoint_every (epochs; 0 = only when stopping early), resume (continue from
-        ``out/checkpoint.pt`` when it exists), quiet (no progress bars), eval_labels_per_class / eval_draws
-        (few-label probe), knn_k, wdm_eps.
+        seed: the run's seed (initialisation, batches, augmentations).
+        out: output folder.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        amp: mixed precision (used on CUDA only).
+        checkpoint_every: epochs between checkpoints; 0 = only when stopping early.
+        resume: continue from ``out/checkpoint.pt`` when it exists.
+        quiet: no progress bars.
+        eval_labels_per_class, eval_draws: the few-label probe's labels per class and label draws.
+        knn_k, wdm_eps: kNN's k and the WDM's entropic strength.
 
     Example::
 
