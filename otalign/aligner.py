@@ -105,7 +105,7 @@ class Aligner:
         init: Init = None,
     ) -> Alignment:
         problem = self.problem(cost, a, b, mask)
-        target = check_target(target, (problem.n, problem.m), problem.batch_shape)
+        target = check_target(target, (problem.n, problem.m), problem.batch_shape, like=problem.a)
         with trusted():
             return self.align(problem, target, init)
 

@@ -17,14 +17,14 @@ from torch import Tensor
 
 from .plan import Plan
 from .targets import check_target
-from .validation import check_number, check_tensor, validation_enabled
+from .validation import as_tensor, check_number, validation_enabled
 
 Divergence = Callable[[Plan, Tensor], Tensor]
 
 
 def anchor_weights(target: Tensor) -> Tensor:
     """``1.`` for rows of ``target`` with positive mass, ``0.`` for the others, ``(..., n)``."""
-    check_tensor("target", target)
+    target = as_tensor("target", target)
     return (target.sum(-1) > 0).to(target.dtype)
 
 
@@ -36,7 +36,7 @@ def kl(plan: Plan, target: Tensor) -> Tensor:
     """
     _check_plan(plan)
     log_plan = plan.log_matrix
-    target = check_target(target, log_plan.shape[-2:], plan.problem.batch_shape).to(log_plan.dtype)
+    target = check_target(target, log_plan.shape[-2:], plan.problem.batch_shape, log_plan).to(log_plan.dtype)
     log_rows = log_plan - torch.logsumexp(log_plan, dim=-1, keepdim=True)
     mass = target.sum(-1, keepdim=True)
     normalised = target / mass.clamp_min(torch.finfo(target.dtype).tiny)
@@ -70,7 +70,7 @@ def robust(plan: Plan, target: Tensor, q: float = 0.5, lam: float = 0.01) -> Ten
     log_kernel = log_column_kernel(plan)
     if 1.0 / q > torch.finfo(log_kernel.dtype).max:
         raise ValueError(f"q: {q:g} is too small for {log_kernel.dtype} (1/q overflows)")
-    target = check_target(target, log_kernel.shape[-2:], plan.problem.batch_shape).to(log_kernel.dtype)
+    target = check_target(target, log_kernel.shape[-2:], plan.problem.batch_shape, log_kernel).to(log_kernel.dtype)
     log_target = torch.where(target > 0, target.clamp_min(torch.finfo(target.dtype).tiny).log(), -torch.inf)
     log_pos = torch.logsumexp(log_kernel + log_target, dim=-1)
     log_all = torch.logsumexp(log_kernel, dim=-1)

@@ -8,7 +8,7 @@ All functions take frozen features as tensors, compute without gradients, and re
 * :func:`alignment`, :func:`uniformity`: Wang & Isola (2020), on L2-normalised features.
 * :func:`wdm`: the Wasserstein dependency measure ``W1(p_XY, p_X (x) p_Y)`` estimated with entropic OT.
 
-Conventions: features are ``(N, d)`` (rows are samples); labels are ``(N,)`` integers of any values (they are
+Conventions: features are ``(N, d)`` (rows are samples; tensors, NumPy arrays or lists); labels are ``(N,)`` integers of any values (they are
 mapped to ``0..K-1`` through the classes present in the training labels; a test sample whose class never appears
 in training counts as an error).
 """
@@ -22,12 +22,12 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .validation import check_number, check_positive_int, check_tensor
+from .validation import as_tensor, check_number, check_positive_int
 
 
 # --------------------------------------------------------------------------------------------------- input checks
 def _check_features(name: str, x: Tensor) -> Tensor:
-    check_tensor(name, x)
+    x = as_tensor(name, x)
     if x.is_complex():
         raise TypeError(f"{name}: expected real features, got dtype {x.dtype}")
     if x.dim() != 2 or x.shape[0] == 0 or x.shape[1] == 0:
@@ -40,7 +40,7 @@ def _check_features(name: str, x: Tensor) -> Tensor:
 
 
 def _check_labels(name: str, y: Tensor, n: int) -> Tensor:
-    check_tensor(name, y)
+    y = as_tensor(name, y)
     if y.dim() != 1 or y.shape[0] != n:
         raise ValueError(f"{name}: expected shape ({n},) to match the features, got {tuple(y.shape)}")
     if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
@@ -63,7 +63,8 @@ def sample_per_class(labels: Tensor, per_class: int, *, generator: Optional[torc
     Returns a sorted ``(K * per_class,)`` LongTensor. Raises ``ValueError`` if a class has fewer samples.
     """
     per_class = check_positive_int("labels_per_class", per_class)
-    labels = _check_labels("labels", labels, labels.numel() if isinstance(labels, Tensor) else 0).cpu()
+    labels = as_tensor("labels", labels)
+    labels = _check_labels("labels", labels, labels.numel()).cpu()
     chosen = []
     for c in torch.unique(labels):
         members = torch.nonzero(labels == c).flatten()

@@ -4,6 +4,9 @@ Layout: the batch is view-blocked, ``Z = [z_view0; z_view1; ...]`` (``n_views * 
 ``v`` is row ``v * N + k``. Every target is a non-negative ``(n_views N, n_views N)`` matrix with a zero diagonal
 (a sample is never its own positive). Any non-negative matrix of that shape is accepted as a target; these build
 the common ones.
+
+Targets, labels, domains and view qualities may be tensors, NumPy arrays or lists
+(:func:`otalign.validation.as_tensor`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .validation import check_number, check_positive_int, check_tensor, checks_enabled
+from .validation import as_tensor, check_number, check_positive_int, checks_enabled
 
 
 def paired(n: int, n_views: int = 2, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -91,10 +94,10 @@ def weighted(target: Tensor, view_quality: Tensor, axis: int = 1) -> Tensor:
     """
     if isinstance(axis, bool) or axis not in (0, 1):
         raise ValueError(f"axis: expected 0 or 1, got {axis!r}")
-    _check_target_tensor(target)
+    target = _check_target_tensor(target)
     target = check_target(target, target.shape[-2:])
     expected = target.shape[-2] if axis == 1 else target.shape[-1]
-    check_tensor("view_quality", view_quality)
+    view_quality = as_tensor("view_quality", view_quality, target)
     if view_quality.is_complex():
         raise TypeError(f"view_quality: expected real values, got dtype {view_quality.dtype}")
     if tuple(view_quality.shape) != (expected,):
@@ -107,11 +110,14 @@ def weighted(target: Tensor, view_quality: Tensor, axis: int = 1) -> Tensor:
     return target * (quality[:, None] if axis == 1 else quality[None, :])
 
 
-def check_target(target: Tensor, shape, batch_shape: Optional[tuple[int, ...]] = None) -> Tensor:
-    """Raise unless ``target`` is a finite, non-negative real tensor whose last two dims are ``shape`` and whose
-    leading dims broadcast with ``batch_shape`` (a plan's batch shape; not checked when ``None``). The value checks
-    (finite, non-negative) follow :func:`otalign.validation.checks_enabled`."""
-    _check_target_tensor(target)
+def check_target(
+    target: Tensor, shape, batch_shape: Optional[tuple[int, ...]] = None, like: Optional[Tensor] = None
+) -> Tensor:
+    """Raise unless ``target`` is a finite, non-negative real tensor (or array, converted onto ``like``'s device)
+    whose last two dims are ``shape`` and whose leading dims broadcast with ``batch_shape`` (a plan's batch shape;
+    not checked when ``None``). The value checks (finite, non-negative) follow
+    :func:`otalign.validation.checks_enabled`. Returns the target as a floating tensor."""
+    target = _check_target_tensor(target, like)
     if tuple(target.shape[-2:]) != tuple(shape):
         raise ValueError(f"target: expected shape {tuple(shape)} (last two dims), got {tuple(target.shape)}")
     if batch_shape is not None:
@@ -133,14 +139,13 @@ def check_target(target: Tensor, shape, batch_shape: Optional[tuple[int, ...]] =
     return target
 
 
-def _check_target_tensor(target) -> None:
-    if not isinstance(target, Tensor):
-        raise TypeError(f"target: expected a tensor, got {type(target).__name__}")
-    check_tensor("target", target)
+def _check_target_tensor(target, like: Optional[Tensor] = None) -> Tensor:
+    target = as_tensor("target", target, like)
     if target.is_complex():
         raise TypeError(f"target: expected real values, got dtype {target.dtype}")
     if target.dim() < 2:
         raise ValueError(f"target: expected a matrix (..., n, m), got shape {tuple(target.shape)}")
+    return target
 
 
 def _all_finite(x: Tensor) -> bool:
@@ -157,14 +162,7 @@ def _same(labels: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def _check_labels(name: str, labels: Tensor) -> Tensor:
-    if not isinstance(labels, Tensor):
-        if labels is None or isinstance(labels, (str, bytes)):
-            raise TypeError(f"{name}: expected a 1-D tensor of ids, got {type(labels).__name__}")
-        try:
-            labels = torch.as_tensor(labels)
-        except (TypeError, ValueError, RuntimeError):
-            raise TypeError(f"{name}: expected a 1-D tensor of ids, got {type(labels).__name__}") from None
-    check_tensor(name, labels)
+    labels = as_tensor(name, labels)
     if labels.is_complex():
         raise TypeError(f"{name}: expected real ids, got dtype {labels.dtype}")
     if labels.dim() != 1:

@@ -6,6 +6,12 @@ GPU, a device-to-host read that stalls the stream. They run at the public entry 
 whose inputs are known to be good, or a ``torch.compile`` region, which cannot read values), or inside a
 :class:`trusted` block (the library's own internal calls on inputs it has already validated once). Structural
 checks (types, shapes, devices, Python numbers) always run; they read nothing from the device.
+
+One conversion rule holds at every public entry point (:func:`as_tensor`): where otalign takes a data tensor that
+it does not differentiate through (a cost, masses ``a``/``b``, a mask, a target plan, labels, domains, view
+qualities, features to evaluate), it also accepts a NumPy array or a (nested) list of numbers and converts it with
+``torch.as_tensor``, onto the device of the tensor it goes with. Embeddings that a loss differentiates must be
+tensors.
 """
 
 from __future__ import annotations
@@ -13,8 +19,9 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -97,6 +104,48 @@ def check_tensor(name: str, x) -> Tensor:
     if x.is_meta:
         raise ValueError(f"{name}: is on the 'meta' device, which holds no values")
     return x
+
+
+def as_tensor(name: str, value: Any, like: Optional[Tensor] = None) -> Tensor:
+    """``value`` as a tensor: a tensor is returned as it is; a NumPy array, NumPy scalar, or (nested) list or
+    tuple of numbers is converted with ``torch.as_tensor`` (keeping its dtype; a list of floats takes ``like``'s
+    floating dtype) and placed on ``like``'s device.
+
+    Raises a ``TypeError`` naming ``name`` for anything else (``None``, strings, dicts, ragged or object arrays).
+
+    Example::
+
+        >>> as_tensor("labels", np.array([0, 1, 1])).dtype
+        torch.int64
+    """
+    if isinstance(value, Tensor):
+        return check_tensor(name, value)
+    convertible = isinstance(value, (np.ndarray, np.generic, list, tuple)) and not (
+        isinstance(value, np.ndarray) and value.dtype == object
+    )
+    converted = None
+    if convertible:
+        try:
+            converted = torch.as_tensor(value)
+        except (TypeError, ValueError, RuntimeError):
+            converted = None
+    if converted is None:
+        raise TypeError(
+            f"{name}: expected a torch.Tensor, a NumPy array or a list of numbers, got {_describe(value)}"
+        )
+    if like is None:
+        return converted
+    if isinstance(value, (list, tuple)) and converted.is_floating_point() and like.is_floating_point():
+        converted = torch.as_tensor(value, dtype=like.dtype)  # Python floats are doubles: no float32 detour
+    return converted.to(like.device)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"a NumPy array of dtype {value.dtype}"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} that is not a rectangular array of numbers"
+    return type(value).__name__
 
 
 def check_same_device(name: str, x: Tensor, like: Tensor, what: str = "the cost") -> None:
@@ -193,8 +242,7 @@ def check_masses(name: str, mass: Optional[Tensor], size: int, batch: Optional[i
     if mass is None:
         shape = (size,) if batch is None else (batch, size)
         return torch.full(shape, 1.0 / size, dtype=like.dtype, device=like.device)
-    if not isinstance(mass, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor of masses, got {type(mass).__name__}")
+    mass = as_tensor(name, mass, like)
     check_same_device(name, mass, like)
     mass = check_float_tensor(name, mass).to(like.dtype)
     expected = [(size,)] + ([(batch, size)] if batch is not None else [])
@@ -281,8 +329,9 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tu
     if isinstance(cost, DenseCost):
         mask = _check_mask(mask, cost.cost) | cost.mask if cost.mask is not None else mask  # forbid both masks' pairs
         cost = cost.cost
-    if not isinstance(cost, Tensor):
+    if not isinstance(cost, (Tensor, np.ndarray, list, tuple)):
         raise TypeError(f"cost: expected a tensor (n, m) / (B, n, m) or a Geometry, got {type(cost).__name__}")
+    cost = as_tensor("cost", cost)
     _check_cost_shape(cost)
     cost = _float_dtype("cost", cost)
     if mask is not None:
@@ -337,6 +386,8 @@ def _check_cost_function(geometry: PointCloud) -> None:
 
 
 def _check_mask(mask: Tensor, cost: Tensor) -> Tensor:
+    if isinstance(mask, (np.ndarray, list, tuple)):
+        mask = as_tensor("mask", mask, cost)
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
         raise TypeError("mask: expected a bool tensor (True = forbidden pair)")
     check_same_device("mask", mask, cost)

@@ -397,7 +397,8 @@ PROBLEM_CASES = {
     "rho beyond float32": ("rho_a", lambda: Problem(C43.float(), rho_a=1e300)),
     "reference given as a list": ("reference", lambda: Problem(C43, reference=["product"])),
     "rank-4 cost": ("cost", lambda: Problem(torch.rand(1, 2, 4, 3))),
-    "cost given as an array": ("cost", lambda: Problem(C43.numpy())),
+    "cost given as a string": ("cost", lambda: Problem("C")),
+    "cost given as a ragged list": ("cost", lambda: Problem([[0.0, 1.0], [1.0]])),
     "bool cost": ("cost", lambda: Problem(torch.ones(4, 3, dtype=torch.bool))),
     "complex cost": ("cost", lambda: Problem(torch.ones(4, 3, dtype=torch.complex64))),
     "batched mask on a single cost": ("mask", lambda: Problem(C43, mask=torch.zeros(2, 4, 3, dtype=torch.bool))),
@@ -479,7 +480,7 @@ ALIGNER_CASES = {
     "max_iter 0": ("max_iter", lambda: Aligner(max_iter=0)),
     "negative tol": ("tol", lambda: Aligner(tol=-1.0)),
     "unknown grad": ("grad", lambda: Aligner(grad="autodiff")),
-    "target a list": ("target", lambda: Aligner(max_iter=2)(cost(4, 4), PAIRED.tolist())),
+    "target a string": ("target", lambda: Aligner(max_iter=2)(cost(4, 4), "paired")),
     "complex target": ("target", lambda: Aligner(max_iter=2)(cost(4, 4), PAIRED.to(torch.complex64))),
     "target on the meta device": ("target", lambda: Aligner(max_iter=2)(cost(4, 4), PAIRED.to(meta))),
     "target batch that does not broadcast": (
@@ -517,10 +518,10 @@ TARGET_CASES = {
     "hierarchical weight a string": ("weights", lambda: targets.hierarchical([torch.arange(3)], ["a"])),
     "hierarchical level 2-D": ("levels[0]", lambda: targets.hierarchical([torch.zeros(2, 2, dtype=torch.long)], [1])),
     "hierarchical n_views 0": ("n_views", lambda: targets.hierarchical([torch.arange(3)], [1.0], n_views=0)),
-    "weighted target a list": ("target", lambda: targets.weighted([[0.0]], torch.ones(1))),
+    "weighted target a string": ("target", lambda: targets.weighted("P", torch.ones(1))),
     "weighted target 1-D": ("target", lambda: targets.weighted(torch.ones(4), torch.ones(4))),
     "weighted target 0-D": ("target", lambda: targets.weighted(torch.tensor(1.0), torch.ones(1))),
-    "weighted quality a list": ("view_quality", lambda: targets.weighted(PAIRED, [1.0] * 4)),
+    "weighted quality a string": ("view_quality", lambda: targets.weighted(PAIRED, "good")),
     "weighted quality complex": ("view_quality", lambda: targets.weighted(PAIRED, torch.ones(4).to(torch.complex64))),
     "weighted quality on another device": ("view_quality", lambda: targets.weighted(PAIRED, torch.ones(4).to(meta))),
     "weighted axis True": ("axis", lambda: targets.weighted(PAIRED, torch.ones(4), axis=True)),
@@ -551,7 +552,7 @@ DIVERGENCE_CASES = {
     "Weighted divergence not callable": ("terms", lambda: divergences.Weighted([(1.0, "kl")])),
     "Weighted term not a pair": ("terms", lambda: divergences.Weighted([divergences.kl])),
     "get_divergence a list": ("divergence", lambda: divergences.get_divergence(["kl"])),
-    "anchor_weights of a list": ("target", lambda: divergences.anchor_weights([[1.0]])),
+    "anchor_weights of a string": ("target", lambda: divergences.anchor_weights("P")),
 }
 
 COST_CASES = {
@@ -641,7 +642,7 @@ METRIC_CASES = {
     "wdm eps NaN": ("eps", lambda: metrics.wdm(FEATURES, FEATURES, eps=NAN)),
     "wdm tol negative": ("tol", lambda: metrics.wdm(FEATURES, FEATURES, tol=-1.0)),
     "wdm features on the meta device": ("z1", lambda: metrics.wdm(FEATURES, FEATURES.to(meta))),
-    "sample_per_class a list": ("labels", lambda: metrics.sample_per_class([0, 1], 1)),
+    "sample_per_class a string": ("labels", lambda: metrics.sample_per_class("01", 1)),
     "sample_per_class float labels": ("labels", lambda: metrics.sample_per_class(torch.tensor([0.0, 1.0]), 1)),
     "sample_per_class 2-D labels": ("labels", lambda: metrics.sample_per_class(torch.zeros(2, 2, dtype=torch.long), 1)),
 }

@@ -8,11 +8,14 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
 import otalign
-from otalign import ConvergenceWarning, PointCloud, Problem, solve
+from otalign import Aligner, ConvergenceWarning, PointCloud, Problem, divergences, metrics, solve, targets
+from otalign.losses import GCAInfoNCE
+from otalign.validation import as_tensor
 
 
 def with_entry(C, value):
@@ -54,7 +57,7 @@ def test_mass_shape_mismatch(data):
 
 def test_mass_not_a_tensor(data):
     with pytest.raises(TypeError, match=r"^a:"):
-        Problem(data.C, data.a.tolist(), data.b)
+        Problem(data.C, "uniform", data.b)
 
 
 @pytest.mark.parametrize("eps", [0.0, -0.1, math.nan, math.inf])
@@ -105,7 +108,9 @@ def test_cost_of_wrong_rank_or_type():
     with pytest.raises(ValueError, match=r"^cost:.*shape"):
         Problem(torch.rand(5))
     with pytest.raises(TypeError, match=r"^cost:"):
-        Problem([[0.0, 1.0], [1.0, 0.0]])
+        Problem({"C": [[0.0, 1.0], [1.0, 0.0]]})
+    with pytest.raises(TypeError, match=r"^cost: expected a floating-point tensor"):
+        Problem([[0, 1], [1, 0]])  # converted (a list is accepted), then rejected like an integer tensor
 
 
 def test_mask_forbidding_a_whole_row_or_column(data):
@@ -194,3 +199,78 @@ def test_hard_problem_is_finite_or_warns(solver):
     for t in (plan.f, plan.g, plan.matrix, plan.value):
         assert not torch.isnan(t).any()
     assert torch.isfinite(plan.matrix).all()
+
+
+# ------------------------------------------------------------------ one conversion rule: tensors, arrays, lists
+def test_as_tensor_converts_arrays_and_lists_keeping_the_dtype():
+    assert as_tensor("x", np.array([0, 1, 1])).dtype == torch.int64
+    assert torch.equal(as_tensor("x", [[0.5, 1.0], [2.0, 3.0]]), torch.tensor([[0.5, 1.0], [2.0, 3.0]]))
+    assert as_tensor("x", np.zeros((2, 2), dtype=np.float32)).dtype == torch.float32
+    t = torch.ones(3)
+    assert as_tensor("x", t) is t
+
+
+@pytest.mark.parametrize("value", [None, "abc", {"a": 1}, [[1.0], [1.0, 2.0]], np.array([object(), 1], dtype=object)])
+def test_as_tensor_names_the_argument(value):
+    with pytest.raises(TypeError, match=r"^target: expected a torch.Tensor, a NumPy array or a list of numbers"):
+        as_tensor("target", value)
+
+
+def test_problem_accepts_arrays_for_cost_masses_and_mask(data):
+    mask = torch.zeros_like(data.C, dtype=torch.bool)
+    mask[0, 0] = True
+    plan = solve(Problem(data.C, data.a, data.b, eps=0.1, mask=mask), max_iter=20, tol=0)
+    same = solve(Problem(data.C.numpy(), data.a.numpy(), data.b.tolist(), eps=0.1, mask=mask.numpy()),
+                 max_iter=20, tol=0)
+    torch.testing.assert_close(same.matrix, plan.matrix, rtol=0, atol=0)
+
+
+def test_targets_accept_arrays_and_lists():
+    y = torch.tensor([0, 1, 1, 2])
+    assert torch.equal(targets.from_labels(y.numpy()), targets.from_labels(y))
+    assert torch.equal(targets.domain_prior(y.tolist(), 0.5, 0.1), targets.domain_prior(y, 0.5, 0.1))
+    levels = [torch.arange(4), y]
+    assert torch.equal(targets.hierarchical([lv.numpy() for lv in levels], [1.0, 0.5]),
+                       targets.hierarchical(levels, [1.0, 0.5]))
+    P, quality = targets.paired(4), torch.rand(8)
+    assert torch.equal(targets.weighted(P.numpy(), quality.numpy()), targets.weighted(P, quality))
+    with pytest.raises(TypeError, match=r"^view_quality:"):
+        targets.weighted(P, "high")
+
+
+def test_losses_accept_array_labels_and_targets():
+    z0, z1 = torch.randn(4, 8, dtype=torch.float64), torch.randn(4, 8, dtype=torch.float64)
+    y = torch.tensor([0, 1, 0, 1])
+    loss = GCAInfoNCE(iterations=3)
+    torch.testing.assert_close(loss(z0, z1, labels=y.numpy()), loss(z0, z1, labels=y), rtol=0, atol=0)
+    P = targets.from_labels(y)
+    torch.testing.assert_close(loss(z0, z1, target=P.numpy()), loss(z0, z1, target=P), rtol=0, atol=0)
+    torch.testing.assert_close(loss(z0, z1, target=P.tolist()), loss(z0, z1, target=P), rtol=0, atol=0)
+    with pytest.raises(TypeError, match=r"^target:"):
+        loss(z0, z1, target="labels")
+    with pytest.raises(TypeError, match=r"^labels:"):
+        loss(z0, z1, labels={"a": 0})
+
+
+def test_aligner_and_divergences_accept_array_targets(data):
+    target = torch.rand_like(data.C)
+    aligner = Aligner(eps=0.5, max_iter=5, tol=0)
+    torch.testing.assert_close(aligner(data.C.numpy(), target.numpy()).loss, aligner(data.C, target).loss,
+                               rtol=0, atol=0)
+    plan = solve(Problem(data.C, data.a, data.b, eps=0.5), max_iter=5, tol=0)
+    for divergence in (divergences.kl, divergences.robust):
+        torch.testing.assert_close(divergence(plan, target.numpy()), divergence(plan, target), rtol=0, atol=0)
+    torch.testing.assert_close(divergences.anchor_weights(target.numpy()), divergences.anchor_weights(target))
+
+
+def test_metrics_accept_arrays():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(40, 3, generator=gen), torch.arange(40) % 2
+    assert metrics.knn_accuracy(x.numpy(), y.numpy(), x.numpy(), y.tolist(), k=3) == metrics.knn_accuracy(
+        x, y, x, y, k=3)
+    assert metrics.alignment(x.numpy(), x.numpy()) == metrics.alignment(x, x)
+    assert metrics.uniformity(x.tolist()) == metrics.uniformity(x)
+    assert torch.equal(metrics.sample_per_class(y.numpy(), 2, generator=torch.Generator().manual_seed(1)),
+                       metrics.sample_per_class(y, 2, generator=torch.Generator().manual_seed(1)))
+    with pytest.raises(TypeError, match=r"^z0:"):
+        metrics.alignment("features", x)

@@ -61,7 +61,7 @@ from ..costs import negative_cosine
 from ..divergences import Divergence
 from ..geometry import DenseCost
 from ..solver import Solver
-from ..validation import as_real, check_tensor, checks_enabled, is_finite, trusted
+from ..validation import as_real, as_tensor, check_tensor, checks_enabled, is_finite, trusted
 from . import distributed
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -182,10 +182,11 @@ class ContrastiveLoss(nn.Module):
         if target is None:
             return _targets.paired(n, n_views, device=device, dtype=dtype)
         size = n_views * n
-        if isinstance(target, Tensor) and target.dim() != 2:
+        target = as_tensor("target", target)
+        if target.dim() != 2:
             raise ValueError(f"target: expected a 2-D ({size}, {size}) matrix, got shape {tuple(target.shape)}")
         where = " (the global batch: gather_distributed stacks all ranks' views)" if gathered else ""
-        if isinstance(target, Tensor) and tuple(target.shape) != (size, size):
+        if tuple(target.shape) != (size, size):
             raise ValueError(
                 f"target: expected shape ({size}, {size}) for {n_views} views of {n} samples{where}, "
                 f"got {tuple(target.shape)}"
@@ -354,17 +355,7 @@ def _stack_views(views: Sequence[Tensor]) -> Tensor:
 
 
 def _check_labels(labels: Tensor, n: int, device: torch.device) -> Tensor:
-    if not isinstance(labels, Tensor):
-        converted = None
-        if not isinstance(labels, (str, bytes)):
-            try:
-                converted = torch.as_tensor(labels)
-            except (TypeError, ValueError, RuntimeError):
-                pass
-        if converted is None:
-            raise TypeError(f"labels: expected integer class ids (N,), got {type(labels).__name__}")
-        labels = converted
-    check_tensor("labels", labels)
+    labels = as_tensor("labels", labels)
     if labels.dim() != 1 or labels.shape[0] != n:
         raise ValueError(f"labels: expected shape ({n},) (one label per sample), got {tuple(labels.shape)}")
     if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
