@@ -15,7 +15,7 @@ import torch
 PAGES = sorted((Path(__file__).resolve().parents[2] / "docs" / "tutorials").glob("*.md"))
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 #: Pages that train networks take longer than the unit-test budget.
-SLOW = {"cross_domain.md"}
+SLOW = {"cross_domain.md", "custom_target.md"}
 
 
 def python_blocks(text: str) -> list[tuple[int, str]]:
