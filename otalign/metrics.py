@@ -1,4 +1,4 @@
-"""Evaluation metrics for learned representations (METHOD.md section 3).
+"""Evaluation metrics for learned representations (docs/maths.md, section 4).
 
 All functions take frozen features as tensors, compute without gradients, and return Python floats.
 
@@ -133,7 +133,7 @@ def linear_probe(
         train_labels, test_labels: ``(N_train,)``, ``(N_test,)`` integers.
         labels_per_class: ``None`` trains on every training label; ``k`` trains on ``k`` randomly drawn labelled
             samples per class (:func:`sample_per_class`) and averages the accuracy over ``draws`` draws. The full
-            probe saturates on easy data; few-label probes separate methods (DESIGN.md).
+            probe saturates on easy data; few-label probes separate methods.
         draws: label draws averaged in the few-label mode (ignored otherwise).
         seed: seeds the label draws (draw ``r`` uses a generator seeded with ``seed + r``).
         weight_decay: L2 penalty on the weights.
@@ -287,7 +287,7 @@ def wdm(
     tol: float = 1e-4,
     max_samples: Optional[int] = None,
 ) -> float:
-    """Wasserstein dependency measure ``W1(p_XY, p_X (x) p_Y)`` between paired embeddings (METHOD.md section 3).
+    """Wasserstein dependency measure ``W1(p_XY, p_X (x) p_Y)`` between paired embeddings (docs/maths.md, section 4).
 
     Both embeddings are first L2-normalised per row (so the value is on the scale of unit vectors and does not
     reward large norms). The joint sample is ``[z0_i, z1_i]`` (``(N, d0 + d1)``), the product sample

@@ -1,4 +1,4 @@
-"""The entropic OT problem with relaxable marginals (METHOD.md section 1).
+"""The entropic OT problem with relaxable marginals (docs/maths.md, section 1).
 
     min_P  <C, P> + eps KL(P | R) + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b)
 

@@ -1,4 +1,4 @@
-"""Target plans ``P_tgt``: which pairs of a batch should be aligned (METHOD.md section 2).
+"""Target plans ``P_tgt``: which pairs of a batch should be aligned (docs/maths.md, section 3).
 
 Layout: the batch is view-blocked, ``Z = [z_view0; z_view1; ...]`` (``n_views * N`` rows), so sample ``k`` of view
 ``v`` is row ``v * N + k``. Every target is a non-negative ``(n_views N, n_views N)`` matrix with a zero diagonal

@@ -21,7 +21,7 @@ from .registry import register
 
 @register("sinkhorn")
 class Sinkhorn(Solver):
-    """Alternating log-domain half-steps ``f <- update_f(g)``, ``g <- update_g(f)`` (METHOD.md section 1).
+    """Alternating log-domain half-steps ``f <- update_f(g)``, ``g <- update_g(f)`` (docs/maths.md, section 1).
 
     Stopping: when the row marginal is hard (``rho_a = inf``), the L1 row-marginal error of the current plan (its
     columns are exact after the column step when ``rho_b = inf``); otherwise the sup-norm change of the potentials

@@ -1,7 +1,7 @@
 """Divergences against independent formulas: ``kl`` with the rows-only plan is NT-Xent, ``robust`` with one row
 step is RINCE (Chuang et al. 2022), and the multistep KL to a permutation target is non-increasing.
 
-Setting (METHOD.md section 2): ``Z = [z0; z1]`` (2N x d), ``s = cos(Z_i, Z_j)``, cost ``-s`` with self-pairs masked,
+Setting (docs/maths.md, section 2): ``Z = [z0; z1]`` (2N x d), ``s = cos(Z_i, Z_j)``, cost ``-s`` with self-pairs masked,
 eps the temperature. float64.
 """
 

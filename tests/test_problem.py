@@ -1,4 +1,4 @@
-"""``otalign.Problem``: defaults, damping exponents, the half-steps against the METHOD.md formulas written out
+"""``otalign.Problem``: defaults, damping exponents, the half-steps against the docs/maths.md formulas written out
 densely, plan blocks, the mass penalty and dual terms against plain formulas, masks and batching."""
 
 from __future__ import annotations

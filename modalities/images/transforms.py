@@ -10,7 +10,7 @@ The transforms defined here (:class:`GaussianNoise`, :class:`Brightness`, :class
 parameters per image in one vectorised call (fast for tiny images and on accelerators). torchvision's v2
 transforms draw one set of parameters per call, so :func:`augment_batch` loops over the batch for them.
 
-Corrections of the GCA authors' defects (METHOD.md section 4): :class:`Brightness` shifts the HSV value on the
+Corrections of the GCA authors' defects (docs/maths.md, section 5): :class:`Brightness` shifts the HSV value on the
 ``[0, 1]`` scale (defect 8 treated ``[0, 1]`` tensors as 0..255), and :func:`large_erase` erases one large rectangle
 in every image, always (defect 9 erased nothing during pre-training).
 """

@@ -1,4 +1,4 @@
-"""Contrastive losses as OT alignments (GCA, METHOD.md section 2), lightly-style modules.
+"""Contrastive losses as OT alignments (GCA, docs/maths.md, section 2), lightly-style modules.
 
 Call convention: ``loss(z0, z1, ..., labels=None, target=None)`` with ``z_v`` of shape ``(N, d)`` (two or more
 views), ``labels`` ``(N,)`` or a ``(V N, V N)`` non-negative ``target`` (mutually exclusive). Constructor keywords:

@@ -1,4 +1,4 @@
-"""What every GCA loss shares (METHOD.md section 2): views -> cost -> plan -> divergence to a target plan.
+"""What every GCA loss shares (docs/maths.md, section 2): views -> cost -> plan -> divergence to a target plan.
 
 Layout. ``V >= 2`` views of a batch of ``N`` samples, ``z_v`` of shape ``(N, d)``, are stacked view-blocked,
 ``Z = [z_0; z_1; ...]`` (``V N`` rows): sample ``k`` of view ``v`` is row ``v N + k``. Rows are anchors, columns are
@@ -30,7 +30,7 @@ Reduction. ``"mean"`` averages over the anchors whose target row has mass (all o
 targets), ``"sum"`` sums, ``"none"`` returns the per-anchor losses ``(V N,)`` (0 for anchors without a target).
 
 Compatibility. ``compat="authors"`` reproduces the GCA authors' numerics for side-by-side comparison
-(METHOD.md section 4, defects 10 and 11): cost ``1 - max(cos, 1e-7)`` (negatively correlated pairs get no
+(docs/maths.md, section 5, defects 10 and 11): cost ``1 - max(cos, 1e-7)`` (negatively correlated pairs get no
 gradient) and the self-pair given the largest finite cost instead of being excluded (it then takes some mass).
 The constant 1 in ``1 - cos`` shifts ``log K~`` by ``-1/eps``, which changes the robust term (not the KL).
 Everything else stays as above.

@@ -20,7 +20,7 @@ class GCAInfoNCE(AlignmentLoss):
 
     Args:
         temperature: eps; default 0.5 (the GCA paper's eps).
-        iterations: T, default 10 (METHOD.md). Gradients are unrolled through all of them.
+        iterations: T, default 10 (the GCA authors' value). Gradients are unrolled through all of them.
         **options: ``solver``, ``solver_options``, ``reduction``, ``gather_distributed``, ``compat`` (see
             :class:`~otalign.losses.AlignmentLoss`).
 

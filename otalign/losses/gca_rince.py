@@ -20,7 +20,7 @@ class GCARINCE(AlignmentLoss):
     Args:
         temperature: eps; default 0.5.
         iterations: T, default 10.
-        q, lam: default 0.6 and 0.01 (METHOD.md).
+        q, lam: default 0.6 and 0.01 (the GCA authors' values).
         **options: ``solver``, ``solver_options``, ``reduction``, ``gather_distributed``, ``compat`` (see
             :class:`~otalign.losses.AlignmentLoss`).
 

@@ -21,13 +21,13 @@ class GCAUOT(AlignmentLoss):
     :mod:`otalign.losses.base`). ``rho = inf`` is the balanced problem: ``r1 * GCAInfoNCE + r2 * GCARINCE``.
 
     Args:
-        temperature: eps; default 0.5 (the authors' value, METHOD.md).
+        temperature: eps; default 0.5 (the authors' value).
         iterations: T, default 10.
         rho: marginal relaxation (> 0, ``inf`` = balanced); default 0.2 (the authors' value).
         q, lam: robust term, default 0.6 and 0.01.
         r1: weight of the KL term, default 1.
         r2: weight of the robust term, default 1 (the upper end of the paper's range [0.01, 1]; the authors'
-            constructor default). Note the authors' two loss files swap r1/r2 (METHOD.md defect 4); here r1 is
+            constructor default). Note the authors' two loss files swap r1/r2 (docs/maths.md, section 5, defect 4); here r1 is
             always the KL weight.
         **options: ``solver``, ``solver_options``, ``reduction``, ``gather_distributed``, ``compat`` (see
             :class:`~otalign.losses.AlignmentLoss`).

@@ -1,4 +1,4 @@
-"""InfoNCE (NT-Xent) as the rows-only alignment: ``KL(P_tgt | softmax(s / eps))`` (METHOD.md section 2)."""
+"""InfoNCE (NT-Xent) as the rows-only alignment: ``KL(P_tgt | softmax(s / eps))`` (docs/maths.md, section 2)."""
 
 from __future__ import annotations
 

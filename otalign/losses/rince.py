@@ -19,8 +19,8 @@ class RINCE(AlignmentLoss):
 
     Args:
         temperature: eps; default 0.5.
-        q: in (0, 1]; default 0.6 (the GCA authors' value, METHOD.md).
-        lam: weight of the negatives' term, default 0.01 (METHOD.md).
+        q: in (0, 1]; default 0.6 (the GCA authors' value).
+        lam: weight of the negatives' term, default 0.01 (the GCA authors' value).
         **options: ``solver``, ``solver_options``, ``reduction``, ``gather_distributed``, ``compat`` (see
             :class:`~otalign.losses.AlignmentLoss`).
 

@@ -6,8 +6,8 @@ Setup (written into the report):
   projection head, Adam with warmup + cosine, batch 256.
 * conditions: ``clean`` (both views augmented the usual way) and ``corrupted``: in every batch, a random half of
   the pairs get heavy Gaussian noise (severity 5) on their *second* view, so a clean view is often paired with a
-  badly corrupted one. This is the setting of DESIGN.md's calibration ("half of the second views carry heavy
-  Gaussian noise") and the one where a robust or unbalanced alignment should help.
+  badly corrupted one. This is the calibration setting of the demo (half of the second views carry
+  heavy Gaussian noise) and the one where a robust or unbalanced alignment should help.
 * methods: InfoNCE, GCA-INCE, RINCE, GCA-RINCE, GCA-UOT (the paper's best) and BYOL, plus the untrained encoder as
   the floor; ``seeds`` seeds each.
 * evaluation on frozen encoder features: few-label linear probe (5 labels per class, mean of 5 draws; the number

@@ -1,6 +1,6 @@
 """Evaluation of a trained model on frozen encoder features (before the projection head).
 
-Reported (METHOD.md section 3, DESIGN.md's calibration): a linear probe on all training labels (``probe_full``),
+Reported (docs/maths.md, section 4): a linear probe on all training labels (``probe_full``),
 a few-label probe (``probe_few``: ``labels_per_class`` labels per class, mean over ``draws`` label draws), weighted
 kNN accuracy (``knn``), and, on the features of two augmented views of the test set made exactly as in training
 (including the corrupted view, if any), Wang & Isola's ``alignment`` and the Wasserstein dependency measure

@@ -1,5 +1,5 @@
 """Contrastive setups with a target plan built from side information: domain priors, label hierarchies, and
-leave-one-domain-out evaluation (METHOD.md section 2: any non-negative ``P_tgt`` is a valid target).
+leave-one-domain-out evaluation (docs/maths.md, section 3: any non-negative ``P_tgt`` is a valid target).
 
 The trainer hands a model each batch's ``labels``; here the stored "labels" are sample indices ``(N,)`` so that a
 rule can look up any per-sample metadata (domain, fine and coarse class) of the batch and build the batch's target,
