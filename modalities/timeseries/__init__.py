@@ -16,8 +16,8 @@ Tensors are ``(N, C, T)`` float32 (series x channels x time steps); labels and d
   :class:`MagnitudeWarp`, :class:`TimeWarp`, :class:`RandomCrop`, :class:`FrequencyPerturbation`,
   :class:`RandomResample`, :class:`RandomApply`, :class:`Compose`, the recipe :func:`sensor_transform` and
   :class:`TwoViews`. All are batched, keep shape and dtype, and are called ``t(x, generator=None)``: a
-  ``torch.Generator`` fixes the output. :func:`resample_length` changes the sampling rate (torch backend by
-  default; ``backend="torchaudio"`` when torchaudio is installed).
+  ``torch.Generator`` fixes the output. :func:`resample_length` changes the sampling rate (band-limited, in
+  torch).
 * encoders (:mod:`.encoders`): :class:`CNN1d` (3 Conv1d-BN-ReLU blocks, global average pooling) and :class:`TCN`
   (residual causal dilated blocks); ``(B, C, T) -> (B, feature_dim)``, attribute ``feature_dim``.
 
@@ -36,7 +36,6 @@ Example::
 """
 
 from .augmentations import (
-    RESAMPLE_BACKENDS,
     Compose,
     FrequencyPerturbation,
     Jitter,
@@ -76,7 +75,6 @@ __all__ = [
     "Jitter",
     "MagnitudeWarp",
     "Permutation",
-    "RESAMPLE_BACKENDS",
     "RandomApply",
     "RandomCrop",
     "RandomResample",

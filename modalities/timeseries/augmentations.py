@@ -10,9 +10,8 @@ float32 at least (half-precision inputs are promoted, then cast back).
 :class:`Jitter`'s ``sigma`` is in the data's units, so standardise each channel first
 (``otalign.modalities.timeseries.standardize``).
 
-Resampling: :func:`resample_length` changes the number of samples of a series (a change of sampling rate). Its
-default backend is a torch implementation (band-limited resampling in the cosine basis, so the series need not
-be periodic); ``backend="torchaudio"`` uses ``torchaudio.functional.resample`` when torchaudio is installed.
+Resampling: :func:`resample_length` changes the number of samples of a series (a change of sampling rate), by
+band-limited resampling in the cosine basis (torch only; the series need not be periodic).
 
 Example::
 
@@ -29,9 +28,6 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-
-RESAMPLE_BACKENDS: tuple[str, ...] = ("torch", "torchaudio")
-
 
 # --------------------------------------------------------------------------------------------------- helpers
 def _check_series(x: Tensor, name: str = "x") -> Tensor:
@@ -99,10 +95,10 @@ def _sample_linear(x: Tensor, positions: Tensor) -> Tensor:
 
 
 # --------------------------------------------------------------------------------------------------- resampling
-def resample_length(x: Tensor, length: int, *, backend: str = "torch") -> Tensor:
+def resample_length(x: Tensor, length: int) -> Tensor:
     """Resample series ``(..., T)`` to ``length`` samples (a change of sampling rate by ``length / T``).
 
-    Torch backend (the default): samples are taken as the centres of ``T`` equal cells of the recording, so output
+    Samples are taken as the centres of ``T`` equal cells of the recording, so output
     sample ``j`` sits at input time ``(j + 1/2) T / length - 1/2`` and both series span the same time. The series is
     expanded in the cosine basis ``cos(pi k (t + 1/2) / T)`` (the DCT-II, i.e. the Fourier series of its mirror
     extension, so it need not be periodic), the terms ``k < min(T, length)`` are kept (an ideal low-pass when
@@ -110,13 +106,9 @@ def resample_length(x: Tensor, length: int, *, backend: str = "torch") -> Tensor
     reproduced exactly, and a round trip through a lower rate keeps exactly the content below that rate's Nyquist
     frequency.
 
-    ``backend="torchaudio"`` calls ``torchaudio.functional.resample(x, T, length)`` (a windowed-sinc filter) when
-    torchaudio is installed; it places output sample ``j`` at input time ``j T / length``.
-
     Args:
         x: float tensor whose last dimension is time.
         length: the new number of samples, >= 1.
-        backend: ``"torch"`` or ``"torchaudio"``.
 
     Returns:
         Tensor ``(..., length)`` of ``x``'s dtype.
@@ -130,19 +122,9 @@ def resample_length(x: Tensor, length: int, *, backend: str = "torch") -> Tensor
         raise ValueError(f"x: expected a float tensor (..., T), got {getattr(x, 'dtype', type(x).__name__)}")
     if not isinstance(length, int) or length < 1:
         raise ValueError(f"length: expected an int >= 1, got {length!r}")
-    if backend not in RESAMPLE_BACKENDS:
-        raise ValueError(f"backend: expected one of {RESAMPLE_BACKENDS}, got {backend!r}")
     t = x.shape[-1]
     if length == t:
         return x.clone()
-    if backend == "torchaudio":
-        try:
-            from torchaudio.functional import resample
-        except ImportError as err:
-            raise ImportError(
-                "resample_length(backend='torchaudio') needs torchaudio; use backend='torch' (the default)"
-            ) from err
-        return resample(x.to(_work_dtype(x.dtype)), t, length).to(x.dtype)
     work = x.to(_work_dtype(x.dtype))
     keep = min(t, length)
     # The rfft of the mirror extension (length 2T) is 2 exp(i pi k / 2T) C_k, C_k the DCT-II coefficients.
@@ -373,18 +355,15 @@ class FrequencyPerturbation(SeriesTransform):
 
 class RandomResample(SeriesTransform):
     """Simulate a lower sampling rate: resample each series to ``round(rate T)`` samples (``rate`` drawn uniformly
-    from ``rate``), then back to ``T`` (:func:`resample_length`). With the torch backend this removes the content
+    from ``rate``), then back to ``T`` (:func:`resample_length`). This removes the content
     above the lower rate's Nyquist frequency and keeps the rest exactly. Rates above 1 are allowed (a round trip
     through a higher rate, close to the identity)."""
 
-    def __init__(self, rate: Sequence[float] = (0.5, 1.0), backend: str = "torch"):
+    def __init__(self, rate: Sequence[float] = (0.5, 1.0)):
         super().__init__()
         self.rate = _check_range("rate", rate, 0.0, float("inf"))
         if self.rate[0] <= 0:
             raise ValueError(f"rate: the low end must be > 0, got {self.rate}")
-        if backend not in RESAMPLE_BACKENDS:
-            raise ValueError(f"backend: expected one of {RESAMPLE_BACKENDS}, got {backend!r}")
-        self.backend = backend
 
     def apply(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
         b, _, t = x.shape
@@ -394,12 +373,11 @@ class RandomResample(SeriesTransform):
         out = x.clone()
         for length in lengths.unique().tolist():
             rows = lengths == length
-            low_rate = resample_length(x[rows], length, backend=self.backend)
-            out[rows] = resample_length(low_rate, t, backend=self.backend)
+            out[rows] = resample_length(resample_length(x[rows], length), t)
         return out
 
     def extra_repr(self) -> str:
-        return f"rate={self.rate}, backend={self.backend!r}"
+        return f"rate={self.rate}"
 
 
 class RandomApply(SeriesTransform):

@@ -216,17 +216,6 @@ def test_resample_length_float32_and_errors():
     assert A.resample_length(x, 20).dtype == torch.float32
     with pytest.raises(ValueError, match="length"):
         A.resample_length(x, 0)
-    with pytest.raises(ValueError, match="backend"):
-        A.resample_length(x, 10, backend="scipy")
-
-
-def test_resample_torchaudio_backend_when_available():
-    pytest.importorskip("torchaudio")
-    t = 120
-    x = dct_cosine(4, t).expand(1, 1, t)
-    out = A.resample_length(x, 60, backend="torchaudio")
-    expected = dct_cosine(4, t, positions=torch.arange(60, dtype=torch.float64) * 2)
-    assert out.shape == (1, 1, 60) and (out[0, 0, 10:-10] - expected[10:-10]).abs().max() < 1e-2
 
 
 def test_random_resample_keeps_low_and_removes_high_frequencies():
