@@ -22,18 +22,48 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
+#: Help of every ``otalign train`` flag, by config field (a test checks that each flag has an entry here).
 FLAG_HELP = {
-    "method": "loss preset: infonce, gca_infonce, rince, gca_rince, gca_uot, supcon, ntxent, byol, simsiam",
-    "modality": "images, timeseries or text",
+    "modality": "data modality: images, timeseries or text",
     "dataset": "images: digits, digits-rotated/-coloured/-noisy, cifar10, ...; timeseries: basicmotions, gunpoint, "
                "japanesevowels, pickupgesture, basicmotions-devices; text: wordnet, fortunes, text_domains",
+    "method": "loss preset: infonce, gca_infonce, rince, gca_rince, gca_uot, supcon, ntxent, byol, simsiam",
     "encoder": "images: mlp, cnn or resnet18; timeseries: cnn1d or tcn; text: tiny_bert, minilm (fine-tuned) or "
                "minilm_frozen (frozen MiniLM, trained adapter)",
+    "feature_dim": "size of the encoder's output features (what every evaluation reads)",
+    "hidden_dim": "hidden width of the MLP encoder and of the projection / predictor heads",
+    "projection_dim": "output size of the projection head (what the loss sees)",
+    "subset": "train on the first N training samples only (0 = all); for smoke runs",
+    "data_root": "folder of downloaded datasets (CIFAR, SVHN, STL-10, image folders); bundled data ignore it",
+    "temperature": "entropic strength eps of the OT losses, i.e. the contrastive temperature",
+    "iterations": "Sinkhorn iterations T of the GCA losses (gradients unrolled through all of them)",
+    "rho": "GCA-UOT's marginal relaxation rho > 0 (larger = closer to the balanced plan)",
+    "q": "robustness exponent q in (0, 1] of RINCE, GCA-RINCE and GCA-UOT's robust term",
+    "lam": "weight lambda >= 0 of the negatives' term of the robust losses",
+    "r1": "GCA-UOT's weight of the KL term",
+    "r2": "GCA-UOT's weight of the robust (RINCE) term",
+    "ema_tau": "BYOL's base target momentum (rises to 1 along a cosine over training)",
+    "epochs": "number of passes over the training set",
+    "batch_size": "global batch size, over all processes",
+    "lr": "peak learning rate, reached after warmup",
+    "optimiser": "sgd, adam, adamw or lars",
+    "momentum": "momentum of sgd and lars",
+    "weight_decay": "L2 weight decay of the optimiser",
+    "warmup_epochs": "epochs of linear warmup before the cosine decay (capped at half of training)",
     "corrupt_severity": "Gaussian-noise severity 1-5 on --corrupt-view (0 = clean)",
-    "corrupt_view": "first, second or both",
+    "corrupt_view": "which view --corrupt-severity corrupts: first, second or both",
+    "corrupt_fraction": "fraction of the pairs whose --corrupt-view is corrupted (drawn per batch)",
+    "seed": "seed of initialisation, batches and augmentations",
     "out": "output folder (metrics.jsonl, checkpoint.pt, results.json, plots)",
     "device": "auto, cpu, cuda, cuda:1, ...",
-    "optimiser": "sgd, adam, adamw or lars",
+    "amp": "mixed precision (used on CUDA only)",
+    "checkpoint_every": "epochs between checkpoints (0 = only when stopping early)",
+    "resume": "continue from OUT/checkpoint.pt when it exists",
+    "quiet": "print no progress bars",
+    "eval_labels_per_class": "labels per class of the few-label linear probe",
+    "eval_draws": "label draws the few-label probe averages over",
+    "knn_k": "neighbours of the weighted kNN evaluation",
+    "wdm_eps": "entropic strength of the Wasserstein dependency measure (WDM) estimate",
     "solver": "the loss's OT solver: sinkhorn (default), unbalanced (translation-invariant, for finite rho), "
               "proximal (proximal-point multistep), or a name registered with otalign.solvers.register",
     "solver_options": "one option of the solver, KEY=VALUE (repeatable; values read as JSON when they parse: "
@@ -47,12 +77,17 @@ FLAG_HELP = {
     "weights": "hierarchical target: comma-separated weights, one per level",
     "held_out_domain": "train without this domain's samples (leave-one-domain-out); results report its accuracy",
 }
+#: Loss parameters whose ``None`` default means "the method's own value"; any other ``None`` reads "unset".
+LOSS_PARAMETERS = ("iterations", "rho", "q", "lam", "r1", "r2")
 
 
 def build_parser() -> argparse.ArgumentParser:
     from .training.config import Config, FIELDS
 
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="otalign", description="Alignment as optimal transport: training and demo.")
+    parser.add_argument("--version", action="version", version=f"otalign {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train one model from a config and flags")
@@ -62,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
         flag = "--" + name.replace("_", "-")
         kind = str(spec.type)
         default = getattr(defaults, name)
-        helptext = f"{FLAG_HELP.get(name, name.replace('_', ' '))} (default {default})"
+        shown = default if default is not None else "the method's own" if name in LOSS_PARAMETERS else "unset"
+        helptext = f"{FLAG_HELP.get(name, name.replace('_', ' '))} (default: {shown})"
         if name == "solver_options":
             train.add_argument("--solver-option", dest=name, action="append", type=_key_value, default=None,
                                metavar="KEY=VALUE", help=FLAG_HELP[name])
@@ -71,17 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             convert = {"int": int, "Optional[int]": int, "float": float, "Optional[float]": float}.get(kind, str)
             train.add_argument(flag, type=convert, default=None, metavar=name.upper(), help=helptext)
-    train.add_argument("--stop-after", type=int, default=None, help="stop (and checkpoint) after this epoch")
+    train.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
+                       help="stop (and checkpoint) after this epoch; rerun without it to resume")
 
     demo = commands.add_parser("demo", help="compare methods on real offline data, write report.md")
     demo.add_argument("--modality", choices=("images", "timeseries", "text"), default="images",
                       help="images: scikit-learn's digits (default); timeseries: JapaneseVowels; text: WordNet glosses")
-    demo.add_argument("--out", type=Path, default=Path("otalign-demo"), help="output folder (default ./otalign-demo)")
+    demo.add_argument("--out", type=Path, default=Path("otalign-demo"), help="output folder of report.md, results.json and the figures (default ./otalign-demo)")
     demo.add_argument("--seeds", type=int, default=5, help="seeds per method and condition (default 5)")
     demo.add_argument("--epochs", type=int, default=None,
                       help="epochs per run (default 30; 2 with --quick)")
     demo.add_argument("--methods", type=str, default=None,
-                      help="comma-separated methods (default images: infonce,gca_infonce,rince,gca_rince,gca_uot,byol; "
+                      help="comma-separated methods to compare (default images: infonce,gca_infonce,rince,gca_rince,gca_uot,byol; "
                            "timeseries: the same without byol; text: infonce,gca_infonce,gca_uot)")
     demo.add_argument("--quick", action="store_true", help="tiny smoke run: 1 seed, 2 epochs, 400 samples")
     demo.add_argument("--workers", type=int, default=None,

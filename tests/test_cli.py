@@ -1,3 +1,4 @@
+import argparse
 import json
 import subprocess
 import sys
@@ -108,3 +109,37 @@ def test_train_flag_errors_name_the_flag(tmp_path, capsys, flags, message):
         main(["train", "--out", str(tmp_path / "x"), *TINY, *flags])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_version_flag(capsys):
+    import otalign
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"otalign {otalign.__version__}"
+
+
+def test_python_dash_m_otalign_runs_the_cli():
+    done = subprocess.run([sys.executable, "-m", "otalign", "--version"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.startswith("otalign ")
+
+
+def test_every_flag_has_real_help():
+    """Each flag's help says more than its own name: every config field has a FLAG_HELP entry, and no help text is
+    the field name with spaces (the old "--q Q  q (default None)")."""
+    from otalign.cli import FLAG_HELP, build_parser
+    from otalign.training.config import FIELDS
+
+    assert set(FIELDS) <= set(FLAG_HELP), sorted(set(FIELDS) - set(FLAG_HELP))
+    parser = build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command, sub in commands.choices.items():
+        for action in sub._actions:
+            if action.dest == "help":
+                continue
+            text = (action.help or "").split(" (default")[0].strip()
+            assert len(text.split()) >= 3, f"{command} {action.option_strings}: help {action.help!r}"
+            assert text != action.dest.replace("_", " "), f"{command} {action.option_strings}"
+    train_help = commands.choices["train"].format_help()
+    assert "default None" not in train_help and "(default: the method's own)" in train_help

@@ -1,0 +1,8 @@
+"""``python -m otalign``: the ``otalign`` command (:mod:`otalign.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
