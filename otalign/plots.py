@@ -25,7 +25,8 @@ def _pyplot():
 def _save(figure, path: PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
+    if not figure.get_constrained_layout():
+        figure.tight_layout()
     figure.savefig(path, dpi=120)
     _pyplot().close(figure)
     return path
@@ -86,7 +87,8 @@ def plan_and_target(plan: np.ndarray, target: np.ndarray, path: PathLike, title:
 
 def plan_grid(plans: Mapping[str, np.ndarray], target: np.ndarray, path: PathLike, title: str = "") -> Path:
     """The target plan, then one learned plan per name, as images (rows = anchors, columns = candidates,
-    view-blocked: the first half of the rows are view 0). Every matrix is row-normalised for display.
+    view-blocked: the first half of the rows are view 0). Every matrix is row-normalised for display, and all
+    panels share one colour scale (one colour bar): a learned plan is read against its target on the same scale.
 
     Args:
         plans: name -> ``(n, m)`` non-negative array (same shape as ``target``).
@@ -96,6 +98,11 @@ def plan_grid(plans: Mapping[str, np.ndarray], target: np.ndarray, path: PathLik
 
         >>> plan_grid({"InfoNCE": p1, "GCA-UOT": p2}, target, "plans.png")
     """
+    return _save(plan_figure(plans, target, title), path)
+
+
+def plan_figure(plans: Mapping[str, np.ndarray], target: np.ndarray, title: str = ""):
+    """The matplotlib figure of :func:`plan_grid` (not saved); its image panels share ``vmin``/``vmax``."""
     target = np.asarray(target, dtype=float)
     panels = [("target plan", target)]
     for name, plan in plans.items():
@@ -103,23 +110,37 @@ def plan_grid(plans: Mapping[str, np.ndarray], target: np.ndarray, path: PathLik
         if plan.ndim != 2 or plan.shape != target.shape:
             raise ValueError(f"plans[{name!r}]: expected shape {target.shape} (the target's), got {plan.shape}")
         panels.append((name, plan))
+    shown = [(name, row_normalised(matrix)) for name, matrix in panels]
+    vmin, vmax = shared_color_limits([matrix for _, matrix in shown])
     plt = _pyplot()
-    columns = min(4, len(panels))
-    rows = -(-len(panels) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.4 * rows), squeeze=False)
-    for ax, (name, matrix) in zip(axes.flat, panels):
-        sums = matrix.sum(1, keepdims=True)
-        shown = np.divide(matrix, sums, out=np.zeros_like(matrix), where=sums > 0)
-        image = ax.imshow(shown, cmap="viridis", interpolation="nearest")
+    columns = min(4, len(shown))
+    rows = -(-len(shown) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns + 0.8, 3.4 * rows), squeeze=False,
+                                layout="constrained")
+    image = None
+    for ax, (name, matrix) in zip(axes.flat, shown):
+        image = ax.imshow(matrix, cmap="viridis", interpolation="nearest", vmin=vmin, vmax=vmax)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("candidate")
         ax.set_ylabel("anchor")
-        figure.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    for ax in list(axes.flat)[len(panels):]:
+    for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
+    figure.colorbar(image, ax=list(axes.flat), fraction=0.046, pad=0.04, label="row-normalised mass")
     if title:
         figure.suptitle(title)
-    return _save(figure, path)
+    return figure
+
+
+def row_normalised(matrix: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (rows without mass stay 0)."""
+    sums = matrix.sum(1, keepdims=True)
+    return np.divide(matrix, sums, out=np.zeros_like(matrix), where=sums > 0)
+
+
+def shared_color_limits(matrices: Sequence[np.ndarray]) -> tuple[float, float]:
+    """``(0, largest entry)`` over all matrices: one colour scale for a target and its learned plans."""
+    largest = max(float(np.max(m)) if np.size(m) else 0.0 for m in matrices)
+    return 0.0, largest if largest > 0 else 1.0
 
 
 def accuracy_bars(

@@ -25,3 +25,19 @@ def test_bad_inputs_name_the_argument(tmp_path):
         plots.loss_curves({}, tmp_path / "l.png")
     with pytest.raises(ValueError, match="scores"):
         plots.accuracy_bars({}, tmp_path / "a.png")
+
+
+def test_target_and_learned_plans_share_one_colour_scale():
+    target = np.eye(4)[[1, 0, 3, 2]]
+    learned = {"a": np.full((4, 4), 0.25), "b": np.array([[0.1, 0.7, 0.1, 0.1]] * 4)}
+    figure = plots.plan_figure(learned, target)
+    limits = {ax.images[0].get_clim() for ax in figure.axes if ax.images}
+    assert limits == {(0.0, 1.0)}  # the target's rows put all their mass on one entry
+    assert sum(1 for ax in figure.axes if ax.images) == 3
+
+
+def test_shared_color_limits_and_row_normalisation():
+    assert plots.shared_color_limits([np.array([[0.2, 0.1]]), np.array([[0.5]])]) == (0.0, 0.5)
+    assert plots.shared_color_limits([np.zeros((2, 2))]) == (0.0, 1.0)
+    shown = plots.row_normalised(np.array([[1.0, 3.0], [0.0, 0.0]]))
+    np.testing.assert_allclose(shown, [[0.25, 0.75], [0.0, 0.0]])

@@ -1,7 +1,9 @@
-"""The demo's ``report.md``: setup, one table per condition, timing, and figures."""
+"""The demo's ``report.md``: setup, how to read each metric, one table per condition, the conclusions the numbers
+support (generated from them: differences are called real only beyond two standard errors), timing, figures."""
 
 from __future__ import annotations
 
+import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -14,10 +16,31 @@ HEADERS = {
     "probe_few": "few-label probe (5/class) ↑",
     "probe_full": "full probe ↑",
     "knn": "kNN ↑",
-    "wdm": "WDM",
+    "wdm": "WDM ↑",
     "uniformity": "uniformity ↓",
     "alignment": "alignment ↓",
 }
+#: What each column measures and which direction is better (arrows: higher ↑ or lower ↓ is better).
+METRIC_TEXT = {
+    "probe_few": "logistic regression on frozen features trained on 5 labels per class (mean over label draws); "
+                 "the number that separates methods",
+    "probe_full": "the same with all training labels; saturates on easy data",
+    "knn": "weighted 20-nearest-neighbour vote under cosine similarity",
+    "wdm": "Wasserstein dependency measure between the features of two views of the same test sample (entropic "
+           "estimate); higher = the two views' features share more",
+    "uniformity": "log of the mean Gaussian potential between normalised test features; lower = more spread out on "
+                  "the sphere",
+    "alignment": "mean squared distance between the normalised features of two views of the same test sample; "
+                 "lower = more invariant to the augmentations. A collapsed encoder has perfect alignment, so read "
+                 "it together with uniformity",
+}
+BASELINE_TEXT = (
+    "The **untrained encoder** row is the same network at initialisation, evaluated in the same way: the floor that "
+    "training has to beat. It is not weak on every column. Random features of small inputs (such as 8x8 images) "
+    "keep most of the inputs' nearest neighbours, so its kNN accuracy can match or beat the trained encoders'. Its "
+    "features barely move when the input is augmented, so its alignment is trivially small, and its uniformity "
+    "poor (the features sit close together). The few-label probe is where training has to show."
+)
 CONDITION_TEXT = {
     "clean": "both views augmented (small random rotation, shift and zoom, light pixel noise), no corruption",
     "corrupted": "as clean, plus heavy Gaussian noise (severity 5) on the second view of a random half of the pairs",
@@ -72,14 +95,14 @@ def write_report(results: dict[str, Any], runs: dict[str, dict[str, list[dict[st
             "decay, temperature (eps) 0.5; GCA methods run 10 Sinkhorn iterations, GCA-UOT uses rho 0.2. BYOL uses "
             "an EMA target (tau from 0.95 up to 1)."),
         "",
-        "Metrics, on frozen encoder features: **few-label probe** = logistic regression trained on 5 labels per "
-        f"class, mean of {results['eval_draws']} label draws (the number that separates methods); full probe = all "
-        "training labels "
-        "(saturates on easy data such as digits, where even an untrained encoder scores high); kNN = weighted 20-NN (cosine); on two views "
-        "of the test images made as in training: alignment (mean squared distance of normalised positive pairs, "
-        "lower = more invariant), WDM (Wasserstein dependency between paired features, entropic estimate); "
-        "uniformity on the clean test features (lower = more spread). Values are mean ± sample std over seeds "
-        "(the split is fixed; seeds change initialisation, batches and augmentations).",
+        "How to read the columns (↑: higher is better, ↓: lower is better; all on frozen encoder features; "
+        f"few-label probe: mean of {results['eval_draws']} label draws; alignment and WDM on two views of the test "
+        "samples made as in training, uniformity on the clean test samples):",
+        "",
+        *[f"* **{HEADERS[m]}**: {METRIC_TEXT[m]}." for m in METRICS],
+        "",
+        "Values are mean ± sample std over seeds (the split is fixed; seeds change initialisation, batches and "
+        "augmentations). " + BASELINE_TEXT,
         "",
     ]
     for condition, table in results["results"].items():
@@ -96,7 +119,9 @@ def write_report(results: dict[str, Any], runs: dict[str, dict[str, list[dict[st
                 cells = [f"{entry['mean'][m]:.3f}" for m in METRICS]
             lines.append(f"| {LABELS.get(method, method)} | " + " | ".join(cells) + " |")
         lines += ["", reading(table, trained, results["seeds"]), ""]
-    lines += ["## Figures", ""]
+    lines += ["## What the numbers say", ""]
+    lines += [f"* {sentence}" for sentence in conclusions(results)]
+    lines += ["", "## Figures", ""]
     for caption, name in figures:
         lines += [f"![{caption}]({name})", ""]
     path = out / "report.md"
@@ -115,10 +140,96 @@ def reading(table: dict[str, Any], methods: list[str], seeds: int) -> str:
     if seeds < 2:
         return text + "; one seed, so no spread to compare against."
 
-    def standard_error(m: str) -> float:
-        return (table[best]["std"]["probe_few"] ** 2 / seeds + table[m]["std"]["probe_few"] ** 2 / seeds) ** 0.5
-
-    tied = [LABELS.get(m, m) for m in methods if m != best and means[best] - means[m] < 2 * standard_error(m)]
+    tied = [LABELS.get(m, m) for m in methods
+            if m != best and means[best] - means[m] <= difference(table, best, m, "probe_few", seeds)[1]]
     if tied:
         return text + f"; not distinguishable from it (gap < 2 standard errors): {', '.join(tied)}."
     return text + "; every other method is more than 2 standard errors below it."
+
+
+def _label(method: str) -> str:
+    return LABELS.get(method, method)
+
+
+#: Pairs (GCA method, its one-step counterpart) compared in the conclusions.
+GCA_PAIRS = (("gca_infonce", "infonce"), ("gca_rince", "rince"))
+
+
+def difference(table: dict[str, Any], a: str, b: str, metric: str, seeds: int) -> tuple[float, float]:
+    """``(mean_a - mean_b, 2 * standard error of that difference)`` over ``seeds`` seeds per method."""
+    gap = table[a]["mean"][metric] - table[b]["mean"][metric]
+    spread = math.sqrt((table[a]["std"][metric] ** 2 + table[b]["std"][metric] ** 2) / seeds)
+    return gap, 2 * spread
+
+
+def conclusions(results: dict[str, Any]) -> list[str]:
+    """Sentences a reader can take from the tables, each computed from the numbers: training against the untrained
+    encoder, GCA against its one-step counterpart, robustness to the corruption (when both conditions ran), the
+    untrained encoder's kNN and alignment, and a bottom line. A difference is called real only when it exceeds two
+    standard errors of the difference of the seed means."""
+    seeds, methods, tables = results["seeds"], list(results["methods"]), results["results"]
+    label = _label
+    if seeds < 2:
+        return ["One seed only: there is no spread to compare differences against, so no conclusion is drawn. "
+                "Run more seeds (`--seeds 5`)."]
+    out = []
+    for condition, table in tables.items():
+        below = [m for m in methods if difference(table, m, "untrained", "probe_few", seeds)[0]
+                 <= difference(table, m, "untrained", "probe_few", seeds)[1]]
+        if not below:
+            out.append(f"{condition}: every trained method beats the untrained encoder on the few-label probe by more "
+                       "than two standard errors.")
+        else:
+            out.append(f"{condition}: not clearly above the untrained encoder on the few-label probe: "
+                       f"{', '.join(label(m) for m in below)}.")
+    for gca, base in GCA_PAIRS:
+        if gca not in methods or base not in methods:
+            continue
+        parts, real = [], 0
+        for condition, table in tables.items():
+            gap, bound = difference(table, gca, base, "probe_few", seeds)
+            real += abs(gap) > bound
+            parts.append(f"{gap:+.3f} {condition} (2 SE {bound:.3f})")
+        verdict = ("within two standard errors everywhere: the Sinkhorn iterations make no difference that these "
+                   "seeds can show" if real == 0 else f"beyond two standard errors in {real} condition(s)")
+        out.append(f"{label(gca)} − {label(base)} on the few-label probe: {', '.join(parts)}; {verdict}.")
+    if "clean" in tables and "corrupted" in tables:
+        drops = {m: tables["clean"][m]["mean"]["probe_few"] - tables["corrupted"][m]["mean"]["probe_few"]
+                 for m in methods}
+        best = max(methods, key=lambda m: tables["corrupted"][m]["mean"]["probe_few"])
+        tied = [m for m in methods if m != best
+                and difference(tables["corrupted"], best, m, "probe_few", seeds)[0]
+                <= difference(tables["corrupted"], best, m, "probe_few", seeds)[1]]
+        out.append("Under corruption the few-label probe drops by "
+                   + ", ".join(f"{drops[m]:+.3f} ({label(m)})" for m in methods)
+                   + f"; the best corrupted score is {label(best)}'s"
+                   + (f", not distinguishable from {', '.join(label(m) for m in tied)}." if tied else
+                      ", more than two standard errors above every other method."))
+    for condition, table in tables.items():
+        floor = table["untrained"]["mean"]
+        trained_best = max(methods, key=lambda m: table[m]["mean"]["knn"])
+        if floor["knn"] > table[trained_best]["mean"]["knn"]:
+            out.append(f"{condition}: the untrained encoder has the highest kNN accuracy ({floor['knn']:.3f} against "
+                       f"{table[trained_best]['mean']['knn']:.3f} for {label(trained_best)}): random features already "
+                       "keep the neighbourhoods of small inputs, and kNN does not reward what training adds.")
+        if floor["alignment"] < min(table[m]["mean"]["alignment"] for m in methods):
+            out.append(f"{condition}: the untrained encoder has the smallest alignment ({floor['alignment']:.3f}) with "
+                       f"uniformity {floor['uniformity']:.3f}: its features barely move, for any input; that is not "
+                       "invariance learned from the views.")
+    behind: dict[str, list[str]] = {m: [] for m in methods}  # method -> conditions where it trails the best
+    for condition, table in tables.items():
+        best = max(methods, key=lambda m: table[m]["mean"]["probe_few"])
+        for m in methods:
+            gap, bound = difference(table, best, m, "probe_few", seeds)
+            if gap > bound:
+                behind[m].append(condition)
+    level = [label(m) for m in methods if not behind[m]]
+    trailing = [f"{label(m)} ({', '.join(conditions)})" for m, conditions in behind.items() if conditions]
+    if not trailing:
+        out.append("Bottom line: in every condition all methods are within two standard errors of the best one, so "
+                   "this run does not rank them; more seeds or harder data are needed to separate them.")
+    else:
+        out.append(f"Bottom line: within two standard errors of the best method in every condition: "
+                   f"{', '.join(level) or 'none'}; more than two standard errors behind the best: "
+                   f"{', '.join(trailing)}. The first group cannot be ranked by this run.")
+    return out
