@@ -120,19 +120,14 @@ def as_tensor(name: str, value: Any, like: Optional[Tensor] = None) -> Tensor:
     """
     if isinstance(value, Tensor):
         return check_tensor(name, value)
-    convertible = isinstance(value, (np.ndarray, np.generic, list, tuple)) and not (
-        isinstance(value, np.ndarray) and value.dtype == object
-    )
     converted = None
-    if convertible:
+    if isinstance(value, (np.ndarray, np.generic, list, tuple)) and getattr(value, "dtype", None) != object:
         try:
             converted = torch.as_tensor(value)
         except (TypeError, ValueError, RuntimeError):
-            converted = None
+            pass
     if converted is None:
-        raise TypeError(
-            f"{name}: expected a torch.Tensor, a NumPy array or a list of numbers, got {_describe(value)}"
-        )
+        raise TypeError(f"{name}: expected a torch.Tensor, a NumPy array or a list of numbers, got {_describe(value)}")
     if like is None:
         return converted
     if isinstance(value, (list, tuple)) and converted.is_floating_point() and like.is_floating_point():
