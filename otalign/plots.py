@@ -88,7 +88,8 @@ def plan_and_target(plan: np.ndarray, target: np.ndarray, path: PathLike, title:
 def plan_grid(plans: Mapping[str, np.ndarray], target: np.ndarray, path: PathLike, title: str = "") -> Path:
     """The target plan, then one learned plan per name, as images (rows = anchors, columns = candidates,
     view-blocked: the first half of the rows are view 0). Every matrix is row-normalised for display, and all
-    panels share one colour scale (one colour bar): a learned plan is read against its target on the same scale.
+    panels share one logarithmic colour scale (one colour bar, :func:`shared_color_limits`): a learned plan is
+    read against its target on the same scale, and a near-uniform plan still shows its structure.
 
     Args:
         plans: name -> ``(n, m)`` non-negative array (same shape as ``target``).
@@ -113,19 +114,24 @@ def plan_figure(plans: Mapping[str, np.ndarray], target: np.ndarray, title: str 
     shown = [(name, row_normalised(matrix)) for name, matrix in panels]
     vmin, vmax = shared_color_limits([matrix for _, matrix in shown])
     plt = _pyplot()
+    from matplotlib.colors import LogNorm
+
+    viridis = plt.get_cmap("viridis")
+    cmap = viridis.with_extremes(bad=viridis(0.0))  # zero mass (masked by the log scale): the bottom colour
     columns = min(4, len(shown))
     rows = -(-len(shown) // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns + 0.8, 3.4 * rows), squeeze=False,
                                 layout="constrained")
     image = None
     for ax, (name, matrix) in zip(axes.flat, shown):
-        image = ax.imshow(matrix, cmap="viridis", interpolation="nearest", vmin=vmin, vmax=vmax)
+        image = ax.imshow(np.ma.masked_less_equal(matrix, 0.0), cmap=cmap, interpolation="nearest",
+                          norm=LogNorm(vmin=vmin, vmax=vmax, clip=True))
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("candidate")
         ax.set_ylabel("anchor")
     for ax in list(axes.flat)[len(shown):]:
         ax.axis("off")
-    figure.colorbar(image, ax=list(axes.flat), fraction=0.046, pad=0.04, label="row-normalised mass")
+    figure.colorbar(image, ax=list(axes.flat), fraction=0.046, pad=0.04, label="row-normalised mass (log scale)")
     if title:
         figure.suptitle(title)
     return figure
@@ -137,10 +143,17 @@ def row_normalised(matrix: np.ndarray) -> np.ndarray:
     return np.divide(matrix, sums, out=np.zeros_like(matrix), where=sums > 0)
 
 
-def shared_color_limits(matrices: Sequence[np.ndarray]) -> tuple[float, float]:
-    """``(0, largest entry)`` over all matrices: one colour scale for a target and its learned plans."""
-    largest = max(float(np.max(m)) if np.size(m) else 0.0 for m in matrices)
-    return 0.0, largest if largest > 0 else 1.0
+def shared_color_limits(matrices: Sequence[np.ndarray], decades: float = 4.0) -> tuple[float, float]:
+    """``(vmin, vmax)`` of one logarithmic colour scale for a target and its learned plans: ``vmax`` the largest
+    entry of all matrices, ``vmin`` their smallest positive entry but at most ``decades`` decades below ``vmax``
+    (zeros are drawn at the bottom of the scale)."""
+    positive = [m[m > 0] for m in map(np.asarray, matrices) if np.any(m > 0)]
+    if not positive:
+        return 10.0 ** -decades, 1.0
+    vmax = max(float(p.max()) for p in positive)
+    vmin = min(float(p.min()) for p in positive)
+    vmin = min(max(vmin, vmax * 10.0 ** -decades), vmax / 10.0)
+    return vmin, vmax
 
 
 def accuracy_bars(

@@ -28,16 +28,21 @@ def test_bad_inputs_name_the_argument(tmp_path):
 
 
 def test_target_and_learned_plans_share_one_colour_scale():
+    from matplotlib.colors import LogNorm
+
     target = np.eye(4)[[1, 0, 3, 2]]
     learned = {"a": np.full((4, 4), 0.25), "b": np.array([[0.1, 0.7, 0.1, 0.1]] * 4)}
     figure = plots.plan_figure(learned, target)
-    limits = {ax.images[0].get_clim() for ax in figure.axes if ax.images}
-    assert limits == {(0.0, 1.0)}  # the target's rows put all their mass on one entry
-    assert sum(1 for ax in figure.axes if ax.images) == 3
+    images = [ax.images[0] for ax in figure.axes if ax.images]
+    assert len(images) == 3
+    assert {image.get_clim() for image in images} == {(0.1, 1.0)}  # smallest positive entry .. the target's 1
+    assert all(isinstance(image.norm, LogNorm) for image in images)
 
 
 def test_shared_color_limits_and_row_normalisation():
-    assert plots.shared_color_limits([np.array([[0.2, 0.1]]), np.array([[0.5]])]) == (0.0, 0.5)
-    assert plots.shared_color_limits([np.zeros((2, 2))]) == (0.0, 1.0)
+    assert plots.shared_color_limits([np.array([[0.02, 0.0]]), np.array([[0.5]])]) == (0.02, 0.5)
+    assert plots.shared_color_limits([np.array([[1.0, 1e-9]])]) == pytest.approx((1e-4, 1.0))  # 4 decades at most
+    assert plots.shared_color_limits([np.array([[0.5, 0.5]])]) == (0.05, 0.5)  # at least one decade
+    assert plots.shared_color_limits([np.zeros((2, 2))]) == (1e-4, 1.0)
     shown = plots.row_normalised(np.array([[1.0, 3.0], [0.0, 0.0]]))
     np.testing.assert_allclose(shown, [[0.25, 0.75], [0.0, 0.0]])
