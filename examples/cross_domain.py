@@ -31,11 +31,13 @@ def main() -> None:
                     feature_dim=64, hidden_dim=128, projection_dim=32, batch_size=200, device="cpu", amp=False,
                     checkpoint_every=0, resume=False, quiet=True, out="runs/cross_domain")
     for alpha, beta in ((0.0, 0.0), (0.05, 0.0), (0.0, 0.05)):
-        encoder = setups.train_with_target(config, x, views, setups.domain_target(domains, alpha, beta))
+        run = config.replace(out=f"runs/cross_domain/alpha{alpha}-beta{beta}")  # a run refuses another run's folder
+        encoder = setups.train_with_target(run, x, views, setups.domain_target(domains, alpha, beta))
         features = setups.features_of(encoder, x)
         print(f"alpha {alpha:<4} beta {beta:<4}: domain probe {setups.probe(features, domains):.3f}, "
               f"class probe {setups.probe(features, y):.3f}")
-    held_out = setups.leave_one_domain_out_run(config.replace(epochs=5), x, y, domains, views, alpha=0.0, beta=0.05)
+    lodo = config.replace(epochs=5, out="runs/cross_domain/lodo")
+    held_out = setups.leave_one_domain_out_run(lodo, x, y, domains, views, alpha=0.0, beta=0.05)
     names = images.DIGITS_DOMAINS
     print("leave one domain out (beta 0.05), class accuracy on the held-out domain: "
           + ", ".join(f"{names[d]} {accuracy:.3f}" for d, accuracy in held_out.items()))

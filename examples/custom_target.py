@@ -16,6 +16,7 @@ import torch
 
 from otalign.modalities import images
 from otalign.training import setups
+from otalign.training.target_rules import TargetRule
 from otalign.training.config import Config
 from otalign.modalities.images.training import ImageViews
 
@@ -30,18 +31,19 @@ def similarity_table(weight: float) -> torch.Tensor:
     return S
 
 
-def similarity_rule(labels: torch.Tensor, S: torch.Tensor) -> setups.TargetRule:
-    """The batch target: instance pairing + ``S[y_i, y_j]`` between all other pairs (view-blocked rows)."""
+def similarity_rule(labels: torch.Tensor, S: torch.Tensor) -> TargetRule:
+    """The batch target: instance pairing + ``S[y_i, y_j]`` between all other pairs (view-blocked rows). The
+    trainer calls ``rule(index, meta, n_views)`` with the batch's sample indices; the identity names the rule in
+    the run's fingerprint."""
 
-    def rule(index: torch.Tensor) -> torch.Tensor:
-        y = labels[index].repeat(2)  # rows: view 0 of the batch, then view 1
-        n = index.numel()
-        instance = torch.arange(n).repeat(2)
+    def build(index: torch.Tensor, meta, n_views: int) -> torch.Tensor:
+        y = labels[index.cpu()].repeat(n_views)  # rows: view 0 of the batch, then view 1, ...
+        instance = torch.arange(index.numel()).repeat(n_views)
         P = (instance[:, None] == instance[None, :]).float() + S[y][:, y]
         P.fill_diagonal_(0)
         return P
 
-    return rule
+    return TargetRule(f"digit-similarity(weight={float(S.max()):g})", build)
 
 
 def main() -> None:
@@ -54,7 +56,8 @@ def main() -> None:
     plain = setups.hierarchical_target([torch.arange(x.shape[0])], [1.0])
     custom = similarity_rule(y, similarity_table(0.02))
     for name, rule in (("pairing target", plain), ("similarity target", custom)):
-        features = setups.features_of(setups.train_with_target(config, x, views, rule), x)
+        run = config.replace(out=f"runs/custom_target/{name.split()[0]}")  # a run refuses another run's folder
+        features = setups.features_of(setups.train_with_target(run, x, views, rule), x)
         accuracy = setups.probe(features, y, labels_per_class=5)
         centroids = torch.stack([features[y == k].mean(0) for k in range(10)])
         distance = torch.cdist(centroids, centroids).fill_diagonal_(float("inf"))
