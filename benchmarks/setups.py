@@ -17,6 +17,7 @@ lexicographer files; tiny BERT from scratch).
 from __future__ import annotations
 
 import argparse
+import tempfile
 import statistics
 import sys
 import time
@@ -42,7 +43,7 @@ def base_config(modality: str, dataset: str, encoder: str, epochs: int, seed: in
     return Config(modality=modality, dataset=dataset, encoder=encoder, method="gca_infonce", feature_dim=64,
                   hidden_dim=128, projection_dim=32, epochs=epochs, batch_size=batch_size, lr=2e-3, warmup_epochs=1,
                   temperature=0.5, seed=seed, device="cpu", amp=False, checkpoint_every=0, resume=False, quiet=True,
-                  out="/tmp/otalign-setups")
+                  out=tempfile.mkdtemp(prefix="otalign-setups-"))  # a fresh folder per run: runs never share one
 
 
 def digits_domain_data(per_domain: int):
@@ -96,7 +97,8 @@ def lodo_table(data, config: Config, pairs: Sequence[tuple[float, float]]) -> li
     lines = ["| alpha | beta | " + " | ".join(f"held out: {n}" for n in names) + " | mean |",
              "|---:|---:|" + "---:|" * (len(names) + 1)]
     for alpha, beta in pairs:
-        accs = setups.leave_one_domain_out_run(config, x, y, d, views, alpha, beta)
+        fresh = config.replace(out=tempfile.mkdtemp(prefix="otalign-lodo-"))  # each (alpha, beta) its own folds
+        accs = setups.leave_one_domain_out_run(fresh, x, y, d, views, alpha, beta)
         values = [accs[k] for k in sorted(accs)]
         lines.append(f"| {alpha:g} | {beta:g} | " + " | ".join(f"{v:.3f}" for v in values)
                      + f" | {statistics.mean(values):.3f} |")
