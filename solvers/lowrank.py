@@ -44,8 +44,11 @@ class LowRankSinkhorn(Solver):
 
     Options:
         rank: the rank ``r`` of the plan, ``1 <= r <= min(n, m)``.
-        epsilon: weight of the entropic term on the factors; ``None`` (default) uses the problem's ``eps``; ``0``
-            gives the unregularised low-rank problem (OTT-JAX's default).
+        epsilon: weight of the entropic term on the factors. ``0`` (default, as POT's ``reg=0`` and OTT-JAX's
+            ``epsilon=0``): the unregularised low-rank problem, ``F = <C, P>``; the problem's ``eps`` is then not
+            used. ``None``: the problem's ``eps``. Entropy on the factors pushes every row of ``Q`` towards uniform
+            weights over the ``r`` components, i.e. the plan towards ``a b^T``: at the same value it blurs the plan
+            much more than ``eps KL(P | a b^T)`` does in the full problem.
         gamma: mirror-descent step (inverse of a KL proximal weight), default 10.
         gamma_rescale: how the step is set at every step from ``G``, the largest gradient entry (sup-norm over
             ``Q``, ``R``, ``g``): ``"linear"`` (default) ``gamma / G``, so that no log-factor moves by more than
@@ -78,7 +81,7 @@ class LowRankSinkhorn(Solver):
     def __init__(
         self,
         rank: int,
-        epsilon: Optional[float] = None,
+        epsilon: Optional[float] = 0.0,
         gamma: float = 10.0,
         gamma_rescale: Optional[str] = "linear",
         initializer: str = "random",

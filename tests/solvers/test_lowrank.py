@@ -27,6 +27,8 @@ def clusters(k: int, per: int, spread: float, seed: int = 0) -> tuple[torch.Tens
 
 def test_registered_and_returns_a_lowrank_plan(data):
     assert "lowrank" in available()
+    assert solve(Problem(data.C, eps=0.3), "lowrank", rank=2, max_iter=2, tol=0).epsilon == 0.0
+    assert solve(Problem(data.C, eps=0.3), "lowrank", rank=2, epsilon=None, max_iter=2, tol=0).epsilon == 0.3
     plan = solve(Problem(data.C, data.a, data.b, eps=0.05), "lowrank", rank=2, max_iter=20, tol=0)
     assert isinstance(plan, LowRankPlan)
     assert plan.Q.shape == (8, 2) and plan.R.shape == (6, 2) and plan.g.shape == (2,)
@@ -35,7 +37,7 @@ def test_registered_and_returns_a_lowrank_plan(data):
 
 def test_marginals_and_inner_constraints_hold(make):
     d = make(20, 15, seed=3)
-    plan = solve(Problem(d.C, d.a, d.b, eps=0.02), "lowrank", rank=4, max_iter=10, tol=0, inner_tol=1e-10,
+    plan = solve(Problem(d.C, d.a, d.b, eps=0.02), "lowrank", rank=4, max_iter=1, tol=0, inner_tol=1e-10,
                  inner_max_iter=5000)
     assert float(plan.projection_error) <= 1e-10
     rows, cols = plan.marginal_error
@@ -60,6 +62,7 @@ def test_value_close_to_full_solve_when_the_optimal_plan_is_low_rank():
     assert plan.marginal_error[0] <= 1e-6
 
 
+@pytest.mark.slow
 def test_matches_pot_lowrank_sinkhorn_with_aligned_conventions():
     """POT's ``lowrank_sinkhorn`` with ``init="deterministic"``, ``rescale_cost=False`` and ``gamma_init="rescale"``
     is this solver with ``initializer="rank2"``, ``gamma_rescale="square"``, 100 steps and the same Dykstra
@@ -72,7 +75,7 @@ def test_matches_pot_lowrank_sinkhorn_with_aligned_conventions():
     a, b = torch.full((20,), 1 / 20, dtype=F64), torch.full((15,), 1 / 15, dtype=F64)
     Qp, Rp, gp = ot.lowrank_sinkhorn(x.numpy(), y.numpy(), a.numpy(), b.numpy(), reg=0.1, rank=3, rescale_cost=False,
                                      init="deterministic", stopThr=1e-9, numItermax=5000)
-    plan = solve(Problem(PointCloud(x, y), a, b, eps=0.1), "lowrank", rank=3, initializer="rank2",
+    plan = solve(Problem(PointCloud(x, y), a, b, eps=1.0), "lowrank", rank=3, epsilon=0.1, initializer="rank2",
                  gamma_rescale="square", max_iter=100, tol=0, inner_tol=1e-9, inner_max_iter=5000)
     for ours, theirs in ((plan.Q, Qp), (plan.R, Rp), (plan.g, gp)):
         torch.testing.assert_close(ours, torch.from_numpy(theirs), rtol=1e-8, atol=1e-12)
@@ -81,10 +84,11 @@ def test_matches_pot_lowrank_sinkhorn_with_aligned_conventions():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-@pytest.mark.parametrize("eps", [0.05, 0.01])
-def test_objective_decreases_over_iterations(make, seed, eps):
+@pytest.mark.parametrize("epsilon", [0.0, 0.01, 0.05])
+def test_objective_decreases_over_iterations(make, seed, epsilon):
     d = make(20, 15, seed=seed)
-    plan = solve(Problem(d.C, d.a, d.b, eps=eps), "lowrank", rank=3, max_iter=30, tol=0, inner_max_iter=200)
+    plan = solve(Problem(d.C, d.a, d.b, eps=0.05), "lowrank", rank=3, epsilon=epsilon, max_iter=20, tol=0,
+                 inner_max_iter=100)
     history = plan.history
     assert bool((history[1:] <= history[:-1] + 1e-9 * history.abs().max()).all())
     assert float(history[-1]) < float(history[0])
@@ -92,16 +96,19 @@ def test_objective_decreases_over_iterations(make, seed, eps):
 
 def test_stops_at_tolerance_and_flags_it(make):
     d = make(20, 15, seed=2)
-    plan = solve(Problem(d.C, d.a, d.b, eps=0.05), "lowrank", rank=2, max_iter=500, tol=1e-5, inner_max_iter=200)
+    plan = solve(Problem(d.C, d.a, d.b, eps=0.05), "lowrank", rank=2, epsilon=None, max_iter=500, tol=1e-5,
+                 inner_max_iter=200)
     assert plan.converged and plan.iterations < 500 and float(plan.error) <= 1e-5
     with pytest.warns(otalign.ConvergenceWarning, match="no convergence"):
         plan = solve(Problem(d.C, d.a, d.b, eps=0.01), "lowrank", rank=2, max_iter=2, tol=1e-12)
     assert not plan.converged
 
 
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::otalign.ConvergenceWarning")
 def test_batched_equals_looped(batch_data):
     d = batch_data
-    options = dict(rank=2, max_iter=100, tol=1e-6, inner_max_iter=200)
+    options = dict(rank=2, max_iter=40, tol=1e-5, inner_max_iter=100)
     batched = solve(Problem(d.C, d.a, d.b, eps=0.02), "lowrank", **options)
     for i in range(d.C.shape[0]):
         single = solve(Problem(d.C[i], d.a[i], d.b[i], eps=0.02), "lowrank", **options)
@@ -109,8 +116,9 @@ def test_batched_equals_looped(batch_data):
             torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::otalign.ConvergenceWarning")
 def test_point_cloud_factored_cost_equals_dense_cost(data):
-    eps, options = 0.05, dict(rank=3, max_iter=40, tol=0)
+    eps, options = 0.05, dict(rank=3, max_iter=10, tol=0, inner_max_iter=100)
     cloud = solve(Problem(PointCloud(data.x, data.y), data.a, data.b, eps=eps), "lowrank", **options)
     dense = solve(Problem(torch.cdist(data.x, data.y) ** 2, data.a, data.b, eps=eps), "lowrank", **options)
     assert cloud.operator.kind == "factored" and dense.operator.kind == "dense"
@@ -118,22 +126,25 @@ def test_point_cloud_factored_cost_equals_dense_cost(data):
         torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.filterwarnings("ignore::otalign.ConvergenceWarning")
 def test_warm_start_continues_the_run(data):
     problem = Problem(data.C, data.a, data.b, eps=0.05)
-    whole = solve(problem, "lowrank", rank=2, max_iter=20, tol=0)
-    first = solve(problem, "lowrank", rank=2, max_iter=10, tol=0)
-    second = solve(problem, "lowrank", rank=2, max_iter=10, tol=0, init=first)
+    options = dict(rank=2, tol=0, inner_max_iter=50)
+    whole = solve(problem, "lowrank", max_iter=8, **options)
+    first = solve(problem, "lowrank", max_iter=4, **options)
+    second = solve(problem, "lowrank", max_iter=4, init=first, **options)
     torch.testing.assert_close(second.Q, whole.Q, rtol=1e-10, atol=1e-13)
-    third = solve(problem, "lowrank", rank=2, max_iter=10, tol=0, init=(first.Q, first.R, first.g))
+    third = solve(problem, "lowrank", max_iter=4, init=(first.Q, first.R, first.g), **options)
     torch.testing.assert_close(third.Q, second.Q, rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_float32_large_cloud_has_no_n_by_m_and_stays_finite():
     gen = torch.Generator().manual_seed(0)
-    x, y = torch.randn(20_000, 3, generator=gen), torch.randn(20_000, 3, generator=gen) + 100.0  # far from 0
+    x, y = torch.randn(5000, 3, generator=gen), torch.randn(5000, 3, generator=gen) + 100.0  # far from 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", otalign.ConvergenceWarning)
-        plan = solve(Problem(PointCloud(x, y), eps=0.5), "lowrank", rank=5, max_iter=3, tol=0, inner_max_iter=50)
+        plan = solve(Problem(PointCloud(x, y), eps=0.5), "lowrank", rank=5, max_iter=2, tol=0, inner_max_iter=20)
     assert plan.Q.dtype == torch.float32 and bool(torch.isfinite(plan.Q).all())
     # E|x - y|^2 = |shift|^2 + 2 d = 30006 for any coupling of these clouds; the factored cost must not cancel
     assert abs(float(plan.value_linear) / 30006 - 1) < 0.01
@@ -177,22 +188,23 @@ def test_bad_problems_are_named(data):
 
 def test_gradcheck_unrolled_value_float64():
     gen = torch.Generator().manual_seed(0)
-    x, y = torch.randn(5, 2, generator=gen, dtype=F64), torch.randn(4, 2, generator=gen, dtype=F64)
-    a = torch.rand(5, generator=gen, dtype=F64) + 0.5
+    x, y = torch.randn(4, 2, generator=gen, dtype=F64), torch.randn(3, 2, generator=gen, dtype=F64)
+    a = torch.rand(4, generator=gen, dtype=F64) + 0.5
     a = a / a.sum()
-    solver = LowRankSinkhorn(rank=2, inner_tol=0.0, inner_max_iter=30)  # fixed iteration counts: smooth map
+    solver = LowRankSinkhorn(rank=2, epsilon=0.1, inner_tol=0.0, inner_max_iter=8)  # fixed counts: smooth map
 
     def value(x, y, a):
         problem = Problem(PointCloud(x, y), a, None, eps=0.1)
-        plan = solver(problem, max_iter=5, tol=0)
+        plan = solver(problem, max_iter=3, tol=0)
         return plan.value, plan.value_linear
 
     inputs = (x.requires_grad_(), y.requires_grad_(), a.requires_grad_())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", otalign.ConvergenceWarning)
-        assert torch.autograd.gradcheck(value, inputs, atol=1e-6, rtol=1e-5)
+        assert torch.autograd.gradcheck(value, inputs, atol=1e-6, rtol=1e-5, fast_mode=True)
 
 
+@pytest.mark.slow
 def test_envelope_gradient_matches_finite_differences_at_convergence(data):
     """At a (local) minimum, d value / d cost = P (Danskin): the envelope gradient of ``value`` must match a
     finite difference of the converged value, each solve restarted from the same factors."""
