@@ -52,8 +52,8 @@ class LowRankSinkhorn(Solver):
         gamma: mirror-descent step (inverse of a KL proximal weight), default 10.
         gamma_rescale: how the step is set at every step from ``G``, the largest gradient entry (sup-norm over
             ``Q``, ``R``, ``g``): ``"linear"`` (default) ``gamma / G``, so that no log-factor moves by more than
-            ``gamma``, unchanged when the cost and eps are scaled together, and at most ``1 / (2 epsilon)`` (larger steps
-            overshoot the entropic term). ``"square"``: ``gamma / G^2``, POT's
+            ``gamma``, unchanged when the cost and eps are scaled together, and at most ``1 / (2 epsilon)``
+            (larger steps overshoot the entropic term). ``"square"``: ``gamma / G^2``, POT's
             ``gamma_init="rescale"`` and OTT-JAX's ``gamma_rescale=True`` (Scetbon & Cuturi 2022), whose moves
             shrink as the cost grows (POT rescales the cost to about [0, 1] for it). ``None``: ``gamma`` itself.
         initializer: ``"random"`` (default, seeded by ``seed``) or ``"rank2"`` (deterministic; POT's
