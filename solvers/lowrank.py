@@ -30,7 +30,7 @@ from otalign.cost_operator import cost_operator
 from otalign.lowrank_plan import LowRankPlan, factor_entropy, linear_value
 from otalign.problem import Problem, safe_log
 from otalign.solver import GRAD_MODES, ConvergenceWarning, Solver
-from otalign.validation import check_number, check_positive_int
+from otalign.validation import check_number, check_positive_int, validation_enabled
 
 from .lowrank_steps import INITIALIZERS, RESCALES, dykstra, initial_factors, mirror_kernels
 from .registry import register
@@ -77,6 +77,10 @@ class LowRankSinkhorn(Solver):
     """
 
     sinkhorn_fixed_point = False
+    cannot_unroll = (
+        "a low-rank plan has no dual potentials and cannot exclude forbidden pairs (masked costs), both of which the "
+        "contrastive losses use; use it through otalign.solve(problem, 'lowrank', rank=...)"
+    )
 
     def __init__(
         self,
@@ -123,7 +127,7 @@ class LowRankSinkhorn(Solver):
             with torch.no_grad():
                 plan = self.run(problem.detach(), max_iter, tol, init)
             plan = replace(plan, problem=problem if grad == "envelope" else problem.detach(), grad=grad, _operator=None)
-        for name, x in (("Q", plan.Q), ("R", plan.R), ("g", plan.g)):
+        for name, x in (("Q", plan.Q), ("R", plan.R), ("g", plan.g)) if validation_enabled() else ():
             if not bool(torch.isfinite(x).all()):
                 raise FloatingPointError(f"lowrank: the factor {name} is not finite; this is a bug, please report it "
                                          f"with the problem ({problem!r}) and the solver options")

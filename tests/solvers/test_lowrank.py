@@ -84,6 +84,7 @@ def test_matches_pot_lowrank_sinkhorn_with_aligned_conventions():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.filterwarnings("ignore::otalign.ConvergenceWarning")
 @pytest.mark.parametrize("epsilon", [0.0, 0.01, 0.05])
 def test_objective_decreases_over_iterations(make, seed, epsilon):
     d = make(20, 15, seed=seed)
@@ -226,3 +227,10 @@ def test_detach_has_no_graph(data):
     C = data.C.clone().requires_grad_()
     plan = solve(Problem(C, data.a, data.b, eps=0.05), "lowrank", rank=2, max_iter=5, tol=0, grad="detach")
     assert not plan.value.requires_grad and not plan.Q.requires_grad
+
+
+def test_losses_refuse_it_with_the_reason():
+    from otalign.losses import GCAInfoNCE
+
+    with pytest.raises(ValueError, match=r"^solver: 'lowrank' cannot serve .*no dual potentials"):
+        GCAInfoNCE(solver="lowrank", solver_options={"rank": 2})
