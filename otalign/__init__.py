@@ -9,6 +9,7 @@ against a target plan). Solvers live in :mod:`otalign.solvers`, targets in :mod:
 from . import costs, divergences, losses, metrics, targets
 from .aligner import Aligner, Alignment
 from .geometry import DenseCost, Geometry, PointCloud
+from .lowrank_plan import LowRankPlan
 from .plan import Plan
 from .problem import Problem
 from .solve import solve
@@ -23,6 +24,7 @@ __all__ = [
     "ConvergenceWarning",
     "DenseCost",
     "Geometry",
+    "LowRankPlan",
     "Plan",
     "PointCloud",
     "Problem",

@@ -23,12 +23,14 @@ def solve(
 
     Args:
         problem: the :class:`Problem`.
-        solver: ``"sinkhorn"``, ``"unbalanced"``, ``"proximal"``, ``"geomloss"``, ``"pot"``, a name registered with
+        solver: ``"sinkhorn"``, ``"unbalanced"``, ``"proximal"``, ``"geomloss"``, ``"pot"``, ``"lowrank"`` (returns a
+            :class:`~otalign.LowRankPlan`; needs ``rank=``), a name registered with
             :func:`otalign.solvers.register`, or an instance.
         max_iter: iteration cap (outer steps for ``"proximal"``).
         tol: stopping tolerance (see each solver); ``0`` runs exactly ``max_iter`` iterations.
         grad: ``"unroll"`` | ``"implicit"`` | ``"envelope"`` | ``"detach"`` (see :class:`Solver`).
-        init: warm start: a previous :class:`Plan` or ``(f, g)``.
+        init: warm start: a previous :class:`Plan` or ``(f, g)`` (for ``"lowrank"``: a previous
+            :class:`~otalign.LowRankPlan` or ``(Q, R, g)``).
         **options: the solver's constructor options (only with a name).
 
     Example::

@@ -2,7 +2,8 @@
 
 ``"sinkhorn"`` (log-domain, balanced / semi-relaxed / unbalanced, batched), ``"unbalanced"`` (translation-invariant
 Sinkhorn for finite rho), ``"proximal"`` (proximal-point multistep, IPOT-style), ``"geomloss"`` and ``"pot"``
-(external backends, imported when used). Add your own with :func:`register`.
+(external backends, imported when used), ``"lowrank"`` (low-rank Sinkhorn: factored plans for very large n, balanced).
+Add your own with :func:`register`.
 """
 
 from .registry import available, get, register
@@ -11,6 +12,7 @@ from .unbalanced import TranslationInvariantSinkhorn
 from .proximal import ProximalPoint
 from .pot_backend import POTSolver
 from .geomloss_backend import GeomLossSolver
+from .lowrank import LowRankSinkhorn
 
 __all__ = [
     "register",
@@ -21,4 +23,5 @@ __all__ = [
     "ProximalPoint",
     "POTSolver",
     "GeomLossSolver",
+    "LowRankSinkhorn",
 ]

@@ -1,0 +1,143 @@
+"""What the low-rank solver returns: a plan held as factors ``P = Q diag(1/g) R^T``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .cost_operator import CostOperator, cost_operator
+from .problem import Problem
+
+
+@dataclass
+class LowRankPlan:
+    """A transport plan of non-negative rank at most ``r``, ``P = Q diag(1/g) R^T`` (Scetbon, Cuturi & Peyre 2021).
+
+    Nothing here is n x m unless :attr:`matrix` or :attr:`log_matrix` is asked for: marginals, :meth:`apply` and
+    :attr:`value_linear` use the factors (and, for point clouds with an inner-product cost, the factored cost), in
+    O((n + m) r) memory.
+
+    Attributes:
+        problem: the (balanced) problem solved.
+        Q: ``(..., n, r)``, non-negative, rows sum to ``a`` (source side).
+        R: ``(..., m, r)``, non-negative, rows sum to ``b`` (target side).
+        g: ``(..., r)``, the common column sums of ``Q`` and ``R`` (the inner marginal). Not a dual potential: unlike
+            :class:`~otalign.Plan`, a low-rank plan has no ``f``, ``g`` potentials.
+        epsilon: the weight of the entropic term in :attr:`value`.
+        iterations: mirror-descent steps run.
+        converged: the stopping criterion was met and the last projection reached its tolerance.
+        error: the last relative change of the objective ``(...,)`` (``None`` if never measured).
+        grad: the differentiation mode the plan was made with.
+        history: the objective before each mirror-descent step, ``(iterations, ...)`` (detached).
+        projection_error: ``|Q 1 - a|_1 + |R 1 - b|_1`` after the last projection, ``(...,)``.
+        projection_iterations: Dykstra iterations run, summed over all steps.
+
+    Example::
+
+        >>> x, y = torch.randn(10**5, 3), torch.randn(10**5, 3)
+        >>> plan = otalign.solve(otalign.Problem(otalign.PointCloud(x, y), eps=0.01), "lowrank", rank=10)
+        >>> plan.value_linear, plan.marginal_error, plan.apply(y)   # all without a 10^5 x 10^5 matrix
+    """
+
+    problem: Problem
+    Q: Tensor
+    R: Tensor
+    g: Tensor
+    epsilon: float
+    iterations: int
+    converged: bool
+    error: Optional[Tensor] = None
+    grad: str = "unroll"
+    history: Optional[Tensor] = None
+    projection_error: Optional[Tensor] = None
+    projection_iterations: int = 0
+    _operator: Optional[CostOperator] = field(default=None, repr=False)
+
+    @property
+    def rank(self) -> int:
+        return self.g.shape[-1]
+
+    @property
+    def matrix(self) -> Tensor:
+        """The plan ``P = Q diag(1/g) R^T``, ``(..., n, m)`` (materialised: n x m memory)."""
+        return (self.Q / self.g.unsqueeze(-2)) @ self.R.transpose(-1, -2)
+
+    @property
+    def log_matrix(self) -> Tensor:
+        """``log P``, ``(..., n, m)``, as a log-sum-exp over the rank (exact where ``P`` underflows)."""
+        log_q = self.Q.log() - self.g.log().unsqueeze(-2)
+        return torch.logsumexp(log_q.unsqueeze(-2) + self.R.log().unsqueeze(-3), dim=-1)
+
+    def apply(self, x: Tensor, axis: int = 1) -> Tensor:
+        """``P @ x`` (axis=1, ``x (..., m, k)`` -> ``(..., n, k)``) or ``P^T @ x`` (axis=0, ``x (..., n, k)`` ->
+        ``(..., m, k)``), in O((n + m) r k)."""
+        if axis not in (0, 1):
+            raise ValueError(f"axis: expected 0 or 1, got {axis!r}")
+        near, far = (self.Q, self.R) if axis == 1 else (self.R, self.Q)
+        return near @ ((far.transpose(-1, -2) @ x) / self.g.unsqueeze(-1))
+
+    @property
+    def marginals(self) -> tuple[Tensor, Tensor]:
+        """Row sums ``P 1`` ``(..., n)`` and column sums ``P^T 1`` ``(..., m)``, from the factors."""
+        rows = self.Q @ (self.R.sum(-2) / self.g).unsqueeze(-1)
+        cols = self.R @ (self.Q.sum(-2) / self.g).unsqueeze(-1)
+        return rows.squeeze(-1), cols.squeeze(-1)
+
+    @property
+    def marginal_error(self) -> tuple[Tensor, Tensor]:
+        """L1 distances ``(|P 1 - a|_1, |P^T 1 - b|_1)``, each ``(...,)``."""
+        rows, cols = self.marginals
+        return (rows - self.problem.a).abs().sum(-1), (cols - self.problem.b).abs().sum(-1)
+
+    @property
+    def mass(self) -> Tensor:
+        """Total transported mass ``(...,)``."""
+        return self.marginals[0].sum(-1)
+
+    @property
+    def operator(self) -> CostOperator:
+        """The cost products of the problem (:func:`otalign.cost_operator.cost_operator`)."""
+        if self._operator is None:
+            self._operator = cost_operator(self.problem.geometry)
+        return self._operator
+
+    @property
+    def value_linear(self) -> Tensor:
+        """``<C, P> = sum_k (Q^T C R)_kk / g_k``, ``(...,)``; O((n + m) r d) for a factored cost."""
+        return linear_value(self.operator, self.Q, self.R, self.g)
+
+    @property
+    def value(self) -> Tensor:
+        """The low-rank objective, ``(...,)``:
+
+            <C, P> + epsilon (sum Q log Q + sum R log R + sum g log g)
+
+        (POT's ``lowrank_sinkhorn`` convention, ``0 log 0 = 0``). This is not the full problem's
+        ``<C, P> + eps KL(P | a b^T)``: the entropy is that of the factors. With ``grad="envelope"`` the factors
+        are detached, so the gradient of this value is ``P``'s (Danskin), through the cost only.
+        """
+        return self.value_linear + self.epsilon * factor_entropy(self.Q, self.R, self.g)
+
+    def __repr__(self) -> str:
+        err = None if self.error is None else float(self.error.max())
+        return (
+            f"LowRankPlan({self.problem!r}, rank={self.rank}, iterations={self.iterations}, "
+            f"converged={self.converged}, error={err}, grad={self.grad!r})"
+        )
+
+
+def linear_value(operator: CostOperator, Q: Tensor, R: Tensor, g: Tensor, CR: Optional[Tensor] = None) -> Tensor:
+    """``<C, Q diag(1/g) R^T>``, ``(...,)``; pass ``CR = C @ R`` when it is at hand."""
+    CR = operator.matmul(R) if CR is None else CR
+    return ((Q * CR).sum(-2) / g).sum(-1)
+
+
+def factor_entropy(Q: Tensor, R: Tensor, g: Tensor) -> Tensor:
+    """``sum Q log Q + sum R log R + sum g log g`` (``0 log 0 = 0``), ``(...,)``."""
+    return torch.xlogy(Q, Q).sum((-1, -2)) + torch.xlogy(R, R).sum((-1, -2)) + torch.xlogy(g, g).sum(-1)
+
+
+__all__ = ["LowRankPlan", "linear_value", "factor_entropy"]

@@ -1,0 +1,224 @@
+"""Low-rank Sinkhorn (Scetbon, Cuturi & Peyre 2021, "Low-Rank Sinkhorn Factorization"), registered as ``"lowrank"``.
+
+The plan is constrained to ``P = Q diag(1/g) R^T`` with ``Q (n, r)``, ``R (m, r)``, ``g (r,)`` non-negative and
+
+    Q 1 = a,  R 1 = b,  Q^T 1 = R^T 1 = g >= alpha,
+
+and the solver minimises (POT's ``ot.lowrank_sinkhorn`` objective; OTT-JAX's ``LRSinkhorn`` with ``epsilon``)
+
+    F(Q, R, g) = <C, Q diag(1/g) R^T> + epsilon (sum Q log Q + sum R log R + sum g log g)
+
+by mirror descent: each step multiplies the factors by ``exp(-step * gradient)`` and projects back onto the
+constraints in KL with Dykstra's algorithm in the log domain. The problem is non-convex: the result is a local
+minimum that depends on the initialisation. Everything is O((n + m) r) memory; with a point cloud and an
+inner-product cost (``"sqeuclidean"``, ``"half_sqeuclidean"``, cosine costs) the cost is used in factored form
+``C = A B^T`` and a step costs O((n + m) r d) time.
+
+Balanced problems only (``rho_a = rho_b = inf``); masked costs are not supported.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import replace
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+from otalign.cost_operator import cost_operator
+from otalign.lowrank_plan import LowRankPlan, factor_entropy, linear_value
+from otalign.problem import Problem, safe_log
+from otalign.solver import GRAD_MODES, ConvergenceWarning, Solver
+from otalign.validation import check_number, check_positive_int, validation_enabled
+
+from .lowrank_steps import INITIALIZERS, RESCALES, dykstra, initial_factors, mirror_kernels
+from .registry import register
+
+LowRankInit = Union[None, LowRankPlan, tuple[Tensor, Tensor, Tensor]]
+
+
+@register("lowrank")
+class LowRankSinkhorn(Solver):
+    """Low-rank entropic OT by mirror descent on the factors ``(Q, R, g)`` (see the module docstring).
+
+    Options:
+        rank: the rank ``r`` of the plan, ``1 <= r <= min(n, m)``.
+        epsilon: weight of the entropic term on the factors. ``0`` (default, as POT's ``reg=0`` and OTT-JAX's
+            ``epsilon=0``): the unregularised low-rank problem, ``F = <C, P>``; the problem's ``eps`` is then not
+            used. ``None``: the problem's ``eps``. Entropy on the factors pushes every row of ``Q`` towards uniform
+            weights over the ``r`` components, i.e. the plan towards ``a b^T``: at the same value it blurs the plan
+            much more than ``eps KL(P | a b^T)`` does in the full problem.
+        gamma: mirror-descent step (inverse of a KL proximal weight), default 10.
+        gamma_rescale: how the step is set at every step from ``G``, the largest gradient entry (sup-norm over
+            ``Q``, ``R``, ``g``): ``"linear"`` (default) ``gamma / G``, so that no log-factor moves by more than
+            ``gamma``, unchanged when the cost and eps are scaled together, and at most ``1 / (2 epsilon)``
+            (larger steps overshoot the entropic term). ``"square"``: ``gamma / G^2``, POT's
+            ``gamma_init="rescale"`` and OTT-JAX's ``gamma_rescale=True`` (Scetbon & Cuturi 2022), whose moves
+            shrink as the cost grows (POT rescales the cost to about [0, 1] for it). ``None``: ``gamma`` itself.
+        initializer: ``"random"`` (default, seeded by ``seed``) or ``"rank2"`` (deterministic; POT's
+            ``init="deterministic"``; its asymmetry scales like 1/n, so at large n it starts near a saddle point).
+            ``solve(..., init=)`` takes a :class:`~otalign.LowRankPlan` or ``(Q, R, g)`` (a warm start).
+        alpha: lower bound on the entries of ``g`` (default 1e-10, as POT), ``alpha < (total mass) / rank``.
+        inner_tol: tolerance of each projection on ``|Q 1 - a|_1 + |R 1 - b|_1`` (default 1e-6).
+        inner_max_iter: iteration cap of each projection (default 1000).
+
+    Stopping (``tol``): the relative change of ``F`` between two steps, ``|F_k - F_{k-1}| / |F_{k-1}|``.
+    ``tol=0`` runs exactly ``max_iter`` steps. ``grad``: ``"unroll"`` (through every step and projection),
+    ``"envelope"`` (factors detached; ``value`` differentiates through the cost only), ``"detach"``;
+    ``"implicit"`` is not available (no fixed-point equation is implemented for this non-convex problem).
+
+    Example::
+
+        >>> x, y = torch.randn(10**6, 3), torch.randn(10**6, 3)
+        >>> problem = otalign.Problem(otalign.PointCloud(x, y), eps=0.01)
+        >>> plan = otalign.solve(problem, "lowrank", rank=10, max_iter=50)
+        >>> plan.value_linear, plan.Q.shape, plan.g                     # (10**6, 10) factors, no n x m
+    """
+
+    sinkhorn_fixed_point = False
+    cannot_unroll = (
+        "a low-rank plan has no dual potentials and cannot exclude forbidden pairs (masked costs), both of which the "
+        "contrastive losses use; use it through otalign.solve(problem, 'lowrank', rank=...)"
+    )
+
+    def __init__(
+        self,
+        rank: int,
+        epsilon: Optional[float] = 0.0,
+        gamma: float = 10.0,
+        gamma_rescale: Optional[str] = "linear",
+        initializer: str = "random",
+        seed: int = 0,
+        alpha: float = 1e-10,
+        inner_tol: float = 1e-6,
+        inner_max_iter: int = 1000,
+    ):
+        super().__init__()
+        self.rank = check_positive_int("rank", rank)
+        self.epsilon = None if epsilon is None else check_number("epsilon", epsilon)
+        self.gamma = check_number("gamma", gamma, strict=True)
+        if gamma_rescale not in RESCALES:
+            raise ValueError(f"gamma_rescale: expected one of {RESCALES}, got {gamma_rescale!r}")
+        self.gamma_rescale = gamma_rescale
+        if initializer not in INITIALIZERS:
+            raise ValueError(f"initializer: expected one of {INITIALIZERS}, got {initializer!r}")
+        self.initializer = initializer
+        self.seed = int(seed)
+        self.alpha = check_number("alpha", alpha, strict=True)
+        self.inner_tol = check_number("inner_tol", inner_tol)
+        self.inner_max_iter = check_positive_int("inner_max_iter", inner_max_iter)
+
+    def __call__(
+        self, problem: Problem, *, max_iter: int = 1000, tol: float = 1e-6, grad: str = "unroll",
+        init: LowRankInit = None,
+    ) -> LowRankPlan:
+        if not isinstance(problem, Problem):
+            raise TypeError(f"problem: expected an otalign.Problem, got {type(problem).__name__}")
+        if not isinstance(grad, str) or grad not in GRAD_MODES:
+            raise ValueError(f"grad: expected one of {GRAD_MODES}, got {grad!r}")
+        if grad == "implicit":
+            raise ValueError("grad: 'implicit' is not available for the 'lowrank' solver; use 'unroll' or 'envelope'")
+        max_iter = check_positive_int("max_iter", max_iter)
+        tol = check_number("tol", tol)
+        if grad == "unroll":
+            plan = self.run(problem, max_iter, tol, init)
+        else:
+            with torch.no_grad():
+                plan = self.run(problem.detach(), max_iter, tol, init)
+            plan = replace(plan, problem=problem if grad == "envelope" else problem.detach(), grad=grad, _operator=None)
+        for name, x in (("Q", plan.Q), ("R", plan.R), ("g", plan.g)) if validation_enabled() else ():
+            if not bool(torch.isfinite(x).all()):
+                raise FloatingPointError(f"lowrank: the factor {name} is not finite; this is a bug, please report it "
+                                         f"with the problem ({problem!r}) and the solver options")
+        projection = float(plan.projection_error.max()) if plan.projection_error is not None else 0.0
+        if projection > self.inner_tol:
+            warnings.warn(f"lowrank: the last projection stopped at marginal error {projection:.3g} > inner_tol "
+                          f"{self.inner_tol:g}; raise inner_max_iter or inner_tol", ConvergenceWarning, stacklevel=3)
+        elif tol > 0 and not plan.converged:
+            err = "n/a" if plan.error is None else f"{float(plan.error.max()):.3g}"
+            warnings.warn(f"lowrank: no convergence after {plan.iterations} steps (relative change {err} > tol "
+                          f"{tol:g}); raise max_iter", ConvergenceWarning, stacklevel=3)
+        return plan
+
+    def run(self, problem: Problem, max_iter: int, tol: float, init: LowRankInit) -> LowRankPlan:
+        self._check(problem)
+        epsilon = problem.eps if self.epsilon is None else self.epsilon
+        operator = cost_operator(problem.geometry)
+        Q, R, g = self._initial(problem, init)
+        log_q, log_r, log_g = safe_log(Q), safe_log(R), safe_log(g)
+        rows, cols = problem.a > 0, problem.b > 0
+        batch = problem.batch_shape
+        active = torch.ones(batch, dtype=torch.bool, device=problem.device)
+        error: Optional[Tensor] = None
+        history: list[Tensor] = []
+        previous: Optional[Tensor] = None
+        projection: Optional[Tensor] = None
+        steps = inner_total = 0
+        for _ in range(max_iter):
+            Q, R, g = log_q.exp(), log_r.exp(), log_g.exp()
+            CR, CtQ = operator.matmul(R), operator.rmatmul(Q)
+            value = linear_value(operator, Q, R, g, CR) + epsilon * factor_entropy(Q, R, g)
+            history.append(value.detach())
+            if previous is not None and tol > 0:
+                with torch.no_grad():
+                    change = (value - previous).abs() / previous.abs().clamp_min(torch.finfo(value.dtype).tiny)
+                    error = change if error is None else torch.where(active, change, error)
+                    active = active & (change > tol)
+                if not bool(active.any()):
+                    break
+            previous = value.detach()
+            kernels = mirror_kernels(log_q, log_r, log_g, CR, CtQ, epsilon, self.gamma, self.gamma_rescale, rows, cols)
+            new_q, new_r, new_g, inner_error, inner_steps = dykstra(
+                *kernels[:3], problem.a, problem.b, self.alpha, self.inner_tol, self.inner_max_iter
+            )
+            inner_total += inner_steps
+            projection = inner_error if projection is None else torch.where(active, inner_error, projection)
+            if bool(active.all()):
+                log_q, log_r, log_g = new_q, new_r, new_g
+            else:
+                keep = active.unsqueeze(-1)
+                log_q = torch.where(keep.unsqueeze(-1), new_q, log_q)
+                log_r = torch.where(keep.unsqueeze(-1), new_r, log_r)
+                log_g = torch.where(keep, new_g, log_g)
+            steps += 1
+        projected = projection is None or bool((projection <= self.inner_tol).all())
+        converged = tol > 0 and not bool(active.any()) and projected
+        return LowRankPlan(
+            problem, log_q.exp(), log_r.exp(), log_g.exp(), epsilon, steps, converged, error, "unroll",
+            torch.stack(history), projection, inner_total, _operator=operator,
+        )
+
+    def _check(self, problem: Problem) -> None:
+        if not problem.is_balanced:
+            raise ValueError(
+                f"rho_a, rho_b: the 'lowrank' solver supports balanced problems only (rho = inf), got rho_a = "
+                f"{problem.rho_a:g}, rho_b = {problem.rho_b:g}"
+            )
+        if self.rank > min(problem.n, problem.m):
+            raise ValueError(f"rank: {self.rank} exceeds min(n, m) = {min(problem.n, problem.m)}")
+        mass = float(problem.a.detach().sum(-1).min())
+        if not self.alpha < mass / self.rank:
+            raise ValueError(f"alpha: expected alpha < total mass / rank = {mass / self.rank:g}, got {self.alpha:g}")
+
+    def _initial(self, problem: Problem, init: LowRankInit) -> tuple[Tensor, Tensor, Tensor]:
+        if init is None:
+            return initial_factors(problem, self.rank, self.initializer, self.seed)
+        if isinstance(init, LowRankPlan):
+            init = (init.Q, init.R, init.g)
+        if not (isinstance(init, (tuple, list)) and len(init) == 3):
+            raise TypeError(f"init: expected a LowRankPlan or a triple (Q, R, g), got {type(init).__name__}")
+        r, batch = self.rank, problem.batch_shape
+        shapes = (batch + (problem.n, r), batch + (problem.m, r), batch + (r,))
+        out = []
+        for name, x, shape in zip("QRg", init, shapes):
+            if not isinstance(x, Tensor) or not x.is_floating_point():
+                raise TypeError(f"init: {name} must be a floating-point tensor")
+            if tuple(x.shape) != shape:
+                raise ValueError(f"init: {name} must have shape {shape} (rank {r}), got {tuple(x.shape)}")
+            if x.device != problem.device:
+                raise ValueError(f"init: {name} is on {x.device} but the problem is on {problem.device}")
+            if not bool(torch.isfinite(x).all()) or bool((x < 0).any()):
+                raise ValueError(f"init: {name} must be finite and non-negative")
+            out.append(x.detach().to(problem.dtype))
+        return out[0], out[1], out[2]

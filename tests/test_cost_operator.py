@@ -1,0 +1,67 @@
+"""Cost products without the n x m matrix: factored point-cloud costs, dense costs, row blocks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from otalign import DenseCost, PointCloud
+from otalign.cost_operator import cost_operator
+from otalign.costs import COSTS, pairwise
+
+F64 = torch.float64
+
+
+@pytest.mark.parametrize("cost", ["sqeuclidean", "half_sqeuclidean", "negative_cosine", "cosine", "euclidean"])
+@pytest.mark.parametrize("batch", [(), (3,)])
+def test_products_equal_the_dense_matrix(cost, batch):
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(batch + (9, 4), generator=gen, dtype=F64), torch.randn(batch + (7, 4), generator=gen, dtype=F64)
+    R, Q = torch.rand(batch + (7, 3), generator=gen, dtype=F64), torch.rand(batch + (9, 3), generator=gen, dtype=F64)
+    op = cost_operator(PointCloud(x, y, cost=cost))
+    assert op.kind == ("blocked" if cost == "euclidean" else "factored")
+    C = pairwise(x, y, cost)
+    torch.testing.assert_close(op.matmul(R), C @ R, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(op.rmatmul(Q), C.transpose(-1, -2) @ Q, rtol=1e-12, atol=1e-12)
+    if op.factors is not None:
+        A, B = op.factors
+        assert A.shape == batch + (9, 6) and B.shape == batch + (7, 6)
+
+
+def test_dense_and_blocked_kinds():
+    gen = torch.Generator().manual_seed(1)
+    C = torch.rand(6, 5, generator=gen, dtype=F64)
+    R = torch.rand(5, 2, generator=gen, dtype=F64)
+    op = cost_operator(DenseCost(C))
+    assert op.kind == "dense"
+    torch.testing.assert_close(op.matmul(R), C @ R)
+    x, y = torch.randn(300, 2, generator=gen, dtype=F64), torch.randn(200, 2, generator=gen, dtype=F64)
+    cloud = PointCloud(x, y, cost=lambda u, v: COSTS["euclidean"](u, v) ** 3)
+    cloud.block_elements = 2000  # several row blocks
+    op = cost_operator(cloud)
+    C = torch.cdist(x, y) ** 3
+    Q, R = torch.rand(300, 4, generator=gen, dtype=F64), torch.rand(200, 4, generator=gen, dtype=F64)
+    torch.testing.assert_close(op.matmul(R), C @ R, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(op.rmatmul(Q), C.T @ Q, rtol=1e-9, atol=1e-9)
+
+
+def test_factored_sqeuclidean_is_accurate_far_from_the_origin_in_float32():
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(500, 3, generator=gen) + 1000.0, torch.randn(400, 3, generator=gen) + 1000.0
+    R = torch.rand(400, 2, generator=gen)
+    exact = (torch.cdist(x.double() - 1000, y.double() - 1000) ** 2) @ R.double()
+    torch.testing.assert_close(cost_operator(PointCloud(x, y)).matmul(R).double(), exact, rtol=1e-4, atol=1e-3)
+
+
+def test_masked_cost_is_rejected():
+    C = torch.rand(4, 4, dtype=F64)
+    with pytest.raises(ValueError, match=r"^mask: masked costs"):
+        cost_operator(DenseCost(C, mask=torch.eye(4, dtype=torch.bool)))
+
+
+def test_gradients_flow_through_the_factors():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 2, generator=gen, dtype=F64, requires_grad=True)
+    y = torch.randn(4, 2, generator=gen, dtype=F64, requires_grad=True)
+    R = torch.rand(4, 2, generator=gen, dtype=F64)
+    assert torch.autograd.gradcheck(lambda x, y: cost_operator(PointCloud(x, y)).matmul(R), (x, y))
