@@ -204,7 +204,7 @@ def wordnet_section(quick: bool) -> list[str]:
     return [f"### WordNet: {index.numel()} noun definitions, fine = depth-3 hypernym ancestor "
             f"({int(torch.unique(fine).numel())} classes), coarse = lexicographer file "
             f"({int(torch.unique(lexfiles).numel())} classes); tiny BERT (width 64) from scratch, {epochs} epochs, "
-            "1 seed", ""] + hierarchy_table(index, fine, lexfiles, views, lambda s: config.replace(seed=s), 1,
+            "1 seed", ""] + hierarchy_table(index, fine, lexfiles, views, lambda s: config.replace(seed=s, out=tempfile.mkdtemp(prefix="otalign-setups-")), 1,
                                             (0.02, 0.005), (2, text.MAX_LENGTH), views.inputs, few_label=False)
 
 
