@@ -43,7 +43,12 @@ def base_config(modality: str, dataset: str, encoder: str, epochs: int, seed: in
     return Config(modality=modality, dataset=dataset, encoder=encoder, method="gca_infonce", feature_dim=64,
                   hidden_dim=128, projection_dim=32, epochs=epochs, batch_size=batch_size, lr=2e-3, warmup_epochs=1,
                   temperature=0.5, seed=seed, device="cpu", amp=False, checkpoint_every=0, resume=False, quiet=True,
-                  out=tempfile.mkdtemp(prefix="otalign-setups-"))  # a fresh folder per run: runs never share one
+                  out=fresh_folder())
+
+
+def fresh_folder() -> str:
+    """A new output folder: runs never share one (a folder holds one run's files)."""
+    return tempfile.mkdtemp(prefix="otalign-setups-")
 
 
 def digits_domain_data(per_domain: int):
@@ -97,7 +102,7 @@ def lodo_table(data, config: Config, pairs: Sequence[tuple[float, float]]) -> li
     lines = ["| alpha | beta | " + " | ".join(f"held out: {n}" for n in names) + " | mean |",
              "|---:|---:|" + "---:|" * (len(names) + 1)]
     for alpha, beta in pairs:
-        fresh = config.replace(out=tempfile.mkdtemp(prefix="otalign-lodo-"))  # each (alpha, beta) its own folds
+        fresh = config.replace(out=fresh_folder())  # each (alpha, beta) its own fold folders
         accs = setups.leave_one_domain_out_run(fresh, x, y, d, views, alpha, beta)
         values = [accs[k] for k in sorted(accs)]
         lines.append(f"| {alpha:g} | {beta:g} | " + " | ".join(f"{v:.3f}" for v in values)
@@ -204,7 +209,7 @@ def wordnet_section(quick: bool) -> list[str]:
     return [f"### WordNet: {index.numel()} noun definitions, fine = depth-3 hypernym ancestor "
             f"({int(torch.unique(fine).numel())} classes), coarse = lexicographer file "
             f"({int(torch.unique(lexfiles).numel())} classes); tiny BERT (width 64) from scratch, {epochs} epochs, "
-            "1 seed", ""] + hierarchy_table(index, fine, lexfiles, views, lambda s: config.replace(seed=s, out=tempfile.mkdtemp(prefix="otalign-setups-")), 1,
+            "1 seed", ""] + hierarchy_table(index, fine, lexfiles, views, lambda s: config.replace(seed=s, out=fresh_folder()), 1,
                                             (0.02, 0.005), (2, text.MAX_LENGTH), views.inputs, few_label=False)
 
 
