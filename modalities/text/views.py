@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..seeding import seeded
-from .datasets import wordnet_synonyms
+from .wordnet import wordnet_synonyms
 
 Texts = Union[str, Sequence[str]]
 _EDGE_PUNCTUATION = re.compile(r"^(\W*)(.*?)(\W*)$")
@@ -129,7 +129,7 @@ class SynonymReplacement(TextAugmentation):
 
     Args:
         p: replacement probability per word with synonyms.
-        lexicon: ``"wordnet"`` (:func:`~otalign.modalities.text.datasets.wordnet_synonyms` from Debian's
+        lexicon: ``"wordnet"`` (:func:`~otalign.modalities.text.wordnet.wordnet_synonyms` from Debian's
             ``wordnet-base`` files) or a mapping ``word -> synonyms``.
         root: the WordNet folder (default ``/usr/share/wordnet``).
 
