@@ -9,7 +9,8 @@
 * views (:mod:`.views`): :func:`dropout_views` (SimCSE: the batch encoded twice in train mode), and the seeded
   token-level augmentations :class:`RandomDeletion`, :class:`RandomSwap`, :class:`SynonymReplacement` (WordNet
   synonyms when Debian's ``wordnet-base`` is installed; ``available`` says whether it is), :class:`TextCompose`,
-  :class:`TwoViews`, each called ``aug(texts, generator=None)``.
+  each called ``aug(texts, generator=None)``; :class:`TwoViews` (the modalities' shared
+  :class:`otalign.modalities.views.TwoViews`) draws two views of texts with them.
 * corpora: :func:`load_wordnet_nouns` (:mod:`.wordnet`: WordNet noun definitions; labels: the 26 lexicographer
   files :data:`NOUN_LEXFILES` and the depth-``k`` hypernym ancestor; Debian ``wordnet-base``),
   :func:`load_wordnet_examples` (usage sentences, same 26 labels), :func:`load_fortunes` (:mod:`.fortunes`: quotes
@@ -30,6 +31,7 @@ Example::
     >>> z0, z1 = dropout_views(encoder, nouns.texts[:64], torch.Generator().manual_seed(0))   # (64, 32) each
 """
 
+from ..views import TwoViews
 from .domains import TEXT_SOURCES, TextDomains, text_domains
 from .encoders import (
     CHARACTERS,
@@ -51,7 +53,6 @@ from .views import (
     SynonymReplacement,
     TextAugmentation,
     TextCompose,
-    TwoViews,
     dropout_views,
 )
 from .wordnet import (

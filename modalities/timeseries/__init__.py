@@ -14,10 +14,10 @@ Tensors are ``(N, C, T)`` float32 (series x channels x time steps); labels and d
   gain and offset, a lower sampling rate, additive noise; :class:`DeviceShift`).
 * augmentations (:mod:`.augmentations`): :class:`Jitter`, :class:`Scaling`, :class:`Permutation`,
   :class:`MagnitudeWarp`, :class:`TimeWarp`, :class:`RandomCrop`, :class:`FrequencyPerturbation`,
-  :class:`RandomResample`, the recipe :func:`sensor_transform` and :class:`TwoViews`; their base
-  :class:`SeriesTransform` and the combinators :class:`RandomApply`, :class:`Compose` (:mod:`.series_transform`).
-  All are batched, keep shape and dtype, and are called ``t(x, generator=None)``: a ``torch.Generator`` fixes the
-  output.
+  :class:`RandomResample`, the recipe :func:`sensor_transform`; their base :class:`SeriesTransform` and the
+  combinators :class:`RandomApply`, :class:`Compose` (:mod:`.series_transform`). All are batched, keep shape and
+  dtype, and are called ``t(x, generator=None)``: a ``torch.Generator`` fixes the output. :class:`TwoViews` (the
+  modalities' shared :class:`otalign.modalities.views.TwoViews`) draws two views with them.
 * resampling (:mod:`.resampling`): :func:`resample_length` changes the sampling rate (band-limited, in torch).
 * encoders (:mod:`.encoders`): :class:`CNN1d` (3 Conv1d-BN-ReLU blocks, global average pooling) and :class:`TCN`
   (residual causal dilated blocks); ``(B, C, T) -> (B, feature_dim)``, attribute ``feature_dim``.
@@ -36,6 +36,7 @@ Example::
     >>> features = CNN1d(in_channels=6)(v0)                                   # (40, 128)
 """
 
+from ..views import TwoViews
 from .augmentations import (
     FrequencyPerturbation,
     Jitter,
@@ -45,7 +46,6 @@ from .augmentations import (
     RandomResample,
     Scaling,
     TimeWarp,
-    TwoViews,
     sensor_transform,
 )
 from .datasets import (

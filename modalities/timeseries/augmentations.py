@@ -7,8 +7,11 @@ each series, and is called as ``transform(x, generator=None)`` (a generator fixe
 :class:`Jitter`'s ``sigma`` is in the data's units, so standardise each channel first
 (``otalign.modalities.timeseries.standardize``).
 
+Two views of a batch: :class:`otalign.modalities.views.TwoViews` (``otalign.modalities.timeseries.TwoViews``).
+
 Example::
 
+    >>> from otalign.modalities.views import TwoViews
     >>> g = torch.Generator().manual_seed(0)
     >>> views = TwoViews(sensor_transform())
     >>> v0, v1 = views(torch.randn(32, 6, 100), generator=g)
@@ -285,29 +288,6 @@ def sensor_transform(
     ])
 
 
-class TwoViews:
-    """Two augmented views of a series or batch: ``(first(x, g), second(x, g))``; ``second`` defaults to
-    ``first`` (an independent draw). Both draws use the same generator in turn, so a seeded generator fixes both.
-
-    Example::
-
-        >>> two = TwoViews(sensor_transform(), Compose([sensor_transform(), FrequencyPerturbation("mask")]))
-        >>> v0, v1 = two(torch.randn(32, 6, 100), generator=torch.Generator().manual_seed(0))
-    """
-
-    def __init__(self, first: SeriesTransform, second: Optional[SeriesTransform] = None):
-        if not callable(first) or (second is not None and not callable(second)):
-            raise TypeError("first, second: expected callables (series transforms)")
-        self.first = first
-        self.second = first if second is None else second
-
-    def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
-        return self.first(x, generator=generator), self.second(x, generator=generator)
-
-    def __repr__(self) -> str:
-        return f"TwoViews(first={self.first!r}, second={self.second!r})"
-
-
 __all__ = [
     "FrequencyPerturbation",
     "Jitter",
@@ -317,6 +297,5 @@ __all__ = [
     "RandomResample",
     "Scaling",
     "TimeWarp",
-    "TwoViews",
     "sensor_transform",
 ]

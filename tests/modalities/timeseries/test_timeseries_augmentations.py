@@ -189,15 +189,3 @@ def test_random_resample_keeps_low_and_removes_high_frequencies():
     assert torch.allclose(A.RandomResample((0.3, 0.9))(low, generator=gen(0)), low, atol=1e-9)
     high = dct_cosine(70, t).expand(8, 2, t)
     assert A.RandomResample((0.5, 0.6))(high, generator=gen(0)).abs().max() < 1e-9
-
-
-def test_two_views_are_independent_draws_and_seeded():
-    x = randn(8, 6, 100)
-    two = A.TwoViews(A.sensor_transform())
-    v0, v1 = two(x, generator=gen(0))
-    w0, w1 = two(x, generator=gen(0))
-    assert torch.equal(v0, w0) and torch.equal(v1, w1)
-    assert v0.shape == v1.shape == x.shape and not torch.equal(v0, v1)
-    corrupt = A.TwoViews(A.Jitter(0.0), A.FrequencyPerturbation("mask"))
-    c0, c1 = corrupt(x, generator=gen(0))
-    assert torch.equal(c0, x) and not torch.equal(c1, x)
