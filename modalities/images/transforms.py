@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from ..seeding import seeded
+from ..views import TwoViews as SharedTwoViews
 
 #: Gaussian-noise std for severities 1..5 on the ``[0, 1]`` scale (the ImageNet-C ``gaussian_noise`` levels).
 NOISE_STD: tuple[float, ...] = (0.08, 0.12, 0.18, 0.26, 0.38)
@@ -316,11 +317,14 @@ def corrupt_subset(
     return out, mask
 
 
-class TwoViews:
+class TwoViews(SharedTwoViews):
     """Two augmented views of one image: ``(first(x), second(x))``; ``second`` defaults to ``first`` (an
     independent draw). Pass e.g. ``v2.Compose([t, GaussianNoise(5)])`` as ``second`` to corrupt the second view.
 
-    Call it on one image (a dataset transform), or use :meth:`batch` on a ``(B, C, H, W)`` tensor.
+    Call it on one image (a dataset transform): the views come from torch's global RNG, or, given a ``generator``,
+    each view from a seed drawn from it (:func:`otalign.modalities.seeding.seeded`). Use :meth:`batch` on a
+    ``(B, C, H, W)`` tensor for independent draws per image. The modalities' shared
+    :class:`otalign.modalities.views.TwoViews`, for transforms that know only the global RNG.
 
     Example::
 
@@ -328,21 +332,15 @@ class TwoViews:
         >>> v0, v1 = two(image)
     """
 
-    def __init__(self, first: Callable, second: Optional[Callable] = None):
-        if not callable(first) or (second is not None and not callable(second)):
-            raise TypeError("first, second: expected callables (transforms)")
-        self.first = first
-        self.second = first if second is None else second
-
-    def __call__(self, image) -> tuple[Tensor, Tensor]:
-        return self.first(image), self.second(image)
+    def draw(self, transform: Callable, image, generator: Optional[torch.Generator]) -> Tensor:
+        """One view of ``image`` (PIL or tensor): ``transform(image)`` with the global RNG seeded from
+        ``generator`` (as it is without one)."""
+        with seeded(generator, getattr(image, "device", torch.device("cpu"))):
+            return transform(image)
 
     def batch(self, images: Tensor, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
         """Both views of every image of ``images (B, C, H, W)`` (see :func:`augment_batch`)."""
         return augment_batch(self.first, images, generator), augment_batch(self.second, images, generator)
-
-    def __repr__(self) -> str:
-        return f"TwoViews(first={self.first!r}, second={self.second!r})"
 
 
 __all__ = [

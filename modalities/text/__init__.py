@@ -9,13 +9,15 @@
 * views (:mod:`.views`): :func:`dropout_views` (SimCSE: the batch encoded twice in train mode), and the seeded
   token-level augmentations :class:`RandomDeletion`, :class:`RandomSwap`, :class:`SynonymReplacement` (WordNet
   synonyms when Debian's ``wordnet-base`` is installed; ``available`` says whether it is), :class:`TextCompose`,
-  :class:`TwoViews`, each called ``aug(texts, generator=None)``.
-* datasets (:mod:`.datasets`): :func:`load_wordnet_nouns` (WordNet noun definitions; labels: the 26 lexicographer
+  each called ``aug(texts, generator=None)``; :class:`TwoViews` (the modalities' shared
+  :class:`otalign.modalities.views.TwoViews`) draws two views of texts with them.
+* corpora: :func:`load_wordnet_nouns` (:mod:`.wordnet`: WordNet noun definitions; labels: the 26 lexicographer
   files :data:`NOUN_LEXFILES` and the depth-``k`` hypernym ancestor; Debian ``wordnet-base``),
-  :func:`load_wordnet_examples` (usage sentences, same 26 labels), :func:`load_fortunes` (quotes labelled by
-  category, Debian ``fortunes``; crude categories excluded), :func:`text_domains` (those three sources as domains
-  ``0, 1, 2``). Missing Debian files raise ``FileNotFoundError`` naming the package. Texts are lists of strings;
-  labels and domains ``(N,)`` int64 tensors.
+  :func:`load_wordnet_examples` (usage sentences, same 26 labels), :func:`load_fortunes` (:mod:`.fortunes`: quotes
+  labelled by category, Debian ``fortunes``; crude categories excluded), :func:`text_domains` (:mod:`.domains`:
+  those three sources as domains ``0, 1, 2``); records :class:`WordNetNouns`, :class:`LabelledTexts`
+  (:mod:`.labelled`), :class:`TextDomains`. Missing Debian files raise ``FileNotFoundError`` naming the package. Texts are lists of
+  strings; labels and domains ``(N,)`` int64 tensors.
 
 transformers and tokenizers are imported when an encoder needs them (``pip install 'otalign[text]'``); the data
 loaders and token augmentations need torch only.
@@ -29,29 +31,8 @@ Example::
     >>> z0, z1 = dropout_views(encoder, nouns.texts[:64], torch.Generator().manual_seed(0))   # (64, 32) each
 """
 
-from .datasets import (
-    EXCLUDED_FORTUNE_CATEGORIES,
-    FORTUNES_DIR,
-    NOUN_LEXFILES,
-    TEXT_SOURCES,
-    WORDNET_DIR,
-    LabelledTexts,
-    Synset,
-    TextDomains,
-    WordNetNouns,
-    ancestor_labels,
-    definition,
-    examples,
-    fortune_categories,
-    hypernym_path,
-    load_fortunes,
-    load_wordnet_examples,
-    load_wordnet_nouns,
-    read_fortunes,
-    read_wordnet,
-    text_domains,
-    wordnet_synonyms,
-)
+from ..views import TwoViews
+from .domains import TEXT_SOURCES, TextDomains, text_domains
 from .encoders import (
     CHARACTERS,
     POOLINGS,
@@ -64,14 +45,29 @@ from .encoders import (
     tiny_bert,
     word_vocabulary,
 )
+from .fortunes import EXCLUDED_FORTUNE_CATEGORIES, FORTUNES_DIR, fortune_categories, load_fortunes, read_fortunes
+from .labelled import LabelledTexts
 from .views import (
     RandomDeletion,
     RandomSwap,
     SynonymReplacement,
     TextAugmentation,
     TextCompose,
-    TwoViews,
     dropout_views,
+)
+from .wordnet import (
+    NOUN_LEXFILES,
+    WORDNET_DIR,
+    Synset,
+    WordNetNouns,
+    ancestor_labels,
+    definition,
+    examples,
+    hypernym_path,
+    load_wordnet_examples,
+    load_wordnet_nouns,
+    read_wordnet,
+    wordnet_synonyms,
 )
 
 __all__ = [

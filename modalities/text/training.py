@@ -36,9 +36,11 @@ from otalign.training.views import CORRUPT_VIEWS
 from otalign.training.data import stratified_split
 from otalign.training.heads import mlp_head
 
-from . import datasets as corpora
+from .domains import text_domains
 from .encoders import build_tokenizer, load_minilm, tiny_bert, word_vocabulary
+from .fortunes import load_fortunes
 from .views import RandomDeletion, RandomSwap, TextCompose
+from .wordnet import load_wordnet_nouns
 
 ENCODERS = ("tiny_bert", "minilm", "minilm_frozen")
 DATASETS = ("wordnet", "fortunes", "text_domains")
@@ -55,13 +57,13 @@ def corpus(name: str) -> tuple[tuple[str, ...], Tensor, Tensor]:
     """``(texts, labels (N,), domains (N,))`` of a dataset of :data:`DATASETS` (domains all 0 but for
     ``"text_domains"``); cached per process."""
     if name == "wordnet":
-        nouns = corpora.load_wordnet_nouns(depth=4, per_lexfile=PER_CLASS, seed=0)
+        nouns = load_wordnet_nouns(depth=4, per_lexfile=PER_CLASS, seed=0)
         return tuple(nouns.texts), nouns.lexfiles, torch.zeros_like(nouns.lexfiles)
     if name == "fortunes":
-        quotes = corpora.load_fortunes(per_category=PER_CLASS, max_chars=400, seed=0)
+        quotes = load_fortunes(per_category=PER_CLASS, max_chars=400, seed=0)
         return tuple(quotes.texts), quotes.labels, torch.zeros_like(quotes.labels)
     if name == "text_domains":
-        sources = corpora.text_domains(per_class=PER_CLASS // 2, seed=0)
+        sources = text_domains(per_class=PER_CLASS // 2, seed=0)
         return tuple(sources.texts), sources.labels, sources.domains
     raise ValueError(f"dataset: unknown text dataset {name!r}; expected one of {list(DATASETS)}")
 

@@ -5,11 +5,13 @@
 * Token-level augmentations act on whitespace-separated words (the output joins words with single spaces):
   :class:`RandomDeletion`, :class:`RandomSwap`, :class:`SynonymReplacement` (WordNet synonyms from Debian's
   ``wordnet-base`` files when present; otherwise it leaves texts unchanged and says so with ``available=False``),
-  :class:`TextCompose` and :class:`TwoViews`. Each is called ``aug(texts, generator=None)`` on one string or a list
-  of strings; with a generator the output depends only on the generator's state.
+  :class:`TextCompose`. Each is called ``aug(texts, generator=None)`` on one string or a list of strings; with a
+  generator the output depends only on the generator's state. Two views of texts:
+  :class:`otalign.modalities.views.TwoViews` (``otalign.modalities.text.TwoViews``).
 
 Example::
 
+    >>> from otalign.modalities.views import TwoViews
     >>> g = torch.Generator().manual_seed(0)
     >>> views = TwoViews(TextCompose([RandomDeletion(0.1), RandomSwap(1)]))
     >>> first, second = views(["the quick brown fox jumps"], generator=g)
@@ -24,7 +26,7 @@ import torch
 from torch import Tensor
 
 from ..seeding import seeded
-from .datasets import wordnet_synonyms
+from .wordnet import wordnet_synonyms
 
 Texts = Union[str, Sequence[str]]
 _EDGE_PUNCTUATION = re.compile(r"^(\W*)(.*?)(\W*)$")
@@ -129,7 +131,7 @@ class SynonymReplacement(TextAugmentation):
 
     Args:
         p: replacement probability per word with synonyms.
-        lexicon: ``"wordnet"`` (:func:`~otalign.modalities.text.datasets.wordnet_synonyms` from Debian's
+        lexicon: ``"wordnet"`` (:func:`~otalign.modalities.text.wordnet.wordnet_synonyms` from Debian's
             ``wordnet-base`` files) or a mapping ``word -> synonyms``.
         root: the WordNet folder (default ``/usr/share/wordnet``).
 
@@ -197,34 +199,11 @@ class TextCompose(TextAugmentation):
         return f"TextCompose({self.augmentations!r})"
 
 
-class TwoViews:
-    """Two augmented views of texts: ``(first(texts, g), second(texts, g))``; ``second`` defaults to ``first``
-    (an independent draw).
-
-    Example::
-
-        >>> v0, v1 = TwoViews(RandomDeletion(0.2))(["a b c d e"], generator=torch.Generator().manual_seed(0))
-    """
-
-    def __init__(self, first: TextAugmentation, second: Optional[TextAugmentation] = None):
-        if not callable(first) or (second is not None and not callable(second)):
-            raise TypeError("first, second: expected callables (text augmentations)")
-        self.first = first
-        self.second = first if second is None else second
-
-    def __call__(self, texts: Texts, generator: Optional[torch.Generator] = None):
-        return self.first(texts, generator=generator), self.second(texts, generator=generator)
-
-    def __repr__(self) -> str:
-        return f"TwoViews(first={self.first!r}, second={self.second!r})"
-
-
 __all__ = [
     "RandomDeletion",
     "RandomSwap",
     "SynonymReplacement",
     "TextAugmentation",
     "TextCompose",
-    "TwoViews",
     "dropout_views",
 ]

@@ -14,10 +14,11 @@ Tensors are ``(N, C, T)`` float32 (series x channels x time steps); labels and d
   gain and offset, a lower sampling rate, additive noise; :class:`DeviceShift`).
 * augmentations (:mod:`.augmentations`): :class:`Jitter`, :class:`Scaling`, :class:`Permutation`,
   :class:`MagnitudeWarp`, :class:`TimeWarp`, :class:`RandomCrop`, :class:`FrequencyPerturbation`,
-  :class:`RandomResample`, :class:`RandomApply`, :class:`Compose`, the recipe :func:`sensor_transform` and
-  :class:`TwoViews`. All are batched, keep shape and dtype, and are called ``t(x, generator=None)``: a
-  ``torch.Generator`` fixes the output. :func:`resample_length` changes the sampling rate (band-limited, in
-  torch).
+  :class:`RandomResample`, the recipe :func:`sensor_transform`; their base :class:`SeriesTransform` and the
+  combinators :class:`RandomApply`, :class:`Compose` (:mod:`.series_transform`). All are batched, keep shape and
+  dtype, and are called ``t(x, generator=None)``: a ``torch.Generator`` fixes the output. :class:`TwoViews` (the
+  modalities' shared :class:`otalign.modalities.views.TwoViews`) draws two views with them.
+* resampling (:mod:`.resampling`): :func:`resample_length` changes the sampling rate (band-limited, in torch).
 * encoders (:mod:`.encoders`): :class:`CNN1d` (3 Conv1d-BN-ReLU blocks, global average pooling) and :class:`TCN`
   (residual causal dilated blocks); ``(B, C, T) -> (B, feature_dim)``, attribute ``feature_dim``.
 
@@ -35,20 +36,16 @@ Example::
     >>> features = CNN1d(in_channels=6)(v0)                                   # (40, 128)
 """
 
+from ..views import TwoViews
 from .augmentations import (
-    Compose,
     FrequencyPerturbation,
     Jitter,
     MagnitudeWarp,
     Permutation,
-    RandomApply,
     RandomCrop,
     RandomResample,
     Scaling,
-    SeriesTransform,
     TimeWarp,
-    TwoViews,
-    resample_length,
     sensor_transform,
 )
 from .datasets import (
@@ -64,6 +61,8 @@ from .datasets import (
 )
 from .domains import DeviceShift, device_shift_domains, random_devices, random_rotation, rotate_triads
 from .encoders import CNN1d, TCN, CausalConv1d, TemporalBlock
+from .resampling import resample_length
+from .series_transform import Compose, RandomApply, SeriesTransform
 
 __all__ = [
     "BASICMOTIONS_TRIADS",

@@ -1,20 +1,17 @@
 """Two-view augmentations for sensor time series, batched and seeded by a ``torch.Generator``.
 
-Conventions: a series is a float tensor ``(C, T)`` (channels x time steps) and a batch is ``(B, C, T)``. Every
-transform here keeps the shape and the dtype of its input, draws independent random parameters for each series of
-a batch in one vectorised call, and is called as ``transform(x, generator=None)``: with a generator the output
-depends only on the generator's state (random numbers are drawn on the generator's device and moved to ``x``'s
-device, so a CPU generator also seeds CUDA inputs); without one, on torch's global RNG. Arithmetic runs in
-float32 at least (half-precision inputs are promoted, then cast back).
+Every transform here is a :class:`~otalign.modalities.timeseries.series_transform.SeriesTransform`: it takes a
+series ``(C, T)`` or a batch ``(B, C, T)``, keeps the shape and the dtype, draws independent random parameters for
+each series, and is called as ``transform(x, generator=None)`` (a generator fixes the output).
 
 :class:`Jitter`'s ``sigma`` is in the data's units, so standardise each channel first
 (``otalign.modalities.timeseries.standardize``).
 
-Resampling: :func:`resample_length` changes the number of samples of a series (a change of sampling rate), by
-band-limited resampling in the cosine basis (torch only; the series need not be periodic).
+Two views of a batch: :class:`otalign.modalities.views.TwoViews` (``otalign.modalities.timeseries.TwoViews``).
 
 Example::
 
+    >>> from otalign.modalities.views import TwoViews
     >>> g = torch.Generator().manual_seed(0)
     >>> views = TwoViews(sensor_transform())
     >>> v0, v1 = views(torch.randn(32, 6, 100), generator=g)
@@ -22,135 +19,22 @@ Example::
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Sequence
 
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import Tensor
 
-# --------------------------------------------------------------------------------------------------- helpers
-def _check_series(x: Tensor, name: str = "x") -> Tensor:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a float tensor (C, T) or (B, C, T), got {type(x).__name__}")
-    if x.dim() not in (2, 3) or not x.is_floating_point():
-        raise ValueError(
-            f"{name}: expected a float tensor (C, T) or (B, C, T), got {x.dtype} of shape {tuple(x.shape)}"
-        )
-    return x
-
-
-def _work_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.promote_types(dtype, torch.float32)
-
-
-def _draw_device(generator: Optional[torch.Generator], like: Tensor) -> torch.device:
-    return generator.device if generator is not None else like.device
-
-
-def _rand(shape: Sequence[int], generator: Optional[torch.Generator], like: Tensor) -> Tensor:
-    """Uniform ``[0, 1)`` numbers drawn on the generator's device, returned on ``like``'s device and dtype."""
-    u = torch.rand(tuple(shape), generator=generator, device=_draw_device(generator, like), dtype=like.dtype)
-    return u.to(like.device)
-
-
-def _randn(shape: Sequence[int], generator: Optional[torch.Generator], like: Tensor) -> Tensor:
-    z = torch.randn(tuple(shape), generator=generator, device=_draw_device(generator, like), dtype=like.dtype)
-    return z.to(like.device)
-
-
-def _check_range(name: str, value: Sequence[float], low: float, high: float) -> tuple[float, float]:
-    value = tuple(float(v) for v in value)
-    if len(value) != 2 or not low <= value[0] <= value[1] <= high:
-        raise ValueError(f"{name}: expected (low, high) with {low} <= low <= high <= {high}, got {value}")
-    return value
-
-
-def _check_nonneg(name: str, value: float) -> float:
-    if not value >= 0:
-        raise ValueError(f"{name}: must be >= 0, got {value}")
-    return float(value)
-
-
-def _smooth_curves(knots: Tensor, length: int) -> Tensor:
-    """Smooth curves ``(..., length)`` through knot values ``(..., K)`` placed evenly over the series, by cubic
-    convolution interpolation (C1-smooth, passes through the knots)."""
-    lead = knots.shape[:-1]
-    flat = knots.reshape(-1, 1, 1, knots.shape[-1])
-    curves = F.interpolate(flat, size=(1, length), mode="bicubic", align_corners=True)
-    return curves.reshape(*lead, length)
-
-
-def _sample_linear(x: Tensor, positions: Tensor) -> Tensor:
-    """``x (B, C, T)`` read at fractional time ``positions (B, T')`` in ``[0, T - 1]`` by linear interpolation."""
-    t = x.shape[-1]
-    positions = positions.clamp(0, t - 1)
-    left = positions.floor().long().clamp(max=max(t - 2, 0))
-    weight = (positions - left).unsqueeze(1)
-    right = (left + 1).clamp(max=t - 1)
-    index = left.unsqueeze(1).expand(-1, x.shape[1], -1)
-    x_left = x.gather(-1, index)
-    x_right = x.gather(-1, right.unsqueeze(1).expand(-1, x.shape[1], -1))
-    return x_left + weight * (x_right - x_left)
-
-
-# --------------------------------------------------------------------------------------------------- resampling
-def resample_length(x: Tensor, length: int) -> Tensor:
-    """Resample series ``(..., T)`` to ``length`` samples (a change of sampling rate by ``length / T``).
-
-    Samples are taken as the centres of ``T`` equal cells of the recording, so output
-    sample ``j`` sits at input time ``(j + 1/2) T / length - 1/2`` and both series span the same time. The series is
-    expanded in the cosine basis ``cos(pi k (t + 1/2) / T)`` (the DCT-II, i.e. the Fourier series of its mirror
-    extension, so it need not be periodic), the terms ``k < min(T, length)`` are kept (an ideal low-pass when
-    ``length < T``), and the expansion is evaluated on the new grid. Series in the span of the kept terms are
-    reproduced exactly, and a round trip through a lower rate keeps exactly the content below that rate's Nyquist
-    frequency.
-
-    Args:
-        x: float tensor whose last dimension is time.
-        length: the new number of samples, >= 1.
-
-    Returns:
-        Tensor ``(..., length)`` of ``x``'s dtype.
-
-    Example::
-
-        >>> resample_length(torch.randn(8, 6, 100), 50).shape
-        torch.Size([8, 6, 50])
-    """
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1:
-        raise ValueError(f"x: expected a float tensor (..., T), got {getattr(x, 'dtype', type(x).__name__)}")
-    if not isinstance(length, int) or length < 1:
-        raise ValueError(f"length: expected an int >= 1, got {length!r}")
-    t = x.shape[-1]
-    if length == t:
-        return x.clone()
-    work = x.to(_work_dtype(x.dtype))
-    keep = min(t, length)
-    # The rfft of the mirror extension (length 2T) is 2 exp(i pi k / 2T) C_k, C_k the DCT-II coefficients.
-    k = torch.arange(keep, device=x.device, dtype=work.dtype)
-    spectrum = torch.fft.rfft(torch.cat([work, work.flip(-1)], dim=-1), dim=-1)[..., :keep]
-    coefficients = (spectrum * torch.polar(torch.ones_like(k), -math.pi * k / (2 * t))).real  # 2 C_k
-    out = coefficients.new_zeros(*coefficients.shape[:-1], length + 1, dtype=spectrum.dtype)
-    out[..., :keep] = (length / t) * coefficients * torch.polar(torch.ones_like(k), math.pi * k / (2 * length))
-    return torch.fft.irfft(out, n=2 * length, dim=-1)[..., :length].to(x.dtype)
-
-
-# --------------------------------------------------------------------------------------------------- transforms
-class SeriesTransform(nn.Module):
-    """Base class: ``forward(x, generator=None)`` takes ``(C, T)`` or ``(B, C, T)`` float tensors and calls
-    :meth:`apply` on a ``(B, C, T)`` batch in the working dtype (float32 or wider); the result is cast back."""
-
-    batched = True
-
-    def forward(self, x: Tensor, generator: Optional[torch.Generator] = None) -> Tensor:
-        x = _check_series(x)
-        batch = x.unsqueeze(0) if x.dim() == 2 else x
-        out = self.apply(batch.to(_work_dtype(x.dtype)), generator).to(x.dtype)
-        return out[0] if x.dim() == 2 else out
-
-    def apply(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-        raise NotImplementedError
+from .resampling import resample_length, sample_linear, smooth_curves
+from .series_transform import (
+    Compose,
+    RandomApply,
+    SeriesTransform,
+    check_nonneg,
+    check_range,
+    draw_device,
+    draw_rand,
+    draw_randn,
+)
 
 
 class Jitter(SeriesTransform):
@@ -164,10 +48,10 @@ class Jitter(SeriesTransform):
 
     def __init__(self, sigma: float = 0.03):
         super().__init__()
-        self.sigma = _check_nonneg("sigma", sigma)
+        self.sigma = check_nonneg("sigma", sigma)
 
     def apply(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-        return x + self.sigma * _randn(x.shape, generator, x)
+        return x + self.sigma * draw_randn(x.shape, generator, x)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:g}"
@@ -179,12 +63,12 @@ class Scaling(SeriesTransform):
 
     def __init__(self, sigma: float = 0.1, per_channel: bool = True):
         super().__init__()
-        self.sigma = _check_nonneg("sigma", sigma)
+        self.sigma = check_nonneg("sigma", sigma)
         self.per_channel = bool(per_channel)
 
     def apply(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
         b, c, _ = x.shape
-        factor = 1 + self.sigma * _randn((b, c if self.per_channel else 1, 1), generator, x)
+        factor = 1 + self.sigma * draw_randn((b, c if self.per_channel else 1, 1), generator, x)
         return x * factor
 
     def extra_repr(self) -> str:
@@ -204,7 +88,7 @@ class Permutation(SeriesTransform):
 
     def apply(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
         b, c, t = x.shape
-        device = _draw_device(generator, x)
+        device = draw_device(generator, x)
         rows = []
         for _ in range(b):
             k = int(torch.randint(1, min(self.max_segments, t) + 1, (1,), generator=generator, device=device))
@@ -226,15 +110,15 @@ class MagnitudeWarp(SeriesTransform):
 
     def __init__(self, sigma: float = 0.2, knots: int = 4, per_channel: bool = True):
         super().__init__()
-        self.sigma = _check_nonneg("sigma", sigma)
+        self.sigma = check_nonneg("sigma", sigma)
         if not isinstance(knots, int) or knots < 0:
             raise ValueError(f"knots: expected an int >= 0, got {knots!r}")
         self.knots, self.per_channel = knots, bool(per_channel)
 
     def apply(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
         b, c, t = x.shape
-        values = 1 + self.sigma * _randn((b, c if self.per_channel else 1, self.knots + 2), generator, x)
-        return x * _smooth_curves(values, t)
+        values = 1 + self.sigma * draw_randn((b, c if self.per_channel else 1, self.knots + 2), generator, x)
+        return x * smooth_curves(values, t)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:g}, knots={self.knots}, per_channel={self.per_channel}"
@@ -248,7 +132,7 @@ class TimeWarp(SeriesTransform):
 
     def __init__(self, sigma: float = 0.2, knots: int = 4, min_speed: float = 0.1):
         super().__init__()
-        self.sigma = _check_nonneg("sigma", sigma)
+        self.sigma = check_nonneg("sigma", sigma)
         if not isinstance(knots, int) or knots < 0:
             raise ValueError(f"knots: expected an int >= 0, got {knots!r}")
         if not min_speed > 0:
@@ -259,11 +143,11 @@ class TimeWarp(SeriesTransform):
         b, _, t = x.shape
         if t < 2:
             return x.clone()
-        speed = _smooth_curves(1 + self.sigma * _randn((b, self.knots + 2), generator, x), t - 1)
+        speed = smooth_curves(1 + self.sigma * draw_randn((b, self.knots + 2), generator, x), t - 1)
         steps = speed.clamp_min(self.min_speed)
         clock = torch.cat([steps.new_zeros(b, 1), steps.cumsum(-1)], dim=-1)
         positions = clock / clock[:, -1:] * (t - 1)
-        return _sample_linear(x, positions)
+        return sample_linear(x, positions)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:g}, knots={self.knots}, min_speed={self.min_speed:g}"
@@ -275,17 +159,17 @@ class RandomCrop(SeriesTransform):
 
     def __init__(self, scale: Sequence[float] = (0.5, 1.0)):
         super().__init__()
-        self.scale = _check_range("scale", scale, 0.0, 1.0)
+        self.scale = check_range("scale", scale, 0.0, 1.0)
         if self.scale[0] <= 0:
             raise ValueError(f"scale: the low end must be > 0, got {self.scale}")
 
     def apply(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
         b, _, t = x.shape
         low, high = self.scale
-        fraction = low + (high - low) * _rand((b, 1), generator, x)
-        start = (1 - fraction) * _rand((b, 1), generator, x) * (t - 1)
+        fraction = low + (high - low) * draw_rand((b, 1), generator, x)
+        start = (1 - fraction) * draw_rand((b, 1), generator, x) * (t - 1)
         grid = torch.linspace(0, 1, t, device=x.device, dtype=x.dtype).unsqueeze(0)
-        return _sample_linear(x, start + grid * fraction * (t - 1))
+        return sample_linear(x, start + grid * fraction * (t - 1))
 
     def extra_repr(self) -> str:
         return f"scale={self.scale}"
@@ -315,9 +199,9 @@ class FrequencyPerturbation(SeriesTransform):
         if mode not in self.MODES:
             raise ValueError(f"mode: expected one of {self.MODES}, got {mode!r}")
         self.mode = mode
-        self.band = _check_range("band", band, 0.0, 1.0)
-        self.amplitude_sigma = _check_nonneg("amplitude_sigma", amplitude_sigma)
-        self.phase_sigma = _check_nonneg("phase_sigma", phase_sigma)
+        self.band = check_range("band", band, 0.0, 1.0)
+        self.amplitude_sigma = check_nonneg("amplitude_sigma", amplitude_sigma)
+        self.phase_sigma = check_nonneg("phase_sigma", phase_sigma)
         self.keep_dc = bool(keep_dc)
 
     def band_mask(self, n_bins: int, batch: int, generator: Optional[torch.Generator], like: Tensor) -> Tensor:
@@ -325,8 +209,8 @@ class FrequencyPerturbation(SeriesTransform):
         first = 1 if self.keep_dc else 0
         available = n_bins - first
         low, high = self.band
-        width = (available * (low + (high - low) * _rand((batch, 1), generator, like))).round().clamp(1, available)
-        start = first + ((available - width + 1) * _rand((batch, 1), generator, like)).floor()
+        width = (available * (low + (high - low) * draw_rand((batch, 1), generator, like))).round().clamp(1, available)
+        start = first + ((available - width + 1) * draw_rand((batch, 1), generator, like)).floor()
         bins = torch.arange(n_bins, device=like.device, dtype=like.dtype).unsqueeze(0)
         return (bins >= start) & (bins < start + width)
 
@@ -340,8 +224,8 @@ class FrequencyPerturbation(SeriesTransform):
         if self.mode == "mask":
             spectrum = spectrum.masked_fill(mask, 0)
         else:
-            log_gain = self.amplitude_sigma * _randn((b, c, n_bins), generator, x)
-            phase = self.phase_sigma * _randn((b, c, n_bins), generator, x)
+            log_gain = self.amplitude_sigma * draw_randn((b, c, n_bins), generator, x)
+            phase = self.phase_sigma * draw_randn((b, c, n_bins), generator, x)
             factor = torch.polar(log_gain.exp(), phase)
             spectrum = torch.where(mask, spectrum * factor, spectrum)
         return torch.fft.irfft(spectrum, n=t, dim=-1)
@@ -361,14 +245,14 @@ class RandomResample(SeriesTransform):
 
     def __init__(self, rate: Sequence[float] = (0.5, 1.0)):
         super().__init__()
-        self.rate = _check_range("rate", rate, 0.0, float("inf"))
+        self.rate = check_range("rate", rate, 0.0, float("inf"))
         if self.rate[0] <= 0:
             raise ValueError(f"rate: the low end must be > 0, got {self.rate}")
 
     def apply(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
         b, _, t = x.shape
         low, high = self.rate
-        rate = low + (high - low) * _rand((b,), generator, x)
+        rate = low + (high - low) * draw_rand((b,), generator, x)
         lengths = (rate * t).round().clamp_min(2).long()
         out = x.clone()
         for length in lengths.unique().tolist():
@@ -378,48 +262,6 @@ class RandomResample(SeriesTransform):
 
     def extra_repr(self) -> str:
         return f"rate={self.rate}"
-
-
-class RandomApply(SeriesTransform):
-    """Apply ``transform`` to each series of a batch with probability ``p`` (an independent draw per series)."""
-
-    def __init__(self, transform: SeriesTransform, p: float = 0.5):
-        super().__init__()
-        if not isinstance(transform, SeriesTransform):
-            raise TypeError(f"transform: expected a SeriesTransform, got {type(transform).__name__}")
-        if not 0 <= p <= 1:
-            raise ValueError(f"p: expected a probability, got {p}")
-        self.transform, self.p = transform, float(p)
-
-    def apply(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-        chosen = _rand((x.shape[0], 1, 1), generator, x) < self.p
-        return torch.where(chosen, self.transform.apply(x, generator), x)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p:g}"
-
-
-class Compose(SeriesTransform):
-    """Apply series transforms in sequence, passing the same generator along (itself batched and seeded).
-
-    Example::
-
-        >>> t = Compose([Scaling(0.1), TimeWarp(0.2), Jitter(0.03)])
-        >>> t(torch.randn(16, 6, 100), generator=torch.Generator().manual_seed(0)).shape
-        torch.Size([16, 6, 100])
-    """
-
-    def __init__(self, transforms: Sequence[SeriesTransform]):
-        super().__init__()
-        for t in transforms:
-            if not isinstance(t, SeriesTransform):
-                raise TypeError(f"transforms: expected SeriesTransform instances, got {type(t).__name__}")
-        self.transforms = nn.ModuleList(transforms)
-
-    def apply(self, x: Tensor, generator: Optional[torch.Generator]) -> Tensor:
-        for t in self.transforms:
-            x = t.apply(x, generator)
-        return x
 
 
 def sensor_transform(
@@ -446,43 +288,14 @@ def sensor_transform(
     ])
 
 
-class TwoViews:
-    """Two augmented views of a series or batch: ``(first(x, g), second(x, g))``; ``second`` defaults to
-    ``first`` (an independent draw). Both draws use the same generator in turn, so a seeded generator fixes both.
-
-    Example::
-
-        >>> two = TwoViews(sensor_transform(), Compose([sensor_transform(), FrequencyPerturbation("mask")]))
-        >>> v0, v1 = two(torch.randn(32, 6, 100), generator=torch.Generator().manual_seed(0))
-    """
-
-    def __init__(self, first: SeriesTransform, second: Optional[SeriesTransform] = None):
-        if not callable(first) or (second is not None and not callable(second)):
-            raise TypeError("first, second: expected callables (series transforms)")
-        self.first = first
-        self.second = first if second is None else second
-
-    def __call__(self, x: Tensor, generator: Optional[torch.Generator] = None) -> tuple[Tensor, Tensor]:
-        return self.first(x, generator=generator), self.second(x, generator=generator)
-
-    def __repr__(self) -> str:
-        return f"TwoViews(first={self.first!r}, second={self.second!r})"
-
-
 __all__ = [
-    "Compose",
     "FrequencyPerturbation",
     "Jitter",
     "MagnitudeWarp",
     "Permutation",
-    "RESAMPLE_BACKENDS",
-    "RandomApply",
     "RandomCrop",
     "RandomResample",
     "Scaling",
-    "SeriesTransform",
     "TimeWarp",
-    "TwoViews",
-    "resample_length",
     "sensor_transform",
 ]

@@ -12,7 +12,7 @@ PickupGestureWiimoteZ (1 channel, unequal lengths 29..361; 50 + 50), ArrowHead, 
 
 Unequal lengths are made equal (documented per call): ``unequal="pad"`` keeps the first ``length`` steps and pads
 shorter series with zeros at the end; ``unequal="resample"`` resamples every series to ``length`` steps
-(:func:`~otalign.modalities.timeseries.augmentations.resample_length`). ``length`` defaults to the longest series
+(:func:`~otalign.modalities.timeseries.resampling.resample_length`). ``length`` defaults to the longest series
 over both splits, so padding never truncates and both splits share ``T``.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .augmentations import resample_length
+from .resampling import resample_length
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
 UNEQUAL_MODES: tuple[str, ...] = ("pad", "resample")

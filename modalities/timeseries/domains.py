@@ -8,7 +8,7 @@ wearing it, applied in this order:
    device is mounted in another orientation; each triad's norm is preserved at every step;
 2. per-channel gain and offset: ``x_c -> gain_c x_c + offset_c`` (calibration differences);
 3. sampling rate: resampled to ``round(rate T)`` steps and back to ``T`` (a lower-rate sensor, upsampled;
-   :func:`~otalign.modalities.timeseries.augmentations.resample_length`);
+   :func:`~otalign.modalities.timeseries.resampling.resample_length`);
 4. additive Gaussian noise of the device's ``noise_std`` (fresh noise for every recording).
 
 :func:`device_shift_domains` gives each domain its own fixed device and returns the domain id of every recording,
@@ -25,8 +25,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .augmentations import resample_length
 from .datasets import BASICMOTIONS_TRIADS
+from .resampling import resample_length
 
 
 def _check_triads(triads: Sequence[Sequence[int]], n_channels: int) -> tuple[tuple[int, int, int], ...]:

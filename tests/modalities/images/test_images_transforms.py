@@ -190,3 +190,23 @@ def test_two_views():
     assert (v1 - batch).abs().mean() > 0.2 > (v0 - batch).abs().mean()
     with pytest.raises(TypeError, match="first"):
         T.TwoViews(3)
+
+
+def test_two_views_keep_the_stream_of_their_transforms():
+    """A view pair is what the transforms draw in turn: from the global RNG on one image, from a seed per view
+    drawn from the generator (augment_batch) on a batch; a generator on one image fixes both views."""
+    image, batch = rand_image(), torch.rand(6, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    first = T.simclr_transform(32)
+    two = T.TwoViews(first)
+    torch.manual_seed(4)
+    v0, v1 = two(image)
+    torch.manual_seed(4)
+    assert torch.equal(v0, first(image)) and torch.equal(v1, first(image))
+    a = two(image, torch.Generator().manual_seed(2))
+    b = two(image, torch.Generator().manual_seed(2))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[0], a[1])
+    digits = T.TwoViews(T.digits_transform(), T.BatchCompose([T.digits_transform(), T.GaussianNoise(5)]))
+    w0, w1 = digits.batch(batch, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    assert torch.equal(w0, T.augment_batch(digits.first, batch, g))
+    assert torch.equal(w1, T.augment_batch(digits.second, batch, g))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from otalign.modalities.timeseries import datasets as D
-from otalign.modalities.timeseries.augmentations import resample_length
+from otalign.modalities.timeseries.resampling import resample_length
 
 SENSOR_SETS = ("BasicMotions", "PickupGestureWiimoteZ", "GunPoint", "JapaneseVowels")
 
