@@ -75,7 +75,8 @@ def test_train_text_through_the_cli(tmp_path, capsys):
     needs_text()
     out = tmp_path / "text"
     assert main(["train", "--modality", "text", "--dataset", "wordnet", "--encoder", "tiny_bert", "--method",
-                 "gca_infonce", "--subset", "64", "--eval-labels-per-class", "2", "--batch-size", "32", "--out", str(out), *TINY]) == 0
+                 "gca_infonce", "--subset", "64", "--eval-labels-per-class", "2", "--batch-size", "32",
+                 "--out", str(out), *TINY]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) == {"out"} | EVALUATION
     history = json.loads((out / "results.json").read_text())["history"]
