@@ -11,6 +11,8 @@ from typing import Callable, Union
 
 from torch import Tensor
 
+from .lookup import named_or_callable
+
 CostFn = Callable[[Tensor, Tensor], Tensor]
 
 
@@ -56,11 +58,7 @@ COSTS: dict[str, CostFn] = {
 
 def get_cost(cost: Union[str, CostFn]) -> CostFn:
     """Look a cost up by name (one of ``COSTS``) or pass a callable ``(x, y) -> (..., n, m)`` through."""
-    if callable(cost):
-        return cost
-    if isinstance(cost, str) and cost in COSTS:
-        return COSTS[cost]
-    raise ValueError(f"cost: unknown cost {cost!r}; expected a callable or one of {sorted(COSTS)}")
+    return named_or_callable("cost", cost, COSTS)
 
 
 def pairwise(x: Tensor, y: Tensor, cost: Union[str, CostFn] = "sqeuclidean") -> Tensor:

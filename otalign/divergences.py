@@ -15,6 +15,7 @@ from typing import Callable, Sequence, Union
 import torch
 from torch import Tensor
 
+from .lookup import named_or_callable
 from .plan import Plan
 from .targets import check_target
 from .validation import as_tensor, check_number, validation_enabled
@@ -142,8 +143,4 @@ DIVERGENCES: dict[str, Divergence] = {"kl": kl, "robust": robust}
 
 def get_divergence(divergence: Union[str, Divergence]) -> Divergence:
     """A divergence by name (``"kl"``, ``"robust"``) or a callable ``(plan, target) -> (..., n)``."""
-    if callable(divergence):
-        return divergence
-    if isinstance(divergence, str) and divergence in DIVERGENCES:
-        return DIVERGENCES[divergence]
-    raise ValueError(f"divergence: unknown {divergence!r}; expected a callable or one of {sorted(DIVERGENCES)}")
+    return named_or_callable("divergence", divergence, DIVERGENCES)

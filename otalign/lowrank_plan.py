@@ -9,11 +9,12 @@ import torch
 from torch import Tensor
 
 from .cost_operator import CostOperator, cost_operator
+from .plan import MarginalQuantities
 from .problem import Problem
 
 
 @dataclass
-class LowRankPlan:
+class LowRankPlan(MarginalQuantities):
     """A transport plan of non-negative rank at most ``r``, ``P = Q diag(1/g) R^T`` (Scetbon, Cuturi & Peyre 2021).
 
     Nothing here is n x m unless :attr:`matrix` or :attr:`log_matrix` is asked for: marginals, :meth:`apply` and
@@ -85,17 +86,6 @@ class LowRankPlan:
         rows = self.Q @ (self.R.sum(-2) / self.g).unsqueeze(-1)
         cols = self.R @ (self.Q.sum(-2) / self.g).unsqueeze(-1)
         return rows.squeeze(-1), cols.squeeze(-1)
-
-    @property
-    def marginal_error(self) -> tuple[Tensor, Tensor]:
-        """L1 distances ``(|P 1 - a|_1, |P^T 1 - b|_1)``, each ``(...,)``."""
-        rows, cols = self.marginals
-        return (rows - self.problem.a).abs().sum(-1), (cols - self.problem.b).abs().sum(-1)
-
-    @property
-    def mass(self) -> Tensor:
-        """Total transported mass ``(...,)``."""
-        return self.marginals[0].sum(-1)
 
     @property
     def operator(self) -> CostOperator:

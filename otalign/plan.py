@@ -12,8 +12,28 @@ from .problem import Problem, dual_mass_term, marginal_penalty
 from .softmin import logsumexp
 
 
+class MarginalQuantities:
+    """What every plan derives from its :attr:`marginals` and its problem's masses (mixin of :class:`Plan` and
+    :class:`~otalign.lowrank_plan.LowRankPlan`)."""
+
+    problem: Problem
+    marginals: tuple[Tensor, Tensor]
+
+    @property
+    def marginal_error(self) -> tuple[Tensor, Tensor]:
+        """L1 distances ``(|P 1 - a|_1, |P^T 1 - b|_1)``, each ``(...,)``. For a relaxed side this is the
+        deviation the penalty allowed, not a violation."""
+        rows, cols = self.marginals
+        return (rows - self.problem.a).abs().sum(-1), (cols - self.problem.b).abs().sum(-1)
+
+    @property
+    def mass(self) -> Tensor:
+        """Total transported mass ``(...,)``."""
+        return self.marginals[0].sum(-1)
+
+
 @dataclass
-class Plan:
+class Plan(MarginalQuantities):
     """A solved (or partly solved) entropic OT problem.
 
     The plan is ``P_ij = R_ij exp((f_i + g_j - C_ij) / eps)`` (see :class:`~otalign.problem.Problem`); it is
@@ -76,18 +96,6 @@ class Plan:
             cols = p.log_col_marginal(self.g, logsumexp(p.geometry, h_f, p.eps, 0)).exp()
             self._marginals = (rows, cols)
         return self._marginals
-
-    @property
-    def marginal_error(self) -> tuple[Tensor, Tensor]:
-        """L1 distances ``(|P 1 - a|_1, |P^T 1 - b|_1)``, each ``(...,)``. For a relaxed side this is the
-        deviation the penalty allowed, not a violation."""
-        rows, cols = self.marginals
-        return (rows - self.problem.a).abs().sum(-1), (cols - self.problem.b).abs().sum(-1)
-
-    @property
-    def mass(self) -> Tensor:
-        """Total transported mass ``(...,)``."""
-        return self.marginals[0].sum(-1)
 
     @property
     def value_linear(self) -> Tensor:

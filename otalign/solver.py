@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from typing import Union
 
@@ -92,6 +93,14 @@ class Solver:
 
             f, g = implicit_potentials(problem, f, g)
         return Plan(problem, f, g, plan.iterations, plan.converged, plan.error, grad, plan.iterates, plan.explicit)
+
+
+def import_backend(module: str, solver: str, extra: str):
+    """Import an optional backend library (``ot``, ``geomloss``) for ``solver``, or say which extra installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"solver {solver!r} needs {extra}: pip install 'otalign[{extra}]'") from None
 
 
 def _check_finite(plan: Plan) -> None:

@@ -20,19 +20,11 @@ import torch
 from otalign.geometry import PointCloud
 from otalign.plan import Plan
 from otalign.problem import Problem
-from otalign.solver import Init, Solver
+from otalign.solver import Init, Solver, import_backend
 
 from .registry import register
 
 _POWERS = {"half_sqeuclidean": 2, "euclidean": 1}
-
-
-def _import_geomloss():
-    try:
-        import geomloss
-    except ImportError:  # pragma: no cover - exercised only without the extra
-        raise ImportError("solver 'geomloss' needs geomloss: pip install 'otalign[geomloss]'") from None
-    return geomloss
 
 
 @register("geomloss")
@@ -55,7 +47,7 @@ class GeomLossSolver(Solver):
         self.backend = backend
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
-        geomloss = _import_geomloss()
+        geomloss = import_backend("geomloss", "geomloss", "geomloss")
         geometry = problem.geometry
         if not isinstance(geometry, PointCloud) or geometry.cost_name not in _POWERS:
             raise ValueError(

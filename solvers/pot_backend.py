@@ -22,19 +22,11 @@ from torch import Tensor
 
 from otalign.plan import Plan
 from otalign.problem import Problem
-from otalign.solver import Init, Solver
+from otalign.solver import Init, Solver, import_backend
 
 from .registry import register
 
 METHODS = ("sinkhorn", "sinkhorn_log", "unbalanced", "emd")
-
-
-def _import_ot():
-    try:
-        import ot
-    except ImportError:  # pragma: no cover - exercised only without the extra
-        raise ImportError("solver 'pot' needs POT: pip install 'otalign[pot]'") from None
-    return ot
 
 
 @register("pot")
@@ -62,7 +54,7 @@ class POTSolver(Solver):
         self.sinkhorn_fixed_point = method != "emd"
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
-        ot = _import_ot()
+        ot = import_backend("ot", "pot", "pot")
         if init is not None:
             raise ValueError("init: warm starts are not supported by the 'pot' backend")
         method = self.method or ("sinkhorn_log" if problem.is_balanced else "unbalanced")
