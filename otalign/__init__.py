@@ -18,6 +18,17 @@ from .validation import set_validation, validation_enabled
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    """``otalign.solvers`` (and ``otalign.modalities``) on first access: ``import otalign`` stays cheap and the core
+    reaches the solvers only through their registry, yet ``@otalign.solvers.register`` works after ``import
+    otalign``."""
+    if name in ("solvers", "modalities"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "Aligner",
     "Alignment",

@@ -48,6 +48,7 @@ Local batch sizes may differ between ranks.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
 
@@ -194,6 +195,8 @@ class ContrastiveLoss(nn.Module):
         target = _targets.check_target(target, (size, size)).to(device=device, dtype=dtype)
         if checks_enabled() and bool((target.diagonal() != 0).any()):
             raise ValueError("target: the diagonal must be zero (self-pairs are excluded from the plan)")
+        if checks_enabled() and not bool(target.any()):
+            warnings.warn("target: is all zero, so no anchor has a positive and the loss is 0", UserWarning, stacklevel=4)
         return target
 
 
