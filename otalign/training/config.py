@@ -80,6 +80,9 @@ class Config:
         eval_labels_per_class, eval_draws: the few-label probe's labels per class and label draws.
         knn_k, wdm_eps: kNN's k and the WDM's entropic strength.
 
+    Every numeric field must lie in its interval of :data:`RANGES` (e.g. ``0 < lr <= 10``, ``0 <= seed < 2**63``);
+    NaN and inf are refused everywhere except ``rho = inf``.
+
     Example::
 
         >>> config = Config(method="gca_uot", epochs=40, corrupt_severity=3)
@@ -147,43 +150,21 @@ class Config:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the first field whose value is out of range."""
-        positive_ints = ("feature_dim", "hidden_dim", "projection_dim", "epochs", "batch_size", "eval_draws", "knn_k")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
-        for name in ("subset", "warmup_epochs", "checkpoint_every", "eval_labels_per_class"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name}: expected a non-negative integer, got {value!r}")
-        for name in ("lr", "temperature", "wdm_eps"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
-        if self.weight_decay < 0 or not 0 <= self.momentum < 1:
-            raise ValueError(
-                f"weight_decay, momentum: need weight_decay >= 0 and 0 <= momentum < 1, got {self.weight_decay!r}, "
-                f"{self.momentum!r}"
-            )
-        if not 0 <= self.ema_tau <= 1:
-            raise ValueError(f"ema_tau: expected a value in [0, 1], got {self.ema_tau!r}")
+        """Raise ValueError naming the first field whose value is out of range: every number is a real number (not a
+        bool or a string) in its interval of :data:`RANGES` (finite, except where the interval closes on ``inf``);
+        numbers without an entry need only be finite, or integers for integer fields."""
+        for name, spec in FIELDS.items():
+            if str(spec.type) in NUMERIC_TYPES:
+                _check_number(name, str(spec.type), getattr(self, name))
+        for name in ("temperature", "wdm_eps"):  # used as 1 / value
+            if not math.isfinite(1.0 / getattr(self, name)):
+                raise ValueError(f"{name}: {getattr(self, name)!r} is too small (its inverse overflows)")
         if self.optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser: expected one of {OPTIMISERS}, got {self.optimiser!r}")
         if self.corrupt_view not in CORRUPT_VIEWS:
             raise ValueError(f"corrupt_view: expected one of {CORRUPT_VIEWS}, got {self.corrupt_view!r}")
-        if not isinstance(self.corrupt_severity, int) or not 0 <= self.corrupt_severity <= 5:
-            raise ValueError(f"corrupt_severity: expected an integer 0 (clean) to 5, got {self.corrupt_severity!r}")
-        if not 0 <= self.corrupt_fraction <= 1:
-            raise ValueError(f"corrupt_fraction: expected a value in [0, 1], got {self.corrupt_fraction!r}")
-        if self.iterations is not None and (not isinstance(self.iterations, int) or self.iterations < 1):
-            raise ValueError(f"iterations: expected a positive integer or None, got {self.iterations!r}")
         if not isinstance(self.solver_options, dict) or not all(isinstance(k, str) for k in self.solver_options):
             raise ValueError(f"solver_options: expected a table of option names to values, got {self.solver_options!r}")
-        for name in ("alpha", "beta"):
-            value = getattr(self, name)
-            if value is not None and not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (JSON-serialisable)."""
@@ -206,6 +187,62 @@ class Config:
 
 
 FIELDS: dict[str, dataclasses.Field] = {f.name: f for f in dataclasses.fields(Config)}
+
+INF = math.inf
+MAX_LR = 10.0
+MAX_SEED = 2**63 - 1  # torch, numpy's SeedSequence and the derived per-epoch seeds take 63-bit seeds
+#: Allowed interval of each numeric field: (left bracket, low, high, right bracket); ``None`` values pass for
+#: optional fields ("the component's default"). Loss parameters are checked again, in full, by the loss.
+RANGES: dict[str, tuple[str, float, float, str]] = {
+    "feature_dim": ("[", 1, INF, ")"),
+    "hidden_dim": ("[", 1, INF, ")"),
+    "projection_dim": ("[", 1, INF, ")"),
+    "subset": ("[", 0, INF, ")"),
+    "temperature": ("(", 0, INF, ")"),
+    "iterations": ("[", 1, INF, ")"),
+    "rho": ("(", 0, INF, "]"),  # inf = balanced
+    "q": ("(", 0, 1, "]"),
+    "lam": ("(", 0, INF, ")"),
+    "r1": ("[", 0, INF, ")"),
+    "r2": ("[", 0, INF, ")"),
+    "alpha": ("[", 0, INF, ")"),
+    "beta": ("[", 0, INF, ")"),
+    "ema_tau": ("[", 0, 1, "]"),
+    "epochs": ("[", 1, INF, ")"),
+    "batch_size": ("[", 1, INF, ")"),
+    "lr": ("(", 0, MAX_LR, "]"),
+    "momentum": ("[", 0, 1, ")"),
+    "weight_decay": ("[", 0, 1, "]"),
+    "warmup_epochs": ("[", 0, INF, ")"),
+    "corrupt_severity": ("[", 0, 5, "]"),
+    "corrupt_fraction": ("[", 0, 1, "]"),
+    "held_out_domain": ("[", 0, INF, ")"),
+    "seed": ("[", 0, MAX_SEED, "]"),
+    "checkpoint_every": ("[", 0, INF, ")"),
+    "eval_labels_per_class": ("[", 0, INF, ")"),
+    "eval_draws": ("[", 1, INF, ")"),
+    "knn_k": ("[", 1, INF, ")"),
+    "wdm_eps": ("(", 0, INF, ")"),
+}
+NUMERIC_TYPES = ("int", "Optional[int]", "float", "Optional[float]")
+
+
+def _check_number(name: str, kind: str, value: Any) -> None:
+    """Raise ValueError unless ``value`` suits a field of type ``kind`` and lies in ``RANGES[name]`` (finite when the
+    field has no entry)."""
+    if value is None and kind.startswith("Optional"):
+        return
+    integral = "int" in kind
+    expected = "an integer" if integral else "a number"
+    types = (int,) if integral else (int, float)
+    if isinstance(value, bool) or not isinstance(value, types):
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    left, low, high, right = RANGES.get(name, ("(", -INF, INF, ")"))
+    above = value > low if left == "(" else value >= low
+    below = value < high if right == ")" else value <= high
+    if not (above and below):  # NaN fails both
+        shown = ", ".join(str(b) if isinstance(b, int) else f"{b:g}" for b in (low, high))
+        raise ValueError(f"{name}: expected {expected} in {left}{shown}{right}, got {value!r}")
 
 
 def config_from_dict(values: Mapping[str, Any]) -> Config:
@@ -244,12 +281,12 @@ def read_settings(path: Union[str, Path]) -> dict[str, Any]:
     if not path.is_file():
         raise ValueError(f"path: config file {str(path)!r} does not exist")
     suffix = path.suffix.lower()
-    if suffix == ".json":
-        values = json.loads(path.read_text())
-    elif suffix == ".toml":
-        values = _toml_loads(path.read_text())
-    else:
+    if suffix not in (".json", ".toml"):
         raise ValueError(f"path: expected a .json or .toml config file, got {str(path)!r}")
+    try:
+        values = json.loads(path.read_text()) if suffix == ".json" else _toml_loads(path.read_text())
+    except ValueError as error:  # json.JSONDecodeError, tomllib.TOMLDecodeError, bad text encoding
+        raise ValueError(f"path: {str(path)!r} is not valid {suffix[1:].upper()}: {error}") from None
     if not isinstance(values, dict):
         raise ValueError(f"path: {str(path)!r} must hold a table of settings, got {type(values).__name__}")
     if set(values) == {"train"} and isinstance(values["train"], dict):
