@@ -10,6 +10,7 @@ the same weights as an uninterrupted run (bit for bit on the same machine and de
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import time
 from contextlib import nullcontext
@@ -19,6 +20,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from ..validation import trusted
 from . import checkpoint, rng
 from .config import Config
 from .data import TensorData
@@ -31,6 +33,7 @@ CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 #: The run's fingerprint, written when a run starts: a folder holds the files of one run only.
 RUN_FILE = "run.json"
+LOGGER = logging.getLogger(__name__)
 
 
 class Trainer:
@@ -42,6 +45,11 @@ class Trainer:
         data: training tensors and the view maker.
         info, device: from :func:`otalign.training.distributed.setup` (default: one process on ``config.device``
             resolved to CUDA when available).
+
+    Progress (rank 0 only): a tqdm bar when stderr is a terminal, otherwise one line per epoch through the
+    ``logging`` logger ``"otalign.training.trainer"`` (INFO; DEBUG when ``config.quiet``, which also hides the bar).
+    A step whose loss is not finite (diverged weights or embeddings, or a non-finite batch) raises
+    ``FloatingPointError`` naming the epoch and step.
 
     Files (rank 0 only) in ``config.out``: ``run.json`` (the run's fingerprint, :mod:`.fingerprint`),
     ``metrics.jsonl`` (one JSON object per epoch: epoch, loss, lr, seconds) and ``checkpoint.pt`` (every
@@ -113,6 +121,8 @@ class Trainer:
                 if bar is not None:
                     bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", refresh=False)
                     bar.update(1)
+                elif self.info.is_main:
+                    self._log_epoch(record)
                 every = self.config.checkpoint_every
                 end = self.epoch == self.config.epochs and every > 0
                 if (every and self.epoch % every == 0) or end or self.epoch == stop_after:
@@ -149,13 +159,18 @@ class Trainer:
         (settings, data, target rule, code version; see :mod:`.fingerprint` for the settings that may differ)."""
         state = checkpoint.load(path, map_location="cpu")  # RNG states must stay on the CPU; modules copy over
         self._check_same_run(state.get("fingerprint", {}), f"the checkpoint at {str(path)!r}")
-        unwrap(self.model).load_state_dict(state["model"])
-        self.optimiser.load_state_dict(state["optimiser"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        rng.restore(state["rng"])
-        self.epoch, self.step = int(state["epoch"]), int(state["step"])
-        self.history = list(state["history"])
+        try:
+            unwrap(self.model).load_state_dict(state["model"])
+            self.optimiser.load_state_dict(state["optimiser"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            rng.restore(state["rng"])
+            self.epoch, self.step = int(state["epoch"]), int(state["step"])
+            self.history = list(state["history"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError, AttributeError) as error:
+            what = (f"lacks the entry {error}" if isinstance(error, KeyError)
+                    else f"holds state this run cannot restore ({type(error).__name__})")
+            raise ValueError(checkpoint.unreadable(path, what)) from error
 
     def _check_same_run(self, saved: dict[str, Any], what: str) -> None:
         found = differences(saved, self.fingerprint)
@@ -197,13 +212,13 @@ class Trainer:
             x0, x1 = self.data.views(x, views_generator)
             autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                         else nullcontext())
-            with autocast:
-                loss = self.model(x0, x1, labels=labels, meta=meta)
+            try:
+                with autocast, trusted():  # the loss skips its value checks: this step's loss is checked instead
+                    loss = self.model(x0, x1, labels=labels, meta=meta)
+            except FloatingPointError as error:  # e.g. a solver fed NaN costs
+                raise self._diverged(x0, x1, None) or error
             if not torch.isfinite(loss.detach()):
-                raise FloatingPointError(
-                    f"loss: {config.method} returned {loss.item()} at epoch {self.epoch + 1}, step {self.step + 1}; "
-                    f"try a lower lr or a larger temperature"
-                )
+                raise self._diverged(x0, x1, loss)
             self.optimiser.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
             self.scaler.step(self.optimiser)
@@ -220,6 +235,28 @@ class Trainer:
             "lr": float(self.scheduler.get_last_lr()[0]),
             "seconds": time.perf_counter() - start,
         }
+
+    def _diverged(self, x0: Any, x1: Any, loss: Optional[torch.Tensor]) -> Optional[FloatingPointError]:
+        """The error for a step that produced a non-finite ``loss`` (or raised ``FloatingPointError``, ``loss=None``):
+        a non-finite batch, or a diverged model (NaN/inf embeddings, e.g. after a too-large step). ``None`` when
+        neither explains a raised error. Runs only on failure: it recomputes the embeddings once."""
+        where = f"at epoch {self.epoch + 1}, step {self.step + 1}"
+        for x in (x0, x1):
+            if isinstance(x, torch.Tensor) and x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                return FloatingPointError(f"x: the training batch {where} contains NaN or inf (the data or its views)")
+        hint = f"try a lower lr (now {self.scheduler.get_last_lr()[0]:.3g}) or a larger temperature"
+        with torch.no_grad():
+            embeddings = unwrap(self.model).project_pair(x0, x1)
+        if not all(bool(torch.isfinite(z).all()) for z in embeddings):
+            return FloatingPointError(f"embeddings: NaN or inf {where}: the training diverged; {hint}")
+        if loss is None:
+            return None
+        return FloatingPointError(f"loss: {self.config.method} returned {loss.item()} {where}; {hint}")
+
+    def _log_epoch(self, record: dict[str, Any]) -> None:
+        level = logging.DEBUG if self.config.quiet else logging.INFO
+        LOGGER.log(level, "%s epoch %d/%d: loss %.4f, lr %.2e, %.1f s", self.config.method, record["epoch"],
+                   self.config.epochs, record["loss"], record["lr"], record["seconds"])
 
 
 def _amp_dtype(device: torch.device) -> Optional[torch.dtype]:
