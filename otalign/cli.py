@@ -12,15 +12,22 @@
 
 Under ``torchrun``, ``otalign train`` trains on several processes (``torchrun --nproc_per_node=2 -m otalign.cli
 train ...``).
+
+Errors: a bad argument, config file, checkpoint or device exits with status 2 and one line naming it; a diverged run
+exits with status 1; Ctrl-C exits with status 130 and says how to resume (``otalign train`` resumes from its last
+checkpoint when run again with the same command). Progress goes through ``logging`` (loggers under ``"otalign"``):
+unless logging is already configured, the command logs INFO to stderr; when stderr is not a terminal the trainer
+writes one line per epoch instead of a progress bar.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 #: Help of every ``otalign train`` flag, by config field (a test checks that each flag has an entry here).
 FLAG_HELP = {
@@ -107,35 +114,101 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             convert = {"int": int, "Optional[int]": int, "float": float, "Optional[float]": float}.get(kind, str)
             train.add_argument(flag, type=convert, default=None, metavar=name.upper(), help=helptext)
-    train.add_argument("--stop-after", type=int, default=None, metavar="EPOCH",
+    train.add_argument("--stop-after", type=_at_least_one, default=None, metavar="EPOCH",
                        help="stop (and checkpoint) after this epoch; rerun without it to resume")
 
     demo = commands.add_parser("demo", help="compare methods on real offline data, write report.md")
     demo.add_argument("--modality", choices=("images", "timeseries", "text"), default="images",
                       help="images: scikit-learn's digits (default); timeseries: JapaneseVowels; text: WordNet glosses")
     demo.add_argument("--out", type=Path, default=Path("otalign-demo"), help="output folder of report.md, results.json and the figures (default ./otalign-demo)")
-    demo.add_argument("--seeds", type=int, default=5, help="seeds per method and condition (default 5)")
-    demo.add_argument("--epochs", type=int, default=None,
+    demo.add_argument("--seeds", type=_at_least_one, default=5, help="seeds per method and condition (default 5)")
+    demo.add_argument("--epochs", type=_at_least_one, default=None,
                       help="epochs per run (default 30; 2 with --quick)")
     demo.add_argument("--methods", type=str, default=None,
                       help="comma-separated methods to compare (default images: infonce,gca_infonce,rince,gca_rince,gca_uot,byol; "
                            "timeseries: the same without byol; text: infonce,gca_infonce,gca_uot)")
     demo.add_argument("--quick", action="store_true", help="tiny smoke run: 1 seed, 2 epochs, 400 samples")
-    demo.add_argument("--workers", type=int, default=None,
+    demo.add_argument("--workers", type=_at_least_one, default=None,
                       help="parallel runs (processes of one thread each; default one per CPU core, at most 8)")
     return parser
 
 
+#: Errors that mean "the user asked for something that cannot be done": one line and exit status 2.
+USER_ERRORS = (ValueError, TypeError, ModuleNotFoundError, OSError)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of the ``otalign`` console script; returns the exit status."""
+    """Entry point of the ``otalign`` console script; returns the exit status (see the module docstring for the
+    statuses of errors)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    restore_logging = _log_to_stderr()
     try:
         if args.command == "train":
             return _train(args)
         return _demo(args)
-    except (ValueError, TypeError, ModuleNotFoundError, FileNotFoundError) as error:
-        parser.exit(2, f"otalign {args.command}: error: {error}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"otalign {args.command}: interrupted; {_resume_hint(args)}\n")
+    except FloatingPointError as error:
+        parser.exit(1, f"otalign {args.command}: error: {_one_line(error)}\n")
+    except USER_ERRORS as error:
+        parser.exit(2, f"otalign {args.command}: error: {_one_line(error)}\n")
+    finally:
+        restore_logging()
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type of the counts (epochs, seeds, workers): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _log_to_stderr() -> Callable[[], None]:
+    """Send the ``otalign`` loggers' INFO records to stderr, unless the user configured logging (a handler on the
+    root or the ``otalign`` logger). Returns the function that undoes it."""
+    package = logging.getLogger("otalign")
+    if logging.getLogger().handlers or package.handlers:
+        return lambda: None
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    previous = package.level
+    package.addHandler(handler)
+    if package.getEffectiveLevel() > logging.INFO:
+        package.setLevel(logging.INFO)
+
+    def restore() -> None:
+        package.removeHandler(handler)
+        package.setLevel(previous)
+
+    return restore
+
+
+def _resume_hint(args: argparse.Namespace) -> str:
+    """What to do after Ctrl-C: ``otalign train`` resumes from the output folder's checkpoint by default."""
+    if args.command != "train":
+        return "the demo does not resume: run it again to start over"
+    from .training.config import FIELDS, load_config
+    from .training.trainer import CHECKPOINT
+
+    try:
+        config = load_config(args.config, {name: getattr(args, name) for name in FIELDS})
+    except USER_ERRORS:
+        return "run the same command again to resume"
+    saved = Path(config.out) / CHECKPOINT
+    if not config.resume:
+        return "resume is off (--no-resume), so the same command starts from scratch"
+    if saved.is_file():
+        return f"run the same command again to resume from the last checkpoint, {saved}"
+    return f"no checkpoint was written yet in {config.out}, so the same command starts from scratch"
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -147,6 +220,7 @@ def _train(args: argparse.Namespace) -> int:
     if overrides["solver_options"] is not None:
         overrides["solver_options"] = dict(overrides["solver_options"])
     config = load_config(args.config, overrides)
+    _check_out(Path(config.out))
     try:
         result = run_experiment(config, stop_after=args.stop_after)
     finally:
@@ -182,6 +256,7 @@ def _demo(args: argparse.Namespace) -> int:
         raise ValueError("--methods: expected at least one method name")
     for method in methods:
         get_method(method)
+    _check_out(args.out)
     results = run_demo(args.out, seeds=args.seeds, epochs=args.epochs, methods=methods, quick=args.quick,
                        workers=args.workers, modality=args.modality)
     runs = len(results["results"]) * len(methods) * results["seeds"]
@@ -189,6 +264,14 @@ def _demo(args: argparse.Namespace) -> int:
     print(short_table(results))
     print(f"\n{runs} training runs in {results['seconds']:.0f} s. Report: {(args.out / 'report.md').resolve()}")
     return 0
+
+
+def _check_out(out: Path) -> None:
+    """The output folder must be a folder, or creatable: no file in the way at it or above it."""
+    for path in (out, *out.parents):
+        if path.exists() and not path.is_dir():
+            where = "" if path == out else f" (at {str(path)!r})"
+            raise ValueError(f"out: {str(out)!r} cannot be an output folder: a file is in the way{where}")
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ dropout); time series have the clean and corrupted conditions, text only a clean
 from __future__ import annotations
 
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -60,6 +61,7 @@ CONDITIONS: dict[str, dict[str, Any]] = {
 METRICS = ("probe_few", "probe_full", "knn", "wdm", "uniformity", "alignment")
 DEFAULT_EPOCHS = 30
 QUICK = {"epochs": 2, "seeds": 1, "subset": 400, "eval_draws": 2}
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -169,20 +171,23 @@ def run_demo(
     other programs share the cores). ``workers=1`` runs everything in this process. Results do not depend on
     ``workers``. Worker processes are spawned: from a script, call this under ``if __name__ == "__main__":``.
     ``modality`` picks the data, networks, conditions and default ``methods`` and ``epochs`` (:data:`DEMOS`).
+    ``log`` receives one progress line per finished run (default: the ``logging`` logger
+    ``"otalign.training.demo"`` at INFO). ``seeds``, ``epochs`` and ``workers`` are integers >= 1.
     """
     from .report import write_report
 
     spec = _spec(modality)
     methods = spec.methods if methods is None else methods
-    if seeds < 1:
-        raise ValueError(f"seeds: expected at least 1, got {seeds}")
+    for name, value in (("seeds", seeds), ("epochs", epochs), ("workers", workers)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"{name}: expected an integer >= 1 (or None for the default), got {value!r}")
     if not methods:
         raise ValueError("methods: expected at least one method")
     out = Path(out)
     if quick:
         seeds = min(seeds, QUICK["seeds"])
-        epochs = epochs or QUICK["epochs"]
-    epochs = epochs or spec.epochs
+        epochs = QUICK["epochs"] if epochs is None else epochs
+    epochs = spec.epochs if epochs is None else epochs
     conditions = spec.conditions
     tasks = [(c, "untrained", s) for c in conditions for s in range(seeds)]
     tasks += [(c, m, s) for c in conditions for m in methods for s in range(seeds)]
@@ -190,12 +195,10 @@ def run_demo(
     configs = [demo_config(m if m != "untrained" else methods[0], c, s, epochs, out, quick, modality)
                for c, m, s in tasks]
     workers = default_workers() if workers is None else workers
-    if workers < 1:
-        raise ValueError(f"workers: expected at least 1, got {workers}")
     runs: dict[str, dict[str, list[Any]]] = {c: {m: [None] * seeds for m in ("untrained", *methods)} for c in conditions}
     started = time.perf_counter()
     cpu_seconds = 0.0
-    log = log or _print
+    log = log or _log
     for done, ((condition, method, seed), result) in enumerate(_execute(tasks, configs, workers), 1):
         runs[condition][method][seed] = result
         cpu_seconds += result["cpu_seconds"]
@@ -216,8 +219,8 @@ def run_demo(
     return results
 
 
-def _print(line: str) -> None:
-    print(line, flush=True)
+def _log(line: str) -> None:
+    LOGGER.info(line)
 
 
 def default_workers() -> int:

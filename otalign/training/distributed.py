@@ -50,15 +50,25 @@ def setup(device: str = "auto") -> tuple[DistInfo, torch.device]:
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     """``"auto"`` -> ``cuda:<local_rank>`` when CUDA is available, else ``cpu``; ``"cuda"`` -> ``cuda:<local_rank>``;
-    anything else as ``torch.device`` reads it."""
+    anything else as ``torch.device`` reads it. Raises ValueError naming ``device`` for a device that is not there
+    (CUDA without a GPU, an index past the visible GPUs, MPS off a Mac)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         resolved = torch.device(device)
-    except RuntimeError as error:
+    except (RuntimeError, TypeError) as error:
         raise ValueError(f"device: cannot parse {device!r} ({error})") from error
     if resolved.type == "cuda" and resolved.index is None:
         resolved = torch.device("cuda", local_rank)
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if resolved.index >= count:
+            found = "no CUDA device is available" if count == 0 else f"only {count} CUDA device(s) are visible"
+            raise ValueError(f"device: {device!r} asks for {resolved} but {found}; use 'cpu' or 'auto'")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device: {device!r} asks for Apple's MPS, which is not available; use 'cpu' or 'auto'")
+    elif resolved.type not in ("cpu", "mps"):
+        raise ValueError(f"device: {device!r} is not a device otalign trains on; use 'cpu', 'cuda', 'cuda:N' or 'auto'")
     return resolved
 
 

@@ -1,0 +1,175 @@
+"""Every user error through ``otalign.cli.main`` exits with status 2 and one line naming the argument; never a
+traceback. Interrupts and diverged runs get their own one-line messages."""
+
+import logging
+
+import pytest
+import torch
+
+from otalign import cli
+from otalign.cli import main
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+TINY = ["--epochs", "1", "--subset", "200", "--batch-size", "64", "--hidden-dim", "32", "--feature-dim", "16",
+        "--projection-dim", "8", "--iterations", "3", "--quiet"]
+
+
+def _files(tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "bad.toml").write_text('method = "infonce\nepochs = 2\n')
+    (tmp_path / "bad.json").write_text('{"method": "infonce",}')
+    (tmp_path / "list.json").write_text('[1, 2]')
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "checkpoint.pt").write_bytes(b"\x80\x04garbage")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "checkpoint.pt").write_bytes(b"")
+
+
+# (argv with {tmp} for the test's folder, text the one-line message must contain)
+BAD_INVOCATIONS = [
+    (["train", "--device", "cuda:99", "--out", "{tmp}/run", *TINY], "device"),
+    (["train", "--device", "tpu", "--out", "{tmp}/run", *TINY], "device"),
+    (["train", "--out", "{tmp}/a-file", "--device", "cpu", *TINY], "out"),
+    (["train", "--out", "{tmp}/a-file/run", "--device", "cpu", *TINY], "out"),
+    (["train", "--config", "{tmp}/bad.toml", "--device", "cpu"], "bad.toml"),
+    (["train", "--config", "{tmp}/bad.json", "--device", "cpu"], "bad.json"),
+    (["train", "--config", "{tmp}/list.json", "--device", "cpu"], "list.json"),
+    (["train", "--config", "{tmp}/missing.toml"], "missing.toml"),
+    (["train", "--seed", str(2**70), "--device", "cpu"], "seed"),
+    (["train", "--seed", "-1", "--device", "cpu"], "seed"),
+    (["train", "--epochs", "0", "--device", "cpu"], "epochs"),
+    (["train", "--lr", "nan", "--device", "cpu"], "lr"),
+    (["train", "--lr", "1e30", "--device", "cpu"], "lr"),
+    (["train", "--weight-decay", "nan", "--device", "cpu"], "weight_decay"),
+    (["train", "--weight-decay", "inf", "--device", "cpu"], "weight_decay"),
+    (["train", "--momentum", "nan", "--device", "cpu"], "momentum"),
+    (["train", "--temperature", "inf", "--device", "cpu"], "temperature"),
+    (["train", "--method", "nope", "--device", "cpu"], "method"),
+    (["train", "--out", "{tmp}/corrupt", "--device", "cpu", *TINY], "checkpoint.pt"),
+    (["train", "--out", "{tmp}/empty", "--device", "cpu", *TINY], "checkpoint.pt"),
+    (["demo", "--epochs", "0", "--out", "{tmp}/demo"], "--epochs"),
+    (["demo", "--epochs", "-3", "--out", "{tmp}/demo"], "--epochs"),
+    (["demo", "--seeds", "0", "--out", "{tmp}/demo"], "--seeds"),
+    (["demo", "--workers", "0", "--out", "{tmp}/demo"], "--workers"),
+    (["demo", "--methods", ",", "--out", "{tmp}/demo"], "methods"),
+    (["demo", "--methods", "nope", "--out", "{tmp}/demo"], "method"),
+    (["demo", "--out", "{tmp}/a-file"], "out"),
+]
+
+
+@pytest.mark.parametrize("argv, named", BAD_INVOCATIONS, ids=[" ".join(a[:3]) for a, _ in BAD_INVOCATIONS])
+def test_user_errors_exit_2_with_one_line_naming_the_argument(tmp_path, capsys, argv, named):
+    _files(tmp_path)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"otalign {argv[0]}: error: ") and named in last, err
+    if not last.split("error: ", 1)[1].startswith("argument "):  # argparse's own errors come after a usage line
+        assert err.count("\n") == 1, err
+
+
+def test_the_checkpoint_error_says_how_to_recover(tmp_path, capsys):
+    _files(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "corrupt"), "--device", "cpu", *TINY])
+    err = capsys.readouterr().err
+    assert str(tmp_path / "corrupt" / "checkpoint.pt") in err and "--no-resume" in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_user_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--device", "cuda", "--out", str(tmp_path), *TINY])
+    assert exit_info.value.code == 2 and "device" in capsys.readouterr().err
+
+
+def _interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_in_train_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import otalign.training.experiment as experiment
+
+    monkeypatch.setattr(experiment, "run_experiment", _interrupt)
+    argv = ["train", "--out", str(tmp_path / "run"), "--device", "cpu", *TINY]
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert "same command" in err and str(tmp_path / "run") in err
+
+
+def test_ctrl_c_without_resume_says_it_restarts(tmp_path, capsys, monkeypatch):
+    import otalign.training.experiment as experiment
+
+    monkeypatch.setattr(experiment, "run_experiment", _interrupt)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path), "--no-resume", "--device", "cpu", *TINY])
+    assert exit_info.value.code == 130 and "from scratch" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_demo(tmp_path, capsys, monkeypatch):
+    import otalign.training.demo as demo
+
+    monkeypatch.setattr(demo, "run_demo", _interrupt)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--quick", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 130 and "Traceback" not in err and "interrupted" in err
+
+
+def test_a_diverged_run_exits_1_with_one_line(tmp_path, capsys, monkeypatch):
+    import otalign.training.experiment as experiment
+
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("loss: infonce returned nan at epoch 1, step 2; try a lower lr")
+
+    monkeypatch.setattr(experiment, "run_experiment", diverge)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path), "--device", "cpu", *TINY])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.count("\n") == 1 and "lower lr" in err
+
+
+def test_cli_logs_epochs_to_stderr_unless_logging_is_configured(tmp_path, capsys, monkeypatch):
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])  # as in a fresh interpreter: nobody configured logging
+    before = list(logging.getLogger("otalign").handlers), logging.getLogger("otalign").level
+    assert main(["train", "--out", str(tmp_path), "--device", "cpu", "--epochs", "2", *TINY[2:-1]]) == 0
+    err = capsys.readouterr().err
+    assert "epoch 1/2" in err and "epoch 2/2" in err  # stderr is not a terminal here: one line per epoch
+    after = logging.getLogger("otalign").handlers, logging.getLogger("otalign").level
+    assert after == before  # the CLI undoes its logging set-up when it returns
+
+
+def test_cli_leaves_configured_logging_alone(tmp_path, capsys, caplog):
+    with caplog.at_level(logging.INFO, logger="otalign"):
+        assert main(["train", "--out", str(tmp_path), "--device", "cpu", "--epochs", "2", *TINY[2:-1]]) == 0
+    assert "epoch 2/2" not in capsys.readouterr().err
+    assert [r.name for r in caplog.records if "epoch" in r.getMessage()] == ["otalign.training.trainer"] * 2
+
+
+def test_no_module_configures_logging_globally():
+    from pathlib import Path
+
+    import otalign
+
+    roots = [Path(otalign.__file__).parent, Path(otalign.solvers.__file__).parent]
+    offenders = [str(p) for root in roots for p in root.rglob("*.py") if "basicConfig" in p.read_text()]
+    assert offenders == []
+    assert cli.__name__ == "otalign.cli"
