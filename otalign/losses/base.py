@@ -196,7 +196,7 @@ class ContrastiveLoss(nn.Module):
         if checks_enabled() and bool((target.diagonal() != 0).any()):
             raise ValueError("target: the diagonal must be zero (self-pairs are excluded from the plan)")
         if checks_enabled() and not bool(target.any()):
-            warnings.warn("target: is all zero, so no anchor has a positive and the loss is 0", UserWarning, stacklevel=4)
+            warnings.warn("target: is all zero, so no anchor has a positive and the loss is 0", stacklevel=4)
         return target
 
 
