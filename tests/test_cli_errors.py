@@ -27,12 +27,19 @@ def _files(tmp_path):
     (tmp_path / "bad.toml").write_text('method = "infonce\nepochs = 2\n')
     (tmp_path / "bad.json").write_text('{"method": "infonce",}')
     (tmp_path / "list.json").write_text('[1, 2]')
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    (corrupt / "checkpoint.pt").write_bytes(b"\x80\x04garbage")
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    (empty / "checkpoint.pt").write_bytes(b"")
+
+
+
+def _run_then_break_its_checkpoint(tmp_path, name, content):
+    """The folder of the run that ``train --out FOLDER --device cpu TINY`` makes (trained, not evaluated), whose
+    checkpoint then went bad."""
+    from otalign.training.config import FIELDS, load_config
+    from otalign.training.experiment import train
+
+    folder = tmp_path / name
+    args = cli.build_parser().parse_args(["train", "--out", str(folder), "--device", "cpu", *TINY])
+    train(load_config(None, {field: getattr(args, field) for field in FIELDS}))
+    (folder / "checkpoint.pt").write_bytes(content)
 
 
 # (argv with {tmp} for the test's folder, text the one-line message must contain)
@@ -70,6 +77,11 @@ BAD_INVOCATIONS = [
 @pytest.mark.parametrize("argv, named", BAD_INVOCATIONS, ids=[" ".join(a[:3]) for a, _ in BAD_INVOCATIONS])
 def test_user_errors_exit_2_with_one_line_naming_the_argument(tmp_path, capsys, argv, named):
     _files(tmp_path)
+    if "{tmp}/corrupt" in argv:
+        _run_then_break_its_checkpoint(tmp_path, "corrupt", b"\x80\x04garbage")
+    if "{tmp}/empty" in argv:
+        _run_then_break_its_checkpoint(tmp_path, "empty", b"")
+    capsys.readouterr()
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
@@ -83,7 +95,8 @@ def test_user_errors_exit_2_with_one_line_naming_the_argument(tmp_path, capsys, 
 
 
 def test_the_checkpoint_error_says_how_to_recover(tmp_path, capsys):
-    _files(tmp_path)
+    _run_then_break_its_checkpoint(tmp_path, "corrupt", b"\x80\x04garbage")
+    capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "corrupt"), "--device", "cpu", *TINY])
     err = capsys.readouterr().err
@@ -150,17 +163,19 @@ def test_cli_logs_epochs_to_stderr_unless_logging_is_configured(tmp_path, capsys
     root = logging.getLogger()
     monkeypatch.setattr(root, "handlers", [])  # as in a fresh interpreter: nobody configured logging
     before = list(logging.getLogger("otalign").handlers), logging.getLogger("otalign").level
-    assert main(["train", "--out", str(tmp_path), "--device", "cpu", "--epochs", "2", *TINY[2:-1]]) == 0
+    assert main(["train", "--out", str(tmp_path), "--device", "cpu", "--epochs", "3", "--stop-after", "2",
+                 *TINY[2:-1]]) == 0
     err = capsys.readouterr().err
-    assert "epoch 1/2" in err and "epoch 2/2" in err  # stderr is not a terminal here: one line per epoch
+    assert "epoch 1/3" in err and "epoch 2/3" in err  # stderr is not a terminal here: one line per epoch
     after = logging.getLogger("otalign").handlers, logging.getLogger("otalign").level
     assert after == before  # the CLI undoes its logging set-up when it returns
 
 
 def test_cli_leaves_configured_logging_alone(tmp_path, capsys, caplog):
     with caplog.at_level(logging.INFO, logger="otalign"):
-        assert main(["train", "--out", str(tmp_path), "--device", "cpu", "--epochs", "2", *TINY[2:-1]]) == 0
-    assert "epoch 2/2" not in capsys.readouterr().err
+        assert main(["train", "--out", str(tmp_path), "--device", "cpu", "--epochs", "3", "--stop-after", "2",
+                     *TINY[2:-1]]) == 0
+    assert "epoch 2/3" not in capsys.readouterr().err
     assert [r.name for r in caplog.records if "epoch" in r.getMessage()] == ["otalign.training.trainer"] * 2
 
 
