@@ -196,11 +196,10 @@ def _resume_hint(args: argparse.Namespace) -> str:
     """What to do after Ctrl-C: ``otalign train`` resumes from the output folder's checkpoint by default."""
     if args.command != "train":
         return "the demo does not resume: run it again to start over"
-    from .training.config import FIELDS, load_config
     from .training.trainer import CHECKPOINT
 
     try:
-        config = load_config(args.config, {name: getattr(args, name) for name in FIELDS})
+        config = _config(args)
     except USER_ERRORS:
         return "run the same command again to resume"
     saved = Path(config.out) / CHECKPOINT
@@ -211,15 +210,21 @@ def _resume_hint(args: argparse.Namespace) -> str:
     return f"no checkpoint was written yet in {config.out}, so the same command starts from scratch"
 
 
-def _train(args: argparse.Namespace) -> int:
+def _config(args: argparse.Namespace):
+    """The :class:`~otalign.training.config.Config` of ``otalign train``: the config file, then the flags."""
     from .training.config import FIELDS, load_config
-    from .training.distributed import is_main_process, teardown
-    from .training.experiment import run_experiment
 
     overrides = {name: getattr(args, name) for name in FIELDS}
     if overrides["solver_options"] is not None:
         overrides["solver_options"] = dict(overrides["solver_options"])
-    config = load_config(args.config, overrides)
+    return load_config(args.config, overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .training.distributed import is_main_process, teardown
+    from .training.experiment import run_experiment
+
+    config = _config(args)
     _check_out(Path(config.out))
     try:
         result = run_experiment(config, stop_after=args.stop_after)
