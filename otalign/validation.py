@@ -98,16 +98,13 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def check_tensor(name: str, x) -> Tensor:
-    """A dense tensor whose values can be read: not on the ``meta`` device (shapes only, no data), not sparse (COO,
-    CSR, CSC, BSR, BSC: refused with a hint to densify, which the caller can do when it fits in memory)."""
+    """A dense tensor whose values can be read: not on the ``meta`` device (no data), not sparse (any layout)."""
     if not isinstance(x, Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
     if x.is_meta:
         raise ValueError(f"{name}: is on the 'meta' device, which holds no values")
     if x.layout != torch.strided:
-        raise ValueError(
-            f"{name}: is a sparse tensor (layout {x.layout}); otalign works on dense tensors: pass {name}.to_dense()"
-        )
+        raise ValueError(f"{name}: is a sparse tensor ({x.layout}); otalign needs dense ones: pass {name}.to_dense()")
     return x
 
 
