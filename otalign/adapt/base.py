@@ -48,13 +48,17 @@ class BaseTransport:
         return {name: getattr(self, name) for name in names}
 
     def set_params(self, **params) -> "BaseTransport":
-        """Set constructor parameters by name (checked as in the constructor); returns ``self``."""
-        valid = self.get_params()
-        for name, value in params.items():
-            if name not in valid:
-                raise ValueError(f"{name}: not a parameter of {type(self).__name__}; expected one of {sorted(valid)}")
-            setattr(self, name, value)
-        self._check_params()
+        """Set constructor parameters by name (checked as in the constructor; all or none); returns ``self``."""
+        previous = self.get_params()
+        for name in params:
+            if name not in previous:
+                raise ValueError(f"{name}: not a parameter of {type(self).__name__}; expected one of {sorted(previous)}")
+        self.__dict__.update(params)
+        try:
+            self._check_params()
+        except (TypeError, ValueError):
+            self.__dict__.update(previous)  # a rejected value leaves the estimator as it was
+            raise
         return self
 
     def _check_params(self) -> None:

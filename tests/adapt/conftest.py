@@ -34,3 +34,9 @@ def make_domains(n: int = 40, m: int = 30, d: int = 3, classes: int = 3, seed: i
 @pytest.fixture
 def domains() -> Domains:
     return make_domains()
+
+
+@pytest.fixture
+def small_domains() -> Domains:
+    """24 source, 18 target samples, for the class-regularised MM (thousands of small Sinkhorn iterations)."""
+    return make_domains(24, 18, seed=1)
