@@ -90,6 +90,24 @@ def test_refit_does_not_compound_limit_max(domains):
     assert est.limit_max == 3.0
 
 
+def test_unbalanced_semi_supervised_matches_pot(domains):
+    """POT's UnbalancedSinkhornTransport defaults to limit_max=10; so does otalign's."""
+    yt = domains.yt.copy()
+    yt[1::2] = -1
+    pot = ot.da.UnbalancedSinkhornTransport(reg_e=0.3, reg_m=0.5, norm="max", tol=1e-14, **TIGHT)
+    ours = UnbalancedSinkhornTransport(eps=0.3, rho=0.5, norm="max", tol=1e-12)
+    assert_same(all_outputs(ours.fit(domains.Xs, domains.ys, domains.Xt, yt), domains, labels=False),
+                all_outputs(pot.fit(Xs=domains.Xs, ys=domains.ys, Xt=domains.Xt, yt=yt), domains, labels=False))
+
+
+def test_read_only_arrays_are_accepted(domains):
+    Xs = domains.Xs.copy()
+    Xs.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch.from_numpy would warn about a non-writable array
+        SinkhornTransport(norm="max").fit(Xs, Xt=domains.Xt)
+
+
 def test_unbalanced_pot_default_iterates_exactly(domains):
     """POT's default stops after 10 scaling iterations; otalign's plain Sinkhorn with tol=0 runs the same ones."""
     pot = ot.da.UnbalancedSinkhornTransport(reg_e=0.5, reg_m=1.0, norm="max").fit(Xs=domains.Xs, Xt=domains.Xt)
