@@ -9,7 +9,6 @@ points onto the target domain, ``inverse_transform`` target points onto the sour
 from __future__ import annotations
 
 import inspect
-import math
 from typing import Any, Optional
 
 import torch
@@ -33,8 +32,8 @@ class BaseTransport:
     and :meth:`_solve`.
 
     Fitted attributes: ``coupling_ (n_s, n_t)`` and ``cost_ (n_s, n_t)`` (in the container of ``Xs``: NumPy or
-    torch; the label cost included, ``inf`` on forbidden pairs), ``mu_s (n_s,)``, ``mu_t (n_t,)`` (uniform masses), ``plan_`` (the :class:`otalign.Plan`; its
-    ``mask`` holds the forbidden pairs of the label cost), ``n_iter_``, ``converged_``, ``norm_value_`` (the
+    torch; the label cost included, ``inf`` on forbidden pairs), ``mu_s (n_s,)``, ``mu_t (n_t,)`` (uniform
+    masses), ``plan_`` (the :class:`otalign.Plan`), ``n_iter_``, ``converged_``, ``norm_value_`` (the
     divisor of ``norm="median"|"max"``).
     """
 
@@ -52,7 +51,8 @@ class BaseTransport:
         previous = self.get_params()
         for name in params:
             if name not in previous:
-                raise ValueError(f"{name}: not a parameter of {type(self).__name__}; expected one of {sorted(previous)}")
+                raise ValueError(f"{name}: not a parameter of {type(self).__name__}; "
+                                 f"expected one of {sorted(previous)}")
         self.__dict__.update(params)
         try:
             self._check_params()
@@ -63,12 +63,11 @@ class BaseTransport:
 
     def _check_params(self) -> None:
         """Validate the common parameters (subclasses extend it)."""
-        self.metric = ground.check_metric(self.metric)
-        self.norm = ground.check_norm(self.norm)
+        ground.check_metric(self.metric)
+        ground.check_norm(self.norm)
         check_positive_int("max_iter", self.max_iter)
         check_number("tol", self.tol)
-        limit = check_number("limit_max", self.limit_max, finite=False)
-        self.limit_max = math.inf if math.isinf(limit) else limit
+        check_number("limit_max", self.limit_max, finite=False)
         if self.out_of_sample_map not in OUT_OF_SAMPLE_MAPS:
             raise ValueError(f"out_of_sample_map: expected one of {OUT_OF_SAMPLE_MAPS}, got {self.out_of_sample_map!r}")
 
@@ -105,7 +104,8 @@ class BaseTransport:
             cost = ground.normalise(cost, self.norm, value)
             mask = None
             if labels_s is not None and labels_t is not None:
-                cost, mask = ground.label_cost(cost, labels_s, labels_t, self.limit_max)
+                limit = check_number("limit_max", self.limit_max, finite=False)
+                cost, mask = ground.label_cost(cost, labels_s, labels_t, limit)
             a = torch.full((xs.shape[0],), 1.0 / xs.shape[0], dtype=dtype, device=xs.device)
             b = torch.full((xt.shape[0],), 1.0 / xt.shape[0], dtype=dtype, device=xs.device)
             plan = self._solve(cost, a, b, mask, labels_s)

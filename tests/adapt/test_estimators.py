@@ -72,7 +72,8 @@ def test_semi_supervised_label_cost_matches_pot(domains, limit_max):
     yt[::2] = -1  # half the target unlabelled
     ys = domains.ys.copy()
     ys[:5] = -1
-    pot = ot.da.SinkhornTransport(reg_e=0.2, norm="max", limit_max=limit_max).fit(Xs=domains.Xs, ys=ys, Xt=domains.Xt, yt=yt)
+    pot = ot.da.SinkhornTransport(reg_e=0.2, norm="max", limit_max=limit_max)
+    pot.fit(Xs=domains.Xs, ys=ys, Xt=domains.Xt, yt=yt)
     ours = SinkhornTransport(eps=0.2, norm="max", limit_max=limit_max).fit(domains.Xs, ys, domains.Xt, yt)
     assert_same(all_outputs(ours, domains, labels=False), all_outputs(pot, domains, labels=False))
     labelled = (ys[:, None] != yt[None, :]) & (ys[:, None] != -1) & (yt[None, :] != -1)

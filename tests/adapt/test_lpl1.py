@@ -34,16 +34,16 @@ def test_mm_matches_pot_function(domains):
                                                pytest.param(0.5, 0.5, "max", marks=pytest.mark.slow)])
 def test_estimator_matches_pot(small_domains, eps, reg_cl, norm):
     kw = dict(norm=norm, max_inner_iter=5000)
-    pot = ot.da.SinkhornLpl1Transport(reg_e=eps, reg_cl=reg_cl, tol=1e-12, **kw).fit(Xs=small_domains.Xs, ys=small_domains.ys,
-                                                                                       Xt=small_domains.Xt)
-    ours = SinkhornLpl1Transport(eps=eps, reg_cl=reg_cl, tol=1e-11, **kw).fit(small_domains.Xs, small_domains.ys, small_domains.Xt)
+    d = small_domains
+    pot = ot.da.SinkhornLpl1Transport(reg_e=eps, reg_cl=reg_cl, tol=1e-12, **kw).fit(Xs=d.Xs, ys=d.ys, Xt=d.Xt)
+    ours = SinkhornLpl1Transport(eps=eps, reg_cl=reg_cl, tol=1e-11, **kw).fit(d.Xs, d.ys, d.Xt)
     pairs = [
         (ours.coupling_, pot.coupling_),
-        (ours.transform(small_domains.Xs), pot.transform(Xs=small_domains.Xs)),
-        (ours.transform(small_domains.Xs_new), pot.transform(Xs=small_domains.Xs_new)),
-        (ours.inverse_transform(small_domains.Xt_new), pot.inverse_transform(Xt=small_domains.Xt_new)),
-        (ours.transform_labels(small_domains.ys), pot.transform_labels(small_domains.ys)),
-        (ours.inverse_transform_labels(small_domains.yt), pot.inverse_transform_labels(small_domains.yt)),
+        (ours.transform(d.Xs), pot.transform(Xs=d.Xs)),
+        (ours.transform(d.Xs_new), pot.transform(Xs=d.Xs_new)),
+        (ours.inverse_transform(d.Xt_new), pot.inverse_transform(Xt=d.Xt_new)),
+        (ours.transform_labels(d.ys), pot.transform_labels(d.ys)),
+        (ours.inverse_transform_labels(d.yt), pot.inverse_transform_labels(d.yt)),
     ]
     for mine, theirs in pairs:
         np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-6)
@@ -57,24 +57,25 @@ def test_pot_defaults_agree_to_1e6_when_inner_solves_converge(domains):
 
 
 def test_penalty_concentrates_classes_and_keeps_marginals(small_domains):
-    plain = SinkhornTransport(eps=0.2, norm="max").fit(small_domains.Xs, Xt=small_domains.Xt).coupling_
+    plain = SinkhornTransport(eps=0.2, norm="max").fit(d.Xs, Xt=d.Xt).coupling_
     grouped = SinkhornLpl1Transport(eps=0.2, reg_cl=1.0, norm="max", max_inner_iter=1000).fit(
-        small_domains.Xs, small_domains.ys, small_domains.Xt).coupling_
-    assert class_spread(grouped, small_domains.ys) < class_spread(plain, small_domains.ys)
-    np.testing.assert_allclose(grouped.sum(1), 1 / len(small_domains.Xs), atol=1e-8)
-    np.testing.assert_allclose(grouped.sum(0), 1 / len(small_domains.Xt), atol=1e-8)
+        d.Xs, d.ys, d.Xt).coupling_
+    assert class_spread(grouped, d.ys) < class_spread(plain, d.ys)
+    np.testing.assert_allclose(grouped.sum(1), 1 / len(d.Xs), atol=1e-8)
+    np.testing.assert_allclose(grouped.sum(0), 1 / len(d.Xt), atol=1e-8)
 
 
 def test_zero_weight_is_plain_sinkhorn(small_domains):
-    plain = SinkhornTransport(eps=0.2, norm="max", tol=1e-12).fit(small_domains.Xs, Xt=small_domains.Xt).coupling_
+    plain = SinkhornTransport(eps=0.2, norm="max", tol=1e-12).fit(d.Xs, Xt=d.Xt).coupling_
     zero = SinkhornLpl1Transport(eps=0.2, reg_cl=0.0, norm="max", tol=1e-12, max_inner_iter=1000).fit(
-        small_domains.Xs, small_domains.ys, small_domains.Xt).coupling_
+        d.Xs, d.ys, d.Xt).coupling_
     np.testing.assert_allclose(zero, plain, rtol=0, atol=1e-12)
 
 
 def test_one_warning_for_unconverged_inner_solves(domains):
     with pytest.warns(otalign.ConvergenceWarning, match="inner solves") as record:
-        SinkhornLpl1Transport(eps=0.05, reg_cl=1.0, norm="max", max_inner_iter=5).fit(domains.Xs, domains.ys, domains.Xt)
+        estimator = SinkhornLpl1Transport(eps=0.05, reg_cl=1.0, norm="max", max_inner_iter=5)
+        estimator.fit(domains.Xs, domains.ys, domains.Xt)
     assert len([w for w in record if issubclass(w.category, otalign.ConvergenceWarning)]) == 1
 
 
