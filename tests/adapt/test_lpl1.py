@@ -57,6 +57,7 @@ def test_pot_defaults_agree_to_1e6_when_inner_solves_converge(domains):
 
 
 def test_penalty_concentrates_classes_and_keeps_marginals(small_domains):
+    d = small_domains
     plain = SinkhornTransport(eps=0.2, norm="max").fit(d.Xs, Xt=d.Xt).coupling_
     grouped = SinkhornLpl1Transport(eps=0.2, reg_cl=1.0, norm="max", max_inner_iter=1000).fit(
         d.Xs, d.ys, d.Xt).coupling_
@@ -66,6 +67,7 @@ def test_penalty_concentrates_classes_and_keeps_marginals(small_domains):
 
 
 def test_zero_weight_is_plain_sinkhorn(small_domains):
+    d = small_domains
     plain = SinkhornTransport(eps=0.2, norm="max", tol=1e-12).fit(d.Xs, Xt=d.Xt).coupling_
     zero = SinkhornLpl1Transport(eps=0.2, reg_cl=0.0, norm="max", tol=1e-12, max_inner_iter=1000).fit(
         d.Xs, d.ys, d.Xt).coupling_
