@@ -19,8 +19,10 @@ Classifiers: multinomial logistic regression (``otalign.metrics.linear_probe``) 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -70,7 +72,7 @@ def gca_config(modality: str, encoder: str, epochs: int, batch_size: int, seed: 
     return Config(modality=modality, dataset="digits" if modality == "images" else "basicmotions", encoder=encoder,
                   method="gca_infonce", feature_dim=64, hidden_dim=128, projection_dim=32, epochs=epochs,
                   batch_size=batch_size, lr=2e-3, warmup_epochs=1, temperature=0.5, seed=seed, device="cpu",
-                  amp=False, checkpoint_every=0, resume=False, quiet=True, out="/tmp/otalign-adapt")
+                  amp=False, checkpoint_every=0, resume=False, quiet=True)
 
 
 def run_shift(data, config: Config) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
@@ -92,7 +94,9 @@ def run_shift(data, config: Config) -> tuple[dict[str, tuple[float, float]], dic
     x = torch.cat([xs, xt]).float()
     domains = torch.cat([torch.zeros(len(xs)), torch.ones(len(xt))]).long()
     rule = setups.domain_target(domains, ALPHA, BETA)
-    encoder, t_gca = timed(lambda: setups.train_with_target(config, x, views, rule))
+    with tempfile.TemporaryDirectory(prefix="otalign-adapt-") as out:  # a run folder holds one run's files
+        run = dataclasses.replace(config, out=out)
+        encoder, t_gca = timed(lambda: setups.train_with_target(run, x, views, rule))
     features = setups.features_of(encoder, x)
     scores[ROWS[4]] = accuracies(features[: len(xs)], ys, features[len(xs):], yt)
     times = {"pot": t_pot, "ours": t_ours, "pot_iter": pot.log_["niter"] + 1, "ours_iter": ours.n_iter_,
@@ -103,7 +107,7 @@ def run_shift(data, config: Config) -> tuple[dict[str, tuple[float, float]], dic
 
 def digits_pairs(shift: str, seed: int, n: int):
     from otalign.modalities import images
-    from otalign.training.images import ImageViews
+    from otalign.modalities.images.training import ImageViews
 
     x, y, _ = images.digits_domains(("clean", shift), seed=seed)
     total = x.shape[0] // 2
@@ -114,7 +118,7 @@ def digits_pairs(shift: str, seed: int, n: int):
 
 def motion_pairs(seed: int):
     from otalign.modalities import timeseries as ts
-    from otalign.training.timeseries import SeriesViews
+    from otalign.modalities.timeseries.training import SeriesViews
 
     data = ts.load_aeon_dataset("BasicMotions", "all")
     x, y, d = ts.device_shift_domains(ts.standardize(data.X)[0], data.y, 4, seed=seed)
