@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .distributed import ShardedGeometry, agreement
 from .geometry import DenseCost, Geometry, PointCloud
 
 class _Switches(threading.local):
@@ -233,10 +234,15 @@ def check_rho(name: str, rho) -> float:
     return value
 
 
-def check_masses(name: str, mass: Optional[Tensor], size: int, batch: Optional[int], like: Tensor) -> Tensor:
+def check_masses(
+    name: str, mass: Optional[Tensor], size: int, batch: Optional[int], like: Tensor, default_size: Optional[int] = None
+) -> Tensor:
+    """Masses of shape ``(size,)`` or ``(batch, size)``; ``None`` gives ``1 / default_size`` each (default ``size``;
+    the global row count when the rows are sharded)."""
+    default_size = size if default_size is None else default_size
     if mass is None:
         shape = (size,) if batch is None else (batch, size)
-        return torch.full(shape, 1.0 / size, dtype=like.dtype, device=like.device)
+        return torch.full(shape, 1.0 / default_size, dtype=like.dtype, device=like.device)
     mass = as_tensor(name, mass, like)
     check_same_device(name, mass, like)
     mass = check_float_tensor(name, mass).to(like.dtype)
@@ -245,7 +251,7 @@ def check_masses(name: str, mass: Optional[Tensor], size: int, batch: Optional[i
         raise ValueError(f"{name}: expected shape {' or '.join(map(str, expected))}, got {tuple(mass.shape)}")
     if checks_enabled() and (mass < 0).any():
         raise ValueError(f"{name}: masses must be non-negative, found {mass.min().item():g}")
-    if checks_enabled() and (mass.sum(-1) <= 0).any():
+    if checks_enabled() and default_size == size and (mass.sum(-1) <= 0).any():  # a shard may hold none
         raise ValueError(f"{name}: total mass must be positive")
     if batch is not None and mass.dim() == 1:
         mass = mass.expand(batch, size)
@@ -253,25 +259,65 @@ def check_masses(name: str, mass: Optional[Tensor], size: int, batch: Optional[i
 
 
 def check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask):
-    """Validate a :class:`~otalign.problem.Problem`'s arguments; returns ``(geometry, a, b)``."""
+    """Validate a :class:`~otalign.problem.Problem`'s arguments; returns ``(geometry, a, b)``.
+
+    For a :class:`~otalign.distributed.ShardedGeometry` (rows split across ranks) the local checks run on every rank
+    and their outcome is agreed on collectively before anything else, so that every rank raises if one does; the
+    global conditions (total masses, eps against the largest cost, columns forbidden on every rank) are then
+    checked on all-reduced quantities, identical on every rank."""
+    if not isinstance(cost, ShardedGeometry):
+        geometry, a, b, largest_cost, numbers = _check_local(cost, a, b, eps, rho_a, rho_b, reference, mask)
+        _check_global(geometry, a, b, *numbers, largest_cost)
+        return geometry, a, b
+    facts = {"eps": _plain(eps), "rho_a": _plain(rho_a), "rho_b": _plain(rho_b), "reference": reference,
+             "a given": a is not None, "mask given": mask is not None, "validation": checks_enabled(),
+             "b": None if not isinstance(b, Tensor) else (tuple(b.shape), str(b.dtype))}
+    with agreement(facts, cost.group):
+        local, a, b, largest_cost, numbers = _check_local(cost.local, a, b, eps, rho_a, rho_b, reference, mask,
+                                                          cost.n_global)
+    geometry = cost.with_local(local)
+    if largest_cost is not None:
+        largest = torch.tensor(largest_cost, dtype=torch.float64, device=geometry.device)
+        largest_cost = float(geometry.reduce_rows(largest, "max"))
+    if getattr(local, "mask", None) is not None and checks_enabled():
+        allowed = (~local.mask.expand(local.cost.shape)).sum(-2, dtype=torch.float64)
+        if bool((geometry.reduce_rows(allowed) == 0).any()):
+            raise ValueError("mask: forbids every pair of some column on every rank; that mass could not be moved")
+    if checks_enabled() and bool((geometry.reduce_rows(a.sum(-1)) <= 0).any()):
+        raise ValueError("a: total mass (over all ranks) must be positive")
+    _check_global(geometry, a, b, *numbers, largest_cost)
+    return geometry, a, b
+
+
+def _plain(value):
+    return value.item() if isinstance(value, Tensor) and value.numel() == 1 else value
+
+
+def _check_local(cost, a, b, eps, rho_a, rho_b, reference, mask, rows_total: Optional[int] = None):
+    """The checks that need no other rank; ``rows_total`` is the global row count when ``cost`` is a shard."""
     if not isinstance(reference, str) or reference not in ("product", "uniform"):
         raise ValueError(f"reference: expected 'product' or 'uniform', got {reference!r}")
     eps = check_eps(eps)
     rho_a, rho_b = check_rho("rho_a", rho_a), check_rho("rho_b", rho_b)
-    geometry, largest_cost = _check_geometry(cost, mask)
-    _check_range(eps, rho_a, rho_b, geometry.dtype, largest_cost)
+    geometry, largest_cost = _check_geometry(cost, mask, columns_elsewhere=rows_total is not None)
     like = geometry.tensors()[0]
-    a = check_masses("a", a, geometry.n, geometry.batch, like)
+    a = check_masses("a", a, geometry.n, geometry.batch, like, default_size=rows_total)
     b = check_masses("b", b, geometry.m, geometry.batch, like)
+    return geometry, a, b, largest_cost, (eps, rho_a, rho_b)
+
+
+def _check_global(geometry: Geometry, a: Tensor, b: Tensor, eps: float, rho_a: float, rho_b: float,
+                  largest_cost: Optional[float]) -> None:
+    """The checks over all rows (``largest_cost`` already combined over ranks when sharded)."""
+    _check_range(eps, rho_a, rho_b, geometry.dtype, largest_cost)
     if is_inf(rho_a) and is_inf(rho_b) and checks_enabled():
-        sa, sb = a.sum(-1), b.sum(-1)
+        sa, sb = geometry.reduce_rows(a.sum(-1)), b.sum(-1)
         if ((sa - sb).abs() > MASS_RTOL * torch.maximum(sa, sb)).any():
             raise ValueError(
                 f"a, b: a balanced problem (rho_a = rho_b = inf) needs equal total masses, got sum(a) = "
                 f"{sa.flatten()[0].item():.6g} and sum(b) = {sb.flatten()[0].item():.6g}; normalise them or relax a "
                 f"marginal with a finite rho"
             )
-    return geometry, a, b
 
 
 def _check_range(eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, largest_cost: Optional[float]) -> None:
@@ -299,8 +345,11 @@ def _check_range(eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, lar
             raise ValueError(f"{name}: {rho:g} is out of range for {dtype}; use inf for a hard constraint")
 
 
-def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tuple[Geometry, Optional[float]]:
-    """The validated geometry and, for a cost matrix, ``max |C|`` (``None`` for other geometries)."""
+def _check_geometry(
+    cost: Union[Tensor, Geometry], mask: Optional[Tensor], columns_elsewhere: bool = False
+) -> tuple[Geometry, Optional[float]]:
+    """The validated geometry and, for a cost matrix, ``max |C|`` (``None`` for other geometries).
+    ``columns_elsewhere``: these are some ranks' rows only, so a column may be forbidden in all of them."""
     if isinstance(cost, PointCloud):
         if mask is not None:
             raise ValueError("mask: only supported for cost matrices, not point clouds")
@@ -319,10 +368,11 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tu
         _check_cost_shape(cost.cost)
         geometry = cost.with_tensors([_float_dtype("cost", cost.cost)])
         if cost.mask is not None:
-            _check_mask(cost.mask, geometry.cost)
+            _check_mask(cost.mask, geometry.cost, columns_elsewhere)
         return geometry, _largest_cost(geometry)
     if isinstance(cost, DenseCost):
-        mask = _check_mask(mask, cost.cost) | cost.mask if cost.mask is not None else mask  # forbid both masks' pairs
+        if cost.mask is not None:  # forbid both masks' pairs
+            mask = _check_mask(mask, cost.cost, columns_elsewhere) | cost.mask
         cost = cost.cost
     if not isinstance(cost, (Tensor, np.ndarray, list, tuple)):
         raise TypeError(f"cost: expected a tensor (n, m) / (B, n, m) or a Geometry, got {type(cost).__name__}")
@@ -330,7 +380,7 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tu
     _check_cost_shape(cost)
     cost = _float_dtype("cost", cost)
     if mask is not None:
-        mask = _check_mask(mask, cost)
+        mask = _check_mask(mask, cost, columns_elsewhere)
     geometry = DenseCost(cost, mask)
     return geometry, _largest_cost(geometry)
 
@@ -380,7 +430,7 @@ def _check_cost_function(geometry: PointCloud) -> None:
         raise TypeError(f"cost: the cost function returned dtype {probe.dtype}, expected a floating dtype")
 
 
-def _check_mask(mask: Tensor, cost: Tensor) -> Tensor:
+def _check_mask(mask: Tensor, cost: Tensor, columns_elsewhere: bool = False) -> Tensor:
     if isinstance(mask, (np.ndarray, list, tuple)):
         mask = as_tensor("mask", mask, cost)
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
@@ -391,6 +441,6 @@ def _check_mask(mask: Tensor, cost: Tensor) -> Tensor:
         full = mask.expand_as(cost)
     except RuntimeError:
         raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to the cost {tuple(cost.shape)}") from None
-    if checks_enabled() and (full.all(-1).any() or full.all(-2).any()):
+    if checks_enabled() and (full.all(-1).any() or (not columns_elsewhere and full.all(-2).any())):
         raise ValueError("mask: forbids every pair of some row or column; that mass could not be transported")
     return mask
