@@ -147,3 +147,80 @@ def test_sharded_solve_equals_single_process(world, tmp_path):
                 if key != "iterations":
                     assert local[key].shape == expected.shape, (case, rank, key)
                     assert torch.allclose(local[key], expected, atol=TOL, rtol=0), (case, rank, key)
+
+
+# --------------------------------------------------------------------------- inputs agreed on before any collective
+def broken_inputs(breakage: str, broken: bool):
+    """This rank's (geometry-maker, problem kwargs) with ``breakage`` applied when ``broken``."""
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(5, 3, generator=g, dtype=torch.float64)
+    kwargs = {"eps": 0.1}
+    if broken and breakage == "no rows":
+        x = x[:0]
+    elif broken and breakage == "nan":
+        x = x.clone()
+        x[1, 2] = math.nan
+    elif broken and breakage == "d":
+        x, y = x[:, :2], y[:, :2]
+    elif broken and breakage == "dtype":
+        x, y = x.float(), y.float()
+    elif broken and breakage == "m":
+        y = y[:4]
+    elif broken and breakage == "eps":
+        kwargs["eps"] = 0.2
+    elif broken and breakage == "a":
+        kwargs["a"] = torch.full((4,), 0.125, dtype=torch.float64)
+    elif broken and breakage == "negative a":
+        kwargs["a"] = torch.full((4,), -0.125, dtype=torch.float64)
+    return x, y, kwargs
+
+
+#: breakage -> (argument named in the error, raised when the geometry is built (else by Problem))
+BREAKAGES = {"no rows": ("rows", True), "nan": ("x: contains NaN", False), "d": ("features (d)", True),
+             "dtype": ("dtype", True), "m": ("columns (m)", True), "eps": ("eps", False),
+             "a": ("a given", False), "negative a": ("a: masses must be non-negative", False)}
+
+
+def attempt(breakage: str, broken_rank: int, rank: int) -> str:
+    x, y, kwargs = broken_inputs(breakage, rank == broken_rank)
+    try:
+        geometry = ShardedGeometry(otalign.PointCloud(x, y))
+        otalign.solve(otalign.Problem(geometry, **kwargs), max_iter=5, tol=0)
+    except otalign.distributed.DistributedInputError as error:
+        return str(error)
+    return "no error"
+
+
+def agreement_worker(rank, init_file, out_dir):
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2,
+                            timeout=timedelta(seconds=20))  # a regression fails fast instead of hanging
+    try:
+        messages = {name: attempt(name, 1, rank) for name in BREAKAGES}
+        draws = torch.Generator().manual_seed(7)  # the same random draws on both ranks
+        names = list(BREAKAGES)
+        random = []
+        for _ in range(8):
+            name = names[int(torch.randint(len(names), (1,), generator=draws))]
+            broken_rank = int(torch.randint(2, (1,), generator=draws))
+            random.append((name, broken_rank, attempt(name, broken_rank, rank)))
+        healthy = attempt("none", -1, rank)
+        torch.save({"messages": messages, "random": random, "healthy": healthy}, os.path.join(out_dir, f"r{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_invalid_inputs_on_one_rank_raise_on_every_rank(tmp_path):
+    mp.spawn(agreement_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    saved = [torch.load(tmp_path / f"r{rank}.pt") for rank in range(2)]
+    for name, (argument, _) in BREAKAGES.items():
+        for rank in range(2):
+            message = saved[rank]["messages"][name]
+            assert argument in message and "rank 1" in message, (name, rank, message)
+            assert "rank 0:" not in message or name in ("d", "dtype", "m", "eps", "a"), (name, rank, message)
+    for rank in range(2):
+        for name, broken_rank, message in saved[rank]["random"]:
+            assert BREAKAGES[name][0] in message and f"rank {broken_rank}" in message, (name, broken_rank, message)
+        assert saved[rank]["healthy"] == "no error"
