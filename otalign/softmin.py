@@ -93,7 +93,7 @@ def _native(geometry: Geometry, h: Tensor, eps: float, axis: int) -> Tensor:
     cost = geometry.matrix()
     if axis == 1:
         return torch.logsumexp(h.unsqueeze(-2) / eps - cost / eps, dim=-1)
-    return torch.logsumexp(h.unsqueeze(-1) / eps - cost / eps, dim=-2)
+    return geometry.reduce_rows(torch.logsumexp(h.unsqueeze(-1) / eps - cost / eps, dim=-2), "logsumexp")
 
 
 def _check_arguments(geometry, h, eps, axis, hint, block_rows, kernel) -> None:
