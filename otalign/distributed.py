@@ -181,6 +181,17 @@ class ShardedGeometry(Geometry):
         self.shards = len(self.row_counts)
         self.row_offset = sum(self.row_counts[:rank])
 
+    @classmethod
+    def from_row_counts(cls, local: Geometry, row_counts: Sequence[int], group=None) -> "ShardedGeometry":
+        """Skip the constructor's collective when the ranks have already agreed on their row counts
+        (``row_counts`` in rank order; this rank's must be ``local.n``)."""
+        rank = dist.get_rank(group)
+        if int(row_counts[rank]) != local.n:
+            raise ValueError(f"row_counts: rank {rank} holds {local.n} rows, not {row_counts[rank]}")
+        out = object.__new__(cls)
+        out._set(local, group, [int(c) for c in row_counts], rank)
+        return out
+
     @property
     def n_global(self) -> int:
         return sum(self.row_counts)

@@ -224,3 +224,36 @@ def test_invalid_inputs_on_one_rank_raise_on_every_rank(tmp_path):
         for name, broken_rank, message in saved[rank]["random"]:
             assert BREAKAGES[name][0] in message and f"rank {broken_rank}" in message, (name, broken_rank, message)
         assert saved[rank]["healthy"] == "no error"
+
+
+# --------------------------------------------------------------------------- in-process checks (a one-rank group)
+@pytest.fixture
+def one_rank_group(tmp_path):
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'init'}", rank=0, world_size=1,
+                            timeout=timedelta(seconds=20))
+    yield
+    dist.destroy_process_group()
+
+
+def test_sharded_geometry_needs_a_process_group():
+    with pytest.raises(RuntimeError, match="init_process_group"):
+        ShardedGeometry(torch.rand(3, 4))
+
+
+def test_one_rank_sharded_solve_is_the_plain_solve(one_rank_group):
+    x, y, a, b, _, _ = data()
+    geometry = ShardedGeometry(otalign.PointCloud(x, y))
+    assert (geometry.n, geometry.n_global, geometry.row_offset, geometry.shards) == (N, N, 0, 1)
+    assert local_rows(N) == slice(0, N)
+    sharded = otalign.solve(otalign.Problem(geometry, a, b, eps=0.1), tol=1e-9)
+    plain = otalign.solve(otalign.Problem(otalign.PointCloud(x, y), a, b, eps=0.1), tol=1e-9)
+    assert torch.allclose(sharded.f, plain.f, atol=1e-12) and torch.allclose(sharded.value, plain.value, atol=1e-12)
+
+
+def test_local_errors_are_raised_through_the_agreement(one_rank_group):
+    with pytest.raises(otalign.distributed.DistributedInputError, match="rank 0: local: this rank holds no rows"):
+        ShardedGeometry(torch.rand(0, 4))
+    with pytest.raises(otalign.distributed.DistributedInputError, match="rank 0: cost: contains NaN"):
+        otalign.Problem(ShardedGeometry(torch.full((2, 2), math.nan)))
+    with pytest.raises(ValueError, match="row_counts: rank 0 holds 2 rows, not 3"):
+        ShardedGeometry.from_row_counts(otalign.DenseCost(torch.rand(2, 4)), [3])
