@@ -23,6 +23,8 @@ share of the single-process gradient: DDP's averaging of parameter gradients div
 gradient; the shares sum (``all_reduce``) to the full gradient.
 
 ``grad="implicit"`` works too: the conjugate-gradient solve of :mod:`otalign.implicit` uses the same reductions.
+The ``"proximal"`` solver runs sharded as well; ``"pot"`` and ``"geomloss"`` need all rows and refuse. The
+contrastive losses use this module with ``gather_distributed=True`` (:mod:`otalign.losses.distributed`).
 
 Inputs are agreed on before any data moves (:func:`agree`): a rank with no rows, NaNs, another ``m``, ``d``, dtype
 or ``eps`` makes every rank raise the same error naming the argument and the rank, instead of leaving its peers
@@ -142,7 +144,8 @@ class ShardedGeometry(Geometry):
     Args:
         local: this rank's ``(n_r, m)`` rows: a :class:`~otalign.geometry.Geometry` or a cost tensor (wrapped in a
             :class:`~otalign.geometry.DenseCost`). Columns (``m``, and ``y`` for point clouds) are global and must
-            be the same on every rank. Ranks hold contiguous blocks, in rank order.
+            be the same on every rank. The ranks' rows are disjoint and together are all rows (in any order;
+            :attr:`row_offset` assumes contiguous blocks in rank order, as :func:`local_rows` hands out).
         group: the process group (default: the world).
 
     Construction is collective (one ``all_gather`` of the local shapes): every rank must build its geometry. A rank

@@ -53,6 +53,7 @@ CASES = [
     Case("cloud", options={"eps_scaling": 0.5}, tol=1e-9, max_iter=5000),
     Case("masked", max_iter=20),
     Case("batched", max_iter=20),
+    Case("dense", "proximal", options={"inner_iter": 4}, max_iter=3),
     Case("dense", tol=1e-12, max_iter=5000, grad="implicit"),
     Case("cloud", "unbalanced", rho_a=1.0, rho_b=1.0, tol=1e-12, max_iter=5000, grad="implicit"),
 ]
@@ -206,7 +207,14 @@ def agreement_worker(rank, init_file, out_dir):
             broken_rank = int(torch.randint(2, (1,), generator=draws))
             random.append((name, broken_rank, attempt(name, broken_rank, rank)))
         healthy = attempt("none", -1, rank)
-        torch.save({"messages": messages, "random": random, "healthy": healthy}, os.path.join(out_dir, f"r{rank}.pt"))
+        x, y, _ = broken_inputs("none", False)
+        try:
+            otalign.solve(otalign.Problem(ShardedGeometry(otalign.PointCloud(x, y)), eps=0.1), "pot")
+            refused = "no error"
+        except ValueError as error:
+            refused = str(error)
+        torch.save({"messages": messages, "random": random, "healthy": healthy, "pot": refused},
+                   os.path.join(out_dir, f"r{rank}.pt"))
     finally:
         dist.destroy_process_group()
 
@@ -224,6 +232,7 @@ def test_invalid_inputs_on_one_rank_raise_on_every_rank(tmp_path):
         for name, broken_rank, message in saved[rank]["random"]:
             assert BREAKAGES[name][0] in message and f"rank {broken_rank}" in message, (name, broken_rank, message)
         assert saved[rank]["healthy"] == "no error"
+        assert "'pot' solver needs all rows in one process" in saved[rank]["pot"]
 
 
 # --------------------------------------------------------------------------- in-process checks (a one-rank group)
