@@ -170,4 +170,5 @@ def cost_range(problem: Problem) -> tuple[float, float]:
 
 
 def _finite(plan: Plan) -> bool:
-    return bool(torch.isfinite(plan.f).all() and torch.isfinite(plan.g).all())
+    bad_rows = (~torch.isfinite(plan.f)).sum(-1, dtype=torch.float64)  # this rank's rows when sharded
+    return not bool(plan.problem.geometry.reduce_rows(bad_rows).any()) and bool(torch.isfinite(plan.g).all())
