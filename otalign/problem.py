@@ -60,7 +60,7 @@ class Problem:
         reference: str = "product",
         mask: Optional[Tensor] = None,
     ):
-        from .validation import check_problem
+        from .problem_checks import check_problem
 
         geometry, a, b = check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask)
         self.geometry: Geometry = geometry

@@ -16,7 +16,6 @@ tensors.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import operator
 import threading
@@ -26,7 +25,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .distributed import ShardedGeometry, agreement
 from .geometry import DenseCost, Geometry, PointCloud
 
 class _Switches(threading.local):
@@ -257,94 +255,6 @@ def check_masses(
     if batch is not None and mass.dim() == 1:
         mass = mass.expand(batch, size)
     return mass
-
-
-def check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask):
-    """Validate a :class:`~otalign.problem.Problem`'s arguments; returns ``(geometry, a, b)``.
-
-    For a :class:`~otalign.distributed.ShardedGeometry` (rows split across ranks) the local checks run on every rank
-    and their outcome is agreed on collectively before anything else (skipped inside ``trusted()``, whose caller
-    vouches for its inputs), so that every rank raises if one does; the
-    global conditions (total masses, eps against the largest cost, columns forbidden on every rank) are then
-    checked on all-reduced quantities, identical on every rank."""
-    if not isinstance(cost, ShardedGeometry):
-        geometry, a, b, largest_cost, numbers = _check_local(cost, a, b, eps, rho_a, rho_b, reference, mask)
-        _check_global(geometry, a, b, *numbers, largest_cost)
-        return geometry, a, b
-    facts = {"eps": _plain(eps), "rho_a": _plain(rho_a), "rho_b": _plain(rho_b), "reference": reference,
-             "a given": a is not None, "mask given": mask is not None,
-             "b": None if not isinstance(b, Tensor) else (tuple(b.shape), str(b.dtype))}
-    with agreement(facts, cost.group) if checks_enabled() else contextlib.nullcontext():  # trusted: no round
-        local, a, b, largest_cost, numbers = _check_local(cost.local, a, b, eps, rho_a, rho_b, reference, mask,
-                                                          cost.n_global)
-    geometry = cost.with_local(local)
-    if largest_cost is not None:
-        largest = torch.tensor(largest_cost, dtype=torch.float64, device=geometry.device)
-        largest_cost = float(geometry.reduce_rows(largest, "max"))
-    if getattr(local, "mask", None) is not None and checks_enabled():
-        allowed = (~local.mask.expand(local.cost.shape)).sum(-2, dtype=torch.float64)
-        if bool((geometry.reduce_rows(allowed) == 0).any()):
-            raise ValueError("mask: forbids every pair of some column on every rank; that mass could not be moved")
-    if checks_enabled() and bool((geometry.reduce_rows(a.sum(-1)) <= 0).any()):
-        raise ValueError("a: total mass (over all ranks) must be positive")
-    _check_global(geometry, a, b, *numbers, largest_cost)
-    return geometry, a, b
-
-
-def _plain(value):
-    return value.item() if isinstance(value, Tensor) and value.numel() == 1 else value
-
-
-def _check_local(cost, a, b, eps, rho_a, rho_b, reference, mask, rows_total: Optional[int] = None):
-    """The checks that need no other rank; ``rows_total`` is the global row count when ``cost`` is a shard."""
-    if not isinstance(reference, str) or reference not in ("product", "uniform"):
-        raise ValueError(f"reference: expected 'product' or 'uniform', got {reference!r}")
-    eps = check_eps(eps)
-    rho_a, rho_b = check_rho("rho_a", rho_a), check_rho("rho_b", rho_b)
-    geometry, largest_cost = _check_geometry(cost, mask, columns_elsewhere=rows_total is not None)
-    like = geometry.tensors()[0]
-    a = check_masses("a", a, geometry.n, geometry.batch, like, default_size=rows_total)
-    b = check_masses("b", b, geometry.m, geometry.batch, like)
-    return geometry, a, b, largest_cost, (eps, rho_a, rho_b)
-
-
-def _check_global(geometry: Geometry, a: Tensor, b: Tensor, eps: float, rho_a: float, rho_b: float,
-                  largest_cost: Optional[float]) -> None:
-    """The checks over all rows (``largest_cost`` already combined over ranks when sharded)."""
-    _check_range(eps, rho_a, rho_b, geometry.dtype, largest_cost)
-    if is_inf(rho_a) and is_inf(rho_b) and checks_enabled():
-        sa, sb = geometry.reduce_rows(a.sum(-1)), b.sum(-1)
-        if ((sa - sb).abs() > MASS_RTOL * torch.maximum(sa, sb)).any():
-            raise ValueError(
-                f"a, b: a balanced problem (rho_a = rho_b = inf) needs equal total masses, got sum(a) = "
-                f"{sa.flatten()[0].item():.6g} and sum(b) = {sb.flatten()[0].item():.6g}; normalise them or relax a "
-                f"marginal with a finite rho"
-            )
-
-
-def _check_range(eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, largest_cost: Optional[float]) -> None:
-    """eps, 1/eps and finite rho must be representable in the problem's dtype, and so must the potentials, which
-    are of order ``eps |log mass|`` with the log of a zero mass floored at :data:`~otalign.problem.LOG_ZERO`: so
-    ``eps <= max / (4 |LOG_ZERO|)``. eps must also resolve the cost: ``(f + g - C) / eps`` carries an absolute
-    error of about ``max|C| u / eps`` (``u`` the unit roundoff), so below ``eps = max|C| u`` the plan is rounding
-    noise (and may overflow to inf). ``largest_cost`` is ``max |C|`` (``None`` when unknown: lazy geometries)."""
-    from .problem import LOG_ZERO
-
-    finfo = torch.finfo(dtype)
-    largest_eps = finfo.max / (4 * abs(LOG_ZERO))
-    if eps > largest_eps or 1.0 / eps > finfo.max:
-        raise ValueError(
-            f"eps: {eps:g} is out of range for {dtype} (eps at most {largest_eps:g}, 1/eps at most {finfo.max:g}); "
-            f"use float64 or rescale the cost"
-        )
-    if largest_cost is not None and eps < largest_cost * finfo.eps:
-        raise ValueError(
-            f"eps: {eps:g} is below what a {dtype} cost with max |C| = {largest_cost:g} resolves (max |C| times the "
-            f"unit roundoff, {largest_cost * finfo.eps:g}); use a larger eps or shift the cost towards 0"
-        )
-    for name, rho in (("rho_a", rho_a), ("rho_b", rho_b)):
-        if is_finite(rho) and rho > finfo.max:
-            raise ValueError(f"{name}: {rho:g} is out of range for {dtype}; use inf for a hard constraint")
 
 
 def _check_geometry(
