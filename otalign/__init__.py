@@ -6,7 +6,7 @@ against a target plan). Solvers live in :mod:`otalign.solvers`, targets in :mod:
 :mod:`otalign.divergences`, cost functions in :mod:`otalign.costs`.
 """
 
-from . import costs, divergences, losses, metrics, targets
+from . import costs, distributed, divergences, losses, metrics, targets
 from .aligner import Aligner, Alignment
 from .geometry import DenseCost, Geometry, PointCloud
 from .lowrank_plan import LowRankPlan
@@ -41,6 +41,7 @@ __all__ = [
     "Problem",
     "Solver",
     "costs",
+    "distributed",
     "divergences",
     "losses",
     "metrics",

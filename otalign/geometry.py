@@ -32,6 +32,19 @@ class Geometry:
     batch: Optional[int]
     #: Target size of one block of logits (elements).
     block_elements: int = BLOCK_ELEMENTS
+    #: Number of processes the rows are split across (:class:`otalign.distributed.ShardedGeometry`); 1 here.
+    shards: int = 1
+
+    @property
+    def n_global(self) -> int:
+        """Rows of the whole problem (all ranks' rows for a sharded geometry)."""
+        return self.n
+
+    def reduce_rows(self, partial: Tensor, op: str = "sum") -> Tensor:
+        """Finish a reduction over rows (``op``: ``"sum"``, ``"max"`` or ``"logsumexp"``). ``partial`` is the
+        reduction over the rows this geometry holds: all of them here, so it is returned unchanged; a sharded
+        geometry combines every rank's."""
+        return partial
 
     def tensors(self) -> tuple[Tensor, ...]:
         """The tensors the cost is a differentiable function of."""

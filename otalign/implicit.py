@@ -14,6 +14,11 @@ orthogonal to it, and the gauge component is projected out. A free side (lambda 
 and it is solved directly. The last step is one vector-Jacobian product of ``T`` with autograd.
 
 Backward materialises the plan (n x m) once; the forward solve is unaffected.
+
+Sharded rows (:mod:`otalign.distributed`): each rank holds its rows of the plan; products ``P^T x`` and the dot
+products of CG over the row block are all-reduced (:meth:`Geometry.reduce_rows`), so every rank runs the same CG
+iterations. The incoming gradient of the (replicated) column potential is summed over ranks first, and the final
+vector-Jacobian product hands each rank ``1/R`` of the column weights (the column soft-min's backward sums them).
 """
 
 from __future__ import annotations
@@ -44,8 +49,10 @@ class _ImplicitFixedPoint(torch.autograd.Function):
     def backward(ctx, grad_f, grad_g):
         f, g, a, b, *tensors = ctx.saved_tensors
         problem: Problem = ctx.problem
+        geometry = problem.geometry
         with torch.no_grad():
-            w_f, w_g = _adjoint(problem.detach(), f, g, grad_f, grad_g)
+            w_f, w_g = _adjoint(problem.detach(), f, g, grad_f, geometry.reduce_rows(grad_g))
+            w_g = w_g / geometry.shards
         wants = ctx.needs_input_grad[3:]
         with torch.enable_grad():
             live = [t.detach().requires_grad_(need) for t, need in zip((a, b, *tensors), wants)]
@@ -68,34 +75,37 @@ class _ImplicitFixedPoint(torch.autograd.Function):
 def _adjoint(problem: Problem, f: Tensor, g: Tensor, v_f: Tensor, v_g: Tensor) -> tuple[Tensor, Tensor]:
     """Solve ``J^T w = v`` (module docstring)."""
     plan = problem.log_plan_block(f, g, 0, problem.n).exp()
-    rows, cols = plan.sum(-1), plan.sum(-2)
+    reduce_rows = problem.geometry.reduce_rows
+    rows, cols = plan.sum(-1), reduce_rows(plan.sum(-2))
     la, lb = problem.lambda_a, problem.lambda_b
     col_normalised = plan / cols.clamp_min(1e-300).unsqueeze(-2)
     row_normalised = plan / rows.clamp_min(1e-300).unsqueeze(-1)
     if la == 0.0:
         return v_f - lb * (col_normalised @ v_g.unsqueeze(-1)).squeeze(-1), v_g
     if lb == 0.0:
-        return v_f, v_g - la * (row_normalised.transpose(-1, -2) @ v_f.unsqueeze(-1)).squeeze(-1)
+        return v_f, v_g - la * reduce_rows((row_normalised.transpose(-1, -2) @ v_f.unsqueeze(-1)).squeeze(-1))
     d_f, d_g = rows / la, cols / lb
     if problem.is_balanced:
-        gauge = (v_f.sum(-1) - v_g.sum(-1)) / (problem.n + problem.m)
+        gauge = (problem.sum_rows(v_f) - v_g.sum(-1)) / (problem.geometry.n_global + problem.m)
         v_f, v_g = v_f - gauge.unsqueeze(-1), v_g + gauge.unsqueeze(-1)
 
     def matvec(x_f: Tensor, x_g: Tensor) -> tuple[Tensor, Tensor]:
         return (
             d_f * x_f + (plan @ x_g.unsqueeze(-1)).squeeze(-1),
-            (plan.transpose(-1, -2) @ x_f.unsqueeze(-1)).squeeze(-1) + d_g * x_g,
+            reduce_rows((plan.transpose(-1, -2) @ x_f.unsqueeze(-1)).squeeze(-1)) + d_g * x_g,
         )
 
-    x_f, x_g = _conjugate_gradient(matvec, (v_f, v_g), (d_f.clamp_min(1e-300), d_g.clamp_min(1e-300)))
+    diag = (d_f.clamp_min(1e-300), d_g.clamp_min(1e-300))
+    x_f, x_g = _conjugate_gradient(matvec, (v_f, v_g), diag, reduce_rows)
     return d_f * x_f, d_g * x_g
 
 
-def _conjugate_gradient(matvec, rhs, diag, max_iter: int = 1000):
-    """Batched Jacobi-preconditioned CG on the pair of blocks ``(f, g)``; one system per batch element."""
+def _conjugate_gradient(matvec, rhs, diag, reduce_rows, max_iter: int = 1000):
+    """Batched Jacobi-preconditioned CG on the pair of blocks ``(f, g)``; one system per batch element.
+    ``reduce_rows`` completes sums over the ``f`` block (identity unless the rows are sharded)."""
 
     def dot(u, v):
-        return (u[0] * v[0]).sum(-1) + (u[1] * v[1]).sum(-1)
+        return reduce_rows((u[0] * v[0]).sum(-1)) + (u[1] * v[1]).sum(-1)
 
     rtol = 1e-12 if rhs[0].dtype == torch.float64 else 1e-6
     x = (torch.zeros_like(rhs[0]), torch.zeros_like(rhs[1]))

@@ -24,12 +24,12 @@ class MarginalQuantities:
         """L1 distances ``(|P 1 - a|_1, |P^T 1 - b|_1)``, each ``(...,)``. For a relaxed side this is the
         deviation the penalty allowed, not a violation."""
         rows, cols = self.marginals
-        return (rows - self.problem.a).abs().sum(-1), (cols - self.problem.b).abs().sum(-1)
+        return self.problem.sum_rows((rows - self.problem.a).abs()), (cols - self.problem.b).abs().sum(-1)
 
     @property
     def mass(self) -> Tensor:
         """Total transported mass ``(...,)``."""
-        return self.marginals[0].sum(-1)
+        return self.problem.sum_rows(self.marginals[0])
 
 
 @dataclass
@@ -38,6 +38,9 @@ class Plan(MarginalQuantities):
 
     The plan is ``P_ij = R_ij exp((f_i + g_j - C_ij) / eps)`` (see :class:`~otalign.problem.Problem`); it is
     built on demand, so point-cloud problems never hold it unless :attr:`matrix` is asked for.
+
+    On a sharded problem (:mod:`otalign.distributed`) ``f``, :attr:`matrix` and the row marginals are this rank's
+    rows; ``g``, the column marginals and every scalar (value, mass, marginal errors) are global.
 
     Attributes:
         problem: the problem solved.
@@ -110,7 +113,7 @@ class Plan(MarginalQuantities):
             finite_cost = cost.masked_fill(torch.isinf(cost), 0.0)  # forbidden pairs carry no mass
             weights = p.log_plan_block(self.f, self.g, start, stop, tensors).exp()
             total = total + (weights * finite_cost).sum((-1, -2))
-        return total
+        return p.geometry.reduce_rows(total)
 
     @property
     def value(self) -> Tensor:
@@ -127,15 +130,17 @@ class Plan(MarginalQuantities):
         if self.grad == "envelope":
             return self.dual_value
         rows, cols = self.marginals
-        entropic = (self.f * rows).sum(-1) + (self.g * cols).sum(-1) - p.eps * (rows.sum(-1) - p.total_reference_mass())
-        return entropic + marginal_penalty(rows, p.a, p.rho_a) + marginal_penalty(cols, p.b, p.rho_b)
+        row_terms = p.geometry.reduce_rows((self.f * rows).sum(-1) - p.eps * rows.sum(-1)
+                                           + marginal_penalty(rows, p.a, p.rho_a))
+        entropic = row_terms + (self.g * cols).sum(-1) + p.eps * p.total_reference_mass()
+        return entropic + marginal_penalty(cols, p.b, p.rho_b)
 
     @property
     def dual_value(self) -> Tensor:
         """The dual objective at ``(f, g)``, ``(...,)``: equals :attr:`value` at the optimum (strong duality)."""
         p = self.problem
         return (
-            dual_mass_term(self.f, p.a, p.rho_a)
+            p.geometry.reduce_rows(dual_mass_term(self.f, p.a, p.rho_a))
             + dual_mass_term(self.g, p.b, p.rho_b)
             - p.eps * (self.mass - p.total_reference_mass())
         )
@@ -155,7 +160,7 @@ class Plan(MarginalQuantities):
             else:
                 term = weights.transpose(-1, -2) @ x[..., start:stop, :]
                 out = term if out is None else out + term
-        return torch.cat(parts, dim=-2) if axis == 1 else out
+        return torch.cat(parts, dim=-2) if axis == 1 else p.geometry.reduce_rows(out)
 
     def __repr__(self) -> str:
         err = None if self.error is None else float(self.error.max())

@@ -60,7 +60,7 @@ class Problem:
         reference: str = "product",
         mask: Optional[Tensor] = None,
     ):
-        from .validation import check_problem
+        from .problem_checks import check_problem
 
         geometry, a, b = check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask)
         self.geometry: Geometry = geometry
@@ -192,10 +192,15 @@ class Problem:
         out = torch.sub(col.unsqueeze(-2), cost, alpha=1.0 / self.eps)  # one (stop - start) x m allocation
         return out.add_(row.unsqueeze(-1))
 
+    def sum_rows(self, x: Tensor) -> Tensor:
+        """``x.sum(-1)`` for a per-row quantity ``x (..., n)``, over all rows (all ranks' when sharded)."""
+        return self.geometry.reduce_rows(x.sum(-1))
+
     def total_reference_mass(self) -> Tensor:
         if self.reference == "product":
-            return self.a.sum(-1) * self.b.sum(-1)
-        return torch.full(self.batch_shape, float(self.n * self.m), dtype=self.dtype, device=self.device)
+            return self.sum_rows(self.a) * self.b.sum(-1)
+        size = float(self.geometry.n_global * self.m)
+        return torch.full(self.batch_shape, size, dtype=self.dtype, device=self.device)
 
     def __repr__(self) -> str:
         kind = type(self.geometry).__name__

@@ -24,6 +24,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from .distributed import ShardedGeometry
 from .geometry import DenseCost, Geometry
 
 #: Largest cost spread / eps for which the kernel domain is used, per dtype.
@@ -31,12 +32,22 @@ SPREAD_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
 
 
 def spread_allows(geometry: Geometry, eps: float) -> bool:
-    """Whether ``geometry`` is a dense cost whose spread / eps is within :data:`SPREAD_LIMIT` (read from
-    :meth:`DenseCost.bounds`: known bounds, or the ones validation measured)."""
-    if not isinstance(geometry, DenseCost) or geometry.dtype not in SPREAD_LIMIT:
+    """Whether ``geometry`` is a dense cost (or a sharded one's rows) whose spread / eps is within
+    :data:`SPREAD_LIMIT` (read from :meth:`DenseCost.bounds`: known bounds, or the ones validation measured;
+    combined over ranks when sharded, so that every rank takes the same path)."""
+    dense = _dense(geometry)
+    if not isinstance(dense, DenseCost) or dense.dtype not in SPREAD_LIMIT:
         return False
-    low, high = geometry.bounds()
-    return (high - low) / eps <= SPREAD_LIMIT[geometry.dtype]
+    low, high = dense.bounds()
+    if geometry.shards > 1:
+        bounds = geometry.reduce_rows(torch.tensor([-low, high], dtype=torch.float64, device=dense.device), "max")
+        low, high = -float(bounds[0]), float(bounds[1])
+    return (high - low) / eps <= SPREAD_LIMIT[dense.dtype]
+
+
+def _dense(geometry: Geometry) -> Geometry:
+    """The dense cost of this process's rows (the wrapped block of a sharded geometry)."""
+    return geometry.local if isinstance(geometry, ShardedGeometry) else geometry
 
 
 def _matvec(kernel: Tensor, w: Tensor) -> Tensor:
@@ -62,7 +73,8 @@ class ScalingKernel:
 
     def __init__(self, geometry: DenseCost, eps: float):
         self.eps = float(eps)
-        self.cost = geometry.cost
+        self.geometry = geometry  # reduce_rows completes column reductions when the rows are sharded
+        self.cost = _dense(geometry).cost
         self.matrix: Optional[Tensor] = None
         self.offset: Optional[Tensor] = None
         self.rows: list[Tensor] = []
@@ -80,7 +92,7 @@ class _KernelToken(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cost: Tensor, kernel: ScalingKernel) -> Tensor:
-        offset = cost.amin((-1, -2), keepdim=True) / kernel.eps
+        offset = -kernel.geometry.reduce_rows(-cost.detach().amin((-1, -2), keepdim=True), "max") / kernel.eps
         kernel.matrix = torch.sub(offset, cost, alpha=1.0 / kernel.eps).exp_()  # one n x m allocation
         kernel.offset = offset.squeeze(-1)
         ctx.kernel = kernel
@@ -102,8 +114,10 @@ class _KernelStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h_scaled: Tensor, token: Tensor, kernel: ScalingKernel, axis: int) -> Tensor:
         top = h_scaled.amax(-1, keepdim=True)
+        if axis == 0:
+            top = kernel.geometry.reduce_rows(top, "max")
         w = torch.exp(h_scaled - top)
-        sums = _matvec(kernel.matrix, w) if axis == 1 else _rmatvec(kernel.matrix, w)
+        sums = _matvec(kernel.matrix, w) if axis == 1 else kernel.geometry.reduce_rows(_rmatvec(kernel.matrix, w))
         ctx.kernel, ctx.axis = kernel, axis
         ctx.save_for_backward(w, sums)
         return sums.log() + top - kernel.offset
@@ -113,6 +127,8 @@ class _KernelStep(torch.autograd.Function):
     def backward(ctx, grad_lse: Tensor):
         w, sums = ctx.saved_tensors
         kernel: ScalingKernel = ctx.kernel
+        if ctx.axis == 0:  # every rank's rows feed each column: sum the ranks' gradients
+            grad_lse = kernel.geometry.reduce_rows(grad_lse)
         q = grad_lse / sums
         if ctx.axis == 1:
             h_bar = w * _rmatvec(kernel.matrix, q)

@@ -20,6 +20,9 @@ How it is fast and safe:
 * Exponent clamp. Arguments of ``exp`` are clamped below at -80 (float32) / -700 (float64): CPU ``exp`` of a more
   negative number takes a denormal slow path (measured here: 80x slower). The clamp changes a sum whose largest
   term is 1 by at most ``m * e^-80`` relative.
+* Sharded rows. A column reduction (``axis=0``) ends with :meth:`Geometry.reduce_rows` (max, then sum of
+  exponentials), which combines the ranks' partial results when the rows are split across processes
+  (:mod:`otalign.distributed`); its backward sums the ranks' incoming gradients the same way.
 * Memory-light autograd. Backward recomputes each block's softmax weights instead of storing them, so an unrolled
   solve keeps O(n + m) per iteration instead of O(nm).
 """
@@ -90,7 +93,7 @@ def _native(geometry: Geometry, h: Tensor, eps: float, axis: int) -> Tensor:
     cost = geometry.matrix()
     if axis == 1:
         return torch.logsumexp(h.unsqueeze(-2) / eps - cost / eps, dim=-1)
-    return torch.logsumexp(h.unsqueeze(-1) / eps - cost / eps, dim=-2)
+    return geometry.reduce_rows(torch.logsumexp(h.unsqueeze(-1) / eps - cost / eps, dim=-2), "logsumexp")
 
 
 def _check_arguments(geometry, h, eps, axis, hint, block_rows, kernel) -> None:
@@ -132,6 +135,8 @@ def _max_pass(geometry, tensors, h_scaled, axis, eps, block_rows) -> Tensor:
             shift[..., start:stop] = logits.amax(-1)
         else:
             torch.maximum(shift, logits.amax(-2), out=shift)
+    if axis == 0:
+        shift = geometry.reduce_rows(shift, "max")
     return torch.where(torch.isfinite(shift), shift, zero)
 
 
@@ -146,6 +151,8 @@ def _sum_pass(geometry, tensors, h_scaled, axis, eps, shift, block_rows) -> Tens
             acc[..., start:stop] = logits.sum(-1)
         else:
             acc += logits.sum(-2)
+    if axis == 0:
+        acc = geometry.reduce_rows(acc, "sum")
     return acc.log_()
 
 
@@ -187,6 +194,8 @@ class _SoftMin(torch.autograd.Function):
         h, out, *tensors = ctx.saved_tensors
         geometry: Geometry = ctx.geometry
         eps, axis = ctx.eps, ctx.axis
+        if axis == 0:  # every rank's rows feed each column: sum the ranks' gradients (sharded geometries)
+            grad_out = geometry.reduce_rows(grad_out, "sum")
         needs_h = ctx.needs_input_grad[0]
         needs_t = list(ctx.needs_input_grad[6:])
         grad_h = torch.zeros_like(h) if needs_h else None

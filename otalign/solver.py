@@ -41,6 +41,9 @@ class Solver:
     #: Why the solver cannot run exactly ``max_iter`` iterations (``tol=0``) of its scheme with autograd through them
     #: on a dense cost with forbidden pairs, which is what the contrastive losses need; empty when it can.
     cannot_unroll: str = ""
+    #: Whether the solver runs on rows split across processes (:mod:`otalign.distributed`): it reaches the cost only
+    #: through the soft-min and the Problem / Plan reductions.
+    sharded_rows: bool = True
 
     def __init__(self, **options):
         if options:
@@ -64,6 +67,9 @@ class Solver:
             raise ValueError(f"grad: expected one of {GRAD_MODES}, got {grad!r}")
         max_iter = check_positive_int("max_iter", max_iter)
         tol = check_number("tol", tol)
+        if problem.geometry.shards > 1 and not self.sharded_rows:
+            raise ValueError(f"problem: the {self.name!r} solver needs all rows in one process; its rows are split "
+                             f"across {problem.geometry.shards} ranks (use 'sinkhorn' or 'unbalanced')")
         if grad == "unroll":
             plan = self.run(problem, max_iter, tol, init)
         else:

@@ -235,10 +235,15 @@ def check_rho(name: str, rho) -> float:
     return value
 
 
-def check_masses(name: str, mass: Optional[Tensor], size: int, batch: Optional[int], like: Tensor) -> Tensor:
+def check_masses(
+    name: str, mass: Optional[Tensor], size: int, batch: Optional[int], like: Tensor, default_size: Optional[int] = None
+) -> Tensor:
+    """Masses of shape ``(size,)`` or ``(batch, size)``; ``None`` gives ``1 / default_size`` each (default ``size``;
+    the global row count when the rows are sharded)."""
+    default_size = size if default_size is None else default_size
     if mass is None:
         shape = (size,) if batch is None else (batch, size)
-        return torch.full(shape, 1.0 / size, dtype=like.dtype, device=like.device)
+        return torch.full(shape, 1.0 / default_size, dtype=like.dtype, device=like.device)
     mass = as_tensor(name, mass, like)
     check_same_device(name, mass, like)
     mass = check_float_tensor(name, mass).to(like.dtype)
@@ -247,62 +252,18 @@ def check_masses(name: str, mass: Optional[Tensor], size: int, batch: Optional[i
         raise ValueError(f"{name}: expected shape {' or '.join(map(str, expected))}, got {tuple(mass.shape)}")
     if checks_enabled() and (mass < 0).any():
         raise ValueError(f"{name}: masses must be non-negative, found {mass.min().item():g}")
-    if checks_enabled() and (mass.sum(-1) <= 0).any():
+    if checks_enabled() and default_size == size and (mass.sum(-1) <= 0).any():  # a shard may hold none
         raise ValueError(f"{name}: total mass must be positive")
     if batch is not None and mass.dim() == 1:
         mass = mass.expand(batch, size)
     return mass
 
 
-def check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask):
-    """Validate a :class:`~otalign.problem.Problem`'s arguments; returns ``(geometry, a, b)``."""
-    if not isinstance(reference, str) or reference not in ("product", "uniform"):
-        raise ValueError(f"reference: expected 'product' or 'uniform', got {reference!r}")
-    eps = check_eps(eps)
-    rho_a, rho_b = check_rho("rho_a", rho_a), check_rho("rho_b", rho_b)
-    geometry, largest_cost = _check_geometry(cost, mask)
-    _check_range(eps, rho_a, rho_b, geometry.dtype, largest_cost)
-    like = geometry.tensors()[0]
-    a = check_masses("a", a, geometry.n, geometry.batch, like)
-    b = check_masses("b", b, geometry.m, geometry.batch, like)
-    if is_inf(rho_a) and is_inf(rho_b) and checks_enabled():
-        sa, sb = a.sum(-1), b.sum(-1)
-        if ((sa - sb).abs() > MASS_RTOL * torch.maximum(sa, sb)).any():
-            raise ValueError(
-                f"a, b: a balanced problem (rho_a = rho_b = inf) needs equal total masses, got sum(a) = "
-                f"{sa.flatten()[0].item():.6g} and sum(b) = {sb.flatten()[0].item():.6g}; normalise them or relax a "
-                f"marginal with a finite rho"
-            )
-    return geometry, a, b
-
-
-def _check_range(eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, largest_cost: Optional[float]) -> None:
-    """eps, 1/eps and finite rho must be representable in the problem's dtype, and so must the potentials, which
-    are of order ``eps |log mass|`` with the log of a zero mass floored at :data:`~otalign.problem.LOG_ZERO`: so
-    ``eps <= max / (4 |LOG_ZERO|)``. eps must also resolve the cost: ``(f + g - C) / eps`` carries an absolute
-    error of about ``max|C| u / eps`` (``u`` the unit roundoff), so below ``eps = max|C| u`` the plan is rounding
-    noise (and may overflow to inf). ``largest_cost`` is ``max |C|`` (``None`` when unknown: lazy geometries)."""
-    from .problem import LOG_ZERO
-
-    finfo = torch.finfo(dtype)
-    largest_eps = finfo.max / (4 * abs(LOG_ZERO))
-    if eps > largest_eps or 1.0 / eps > finfo.max:
-        raise ValueError(
-            f"eps: {eps:g} is out of range for {dtype} (eps at most {largest_eps:g}, 1/eps at most {finfo.max:g}); "
-            f"use float64 or rescale the cost"
-        )
-    if largest_cost is not None and eps < largest_cost * finfo.eps:
-        raise ValueError(
-            f"eps: {eps:g} is below what a {dtype} cost with max |C| = {largest_cost:g} resolves (max |C| times the "
-            f"unit roundoff, {largest_cost * finfo.eps:g}); use a larger eps or shift the cost towards 0"
-        )
-    for name, rho in (("rho_a", rho_a), ("rho_b", rho_b)):
-        if is_finite(rho) and rho > finfo.max:
-            raise ValueError(f"{name}: {rho:g} is out of range for {dtype}; use inf for a hard constraint")
-
-
-def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tuple[Geometry, Optional[float]]:
-    """The validated geometry and, for a cost matrix, ``max |C|`` (``None`` for other geometries)."""
+def _check_geometry(
+    cost: Union[Tensor, Geometry], mask: Optional[Tensor], columns_elsewhere: bool = False
+) -> tuple[Geometry, Optional[float]]:
+    """The validated geometry and, for a cost matrix, ``max |C|`` (``None`` for other geometries).
+    ``columns_elsewhere``: these are some ranks' rows only, so a column may be forbidden in all of them."""
     if isinstance(cost, PointCloud):
         if mask is not None:
             raise ValueError("mask: only supported for cost matrices, not point clouds")
@@ -321,10 +282,11 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tu
         _check_cost_shape(cost.cost)
         geometry = cost.with_tensors([_float_dtype("cost", cost.cost)])
         if cost.mask is not None:
-            _check_mask(cost.mask, geometry.cost)
+            _check_mask(cost.mask, geometry.cost, columns_elsewhere)
         return geometry, _largest_cost(geometry)
     if isinstance(cost, DenseCost):
-        mask = _check_mask(mask, cost.cost) | cost.mask if cost.mask is not None else mask  # forbid both masks' pairs
+        if cost.mask is not None:  # forbid both masks' pairs
+            mask = _check_mask(mask, cost.cost, columns_elsewhere) | cost.mask
         cost = cost.cost
     if not isinstance(cost, (Tensor, np.ndarray, list, tuple)):
         raise TypeError(f"cost: expected a tensor (n, m) / (B, n, m) or a Geometry, got {type(cost).__name__}")
@@ -332,7 +294,7 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tu
     _check_cost_shape(cost)
     cost = _float_dtype("cost", cost)
     if mask is not None:
-        mask = _check_mask(mask, cost)
+        mask = _check_mask(mask, cost, columns_elsewhere)
     geometry = DenseCost(cost, mask)
     return geometry, _largest_cost(geometry)
 
@@ -382,7 +344,7 @@ def _check_cost_function(geometry: PointCloud) -> None:
         raise TypeError(f"cost: the cost function returned dtype {probe.dtype}, expected a floating dtype")
 
 
-def _check_mask(mask: Tensor, cost: Tensor) -> Tensor:
+def _check_mask(mask: Tensor, cost: Tensor, columns_elsewhere: bool = False) -> Tensor:
     if isinstance(mask, (np.ndarray, list, tuple)):
         mask = as_tensor("mask", mask, cost)
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
@@ -393,6 +355,6 @@ def _check_mask(mask: Tensor, cost: Tensor) -> Tensor:
         full = mask.expand_as(cost)
     except RuntimeError:
         raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to the cost {tuple(cost.shape)}") from None
-    if checks_enabled() and (full.all(-1).any() or full.all(-2).any()):
+    if checks_enabled() and (full.all(-1).any() or (not columns_elsewhere and full.all(-2).any())):
         raise ValueError("mask: forbids every pair of some row or column; that mass could not be transported")
     return mask

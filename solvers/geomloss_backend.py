@@ -36,6 +36,7 @@ class GeomLossSolver(Solver):
         backend: ``"tensorized"`` (default), ``"online"``, ``"multiscale"`` or ``"auto"``.
     """
 
+    sharded_rows = False
     cannot_unroll = (
         "geomloss anneals eps on its own schedule (max_iter does not apply, so there are no iterates to unroll) and "
         "needs point clouds, while a contrastive loss solves a dense cost with excluded self-pairs"

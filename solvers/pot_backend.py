@@ -39,6 +39,7 @@ class POTSolver(Solver):
         unbalanced_method: POT's method name for unbalanced problems (default ``"sinkhorn"``).
     """
 
+    sharded_rows = False
     cannot_unroll = (
         "POT's Sinkhorn updates the columns first, from its own starting scalings, so its plan after T iterations "
         "and the gauge of its potentials (which the robust term reads) are not the ones the loss defines; use POT as a "

@@ -67,7 +67,7 @@ class ProximalPoint(Solver):
                 with torch.no_grad():
                     current = plan.matrix
                     if previous is not None:
-                        error = (current - previous).abs().sum((-1, -2))
+                        error = problem.geometry.reduce_rows((current - previous).abs().sum((-1, -2)))
                         if bool((error <= tol).all()):
                             converged = True
                             break

@@ -121,7 +121,8 @@ class Sinkhorn(Solver):
             g_next, hint_g = problem.update_g(f_next, hint_g, self.block_rows, softmin)
             if check and not hard_rows:
                 with torch.no_grad():
-                    error = torch.maximum(_sup(f_next - f), _sup(g_next - g)) / problem.eps
+                    f_change = problem.geometry.reduce_rows(_sup(f_next - f), "max")
+                    error = torch.maximum(f_change, _sup(g_next - g)) / problem.eps
             f, g = self.after_iteration(problem, f_next, g_next)
             iterations += 1
             if check and not hard_rows and bool((error <= tol).all()):
@@ -133,7 +134,7 @@ class Sinkhorn(Solver):
 def _row_error(problem: Problem, f: Tensor, lse_rows: Tensor) -> Tensor:
     with torch.no_grad():
         rows = problem.log_row_marginal(f, lse_rows).exp()
-        return (rows - problem.a).abs().sum(-1)
+        return problem.sum_rows((rows - problem.a).abs())
 
 
 def _sup(x: Tensor) -> Tensor:
@@ -164,8 +165,10 @@ def cost_range(problem: Problem) -> tuple[float, float]:
             finite = block[torch.isfinite(block)]
             if finite.numel():
                 low, high = min(low, finite.min().item()), max(high, finite.max().item())
-    return low, high
+    bounds = geometry.reduce_rows(torch.tensor([-low, high], dtype=torch.float64, device=geometry.device), "max")
+    return -bounds[0].item(), bounds[1].item()  # over all ranks' rows when sharded
 
 
 def _finite(plan: Plan) -> bool:
-    return bool(torch.isfinite(plan.f).all() and torch.isfinite(plan.g).all())
+    bad_rows = (~torch.isfinite(plan.f)).sum(-1, dtype=torch.float64)  # this rank's rows when sharded
+    return not bool(plan.problem.geometry.reduce_rows(bad_rows).any()) and bool(torch.isfinite(plan.g).all())

@@ -48,7 +48,7 @@ def optimal_translation(problem: Problem, f: Tensor, g: Tensor):
     rho_a, rho_b = problem.rho_a, problem.rho_b
     if rho_a == 0 or rho_b == 0 or (is_inf(rho_a) and is_inf(rho_b)):
         return None
-    log_a_term = _log_mass_term(f, problem.a, rho_a)
+    log_a_term = problem.geometry.reduce_rows(_log_mass_term(f, problem.a, rho_a), "logsumexp")
     log_b_term = _log_mass_term(g, problem.b, rho_b)
     return (log_a_term - log_b_term) / (_inverse(rho_a) + _inverse(rho_b))
 

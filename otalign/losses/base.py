@@ -36,14 +36,16 @@ The constant 1 in ``1 - cos`` shifts ``log K~`` by ``-1/eps``, which changes the
 Everything else stays as above.
 
 Distributed (``gather_distributed=True``, inside an initialised process group). Embeddings and labels of all ranks
-are gathered (:func:`otalign.losses.distributed.gather`); the plan is solved on the global batch
-(``V N_global`` rows, the views of all ranks stacked view-blocked in rank order) and each rank returns the loss
-of its own anchors. A ``target=`` must then be the *global* ``(V N_global, V N_global)`` matrix in that layout.
+are gathered (:func:`otalign.losses.distributed.gather`) as the candidates (columns; the views of all ranks
+stacked view-blocked in rank order, ``V N_global``); each rank's own embeddings are its anchors (rows), and each
+rank computes only its ``(V N_r, V N_global)`` rows of the plan, the column reductions all-reduced
+(:mod:`otalign.losses.distributed`); it returns the loss of its own anchors. A ``target=`` must then be the
+*global* ``(V N_global, V N_global)`` matrix in that layout (each rank reads its anchors' rows).
 With ``"mean"``, rank r returns ``R * sum_{its anchors} l_i / (number of global anchors)``: the ranks' average is
 the global mean, and with equal local batches it is simply the mean over the local anchors. Since DDP averages
 gradients over ranks and :func:`~otalign.losses.distributed.gather` sums every rank's gradient into each rank's
-inputs, training then matches single-process training on the concatenated batch (tested on 2 gloo processes).
-Local batch sizes may differ between ranks.
+inputs, training then matches single-process training on the concatenated batch (tested on 2 and 3 gloo
+processes). Local batch sizes may differ between ranks; the ranks agree on their inputs before any data moves.
 """
 
 from __future__ import annotations
@@ -60,6 +62,7 @@ from .. import targets as _targets
 from ..aligner import Aligner
 from ..costs import negative_cosine
 from ..divergences import Divergence
+from ..distributed import ShardedGeometry
 from ..geometry import DenseCost
 from ..solver import Solver
 from ..validation import as_real, as_tensor, check_tensor, checks_enabled, is_finite, trusted
@@ -83,14 +86,17 @@ class LossOptions(TypedDict, total=False):
 
 @dataclass
 class Batch:
-    """A prepared batch: the (possibly gathered) stacked embeddings and target, and which rows are this rank's.
+    """A prepared batch: the candidates (all embeddings, gathered when distributed), this rank's anchors and their
+    rows of the target.
 
     Attributes:
-        embeddings: ``Z``, ``(V N, d)`` view-blocked (global batch when gathered).
-        target: ``(V N, V N)`` non-negative, zero diagonal.
+        embeddings: ``Z``, ``(V N, d)`` view-blocked: the candidates (columns; global batch when gathered).
+        target: ``(A, V N)`` rows of the target of the ``A`` anchors: non-negative, zero at each anchor's self-pair.
         n_views: ``V``.
-        local_rows: indices of this rank's anchors in ``Z`` (view-blocked local order), or ``None`` for all rows.
+        local_rows: indices of the anchors in ``Z`` (view-blocked local order), or ``None``: every row of ``Z``.
         world_size: number of ranks the batch was gathered from (1 when local).
+        anchors: the anchors' embeddings ``(A, d)`` (this rank's own, ``Z[local_rows]``), ``None``: ``Z`` itself.
+        row_counts: every rank's number of anchors when the rows are sharded across ranks, else ``None``.
     """
 
     embeddings: Tensor
@@ -98,6 +104,8 @@ class Batch:
     n_views: int
     local_rows: Optional[Tensor] = None
     world_size: int = 1
+    anchors: Optional[Tensor] = None
+    row_counts: Optional[list[int]] = None
 
 
 class ContrastiveLoss(nn.Module):
@@ -136,36 +144,30 @@ class ContrastiveLoss(nn.Module):
         return reduce(per_anchor, weights, batch, self.reduction)
 
     def per_anchor(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Per-anchor losses ``(V N,)`` and anchor weights ``(V N,)`` (1 where the target row has mass)."""
+        """Per-anchor losses ``(A,)`` and anchor weights ``(A,)`` (1 where the target row has mass), for the batch's
+        anchors (all ``V N`` rows, or this rank's when gathered)."""
         raise NotImplementedError
 
     # ----------------------------------------------------------------- input handling
     def prepare(self, views: Sequence[Tensor], labels: Optional[Tensor], target: Optional[Tensor]) -> Batch:
         """Check the inputs, stack the views, gather across ranks if asked, and build the target."""
+        if self.gather_distributed and distributed.is_distributed():
+            return Batch(*distributed.sharded_batch(self, views, labels, target))
+        stacked, labels = self._check_inputs(views, labels, target)
+        n = stacked.shape[0] // len(views)
+        built = self.build_target(n, len(views), labels, target, stacked.dtype, stacked.device)
+        return Batch(stacked, built, len(views))
+
+    def _check_inputs(self, views, labels, target) -> tuple[Tensor, Optional[Tensor]]:
+        """This rank's checks: the stacked views ``(V N, d)`` and the labels as int64 (or ``None``)."""
         if labels is not None and target is not None:
             raise ValueError("labels, target: pass at most one of them (labels builds the target from_labels)")
         if not self.accepts_targets and (labels is not None or target is not None):
             raise ValueError(f"labels, target: {type(self).__name__} only supports the instance pairing target")
         stacked = _stack_views(views)
-        n_views, n_local = len(views), views[0].shape[0]
         if labels is not None:
-            labels = _check_labels(labels, n_local, stacked.device)
-        local_rows, world = None, 1
-        if self.gather_distributed and distributed.is_distributed():
-            world = distributed.world_size()
-            sizes = distributed.gather_sizes(n_local, stacked.device)
-            per_sample = stacked.reshape(n_views, n_local, -1).transpose(0, 1).reshape(n_local, -1)
-            gathered = distributed.gather(per_sample, sizes)
-            n_global = gathered.shape[0]
-            stacked = gathered.reshape(n_global, n_views, -1).transpose(0, 1).reshape(n_views * n_global, -1)
-            if labels is not None:
-                labels = distributed.gather(labels, sizes)
-            start = sum(sizes[: distributed.rank()])
-            offsets = torch.arange(n_views, device=stacked.device) * n_global + start
-            local_rows = (offsets[:, None] + torch.arange(n_local, device=stacked.device)).reshape(-1)
-        n = stacked.shape[0] // n_views
-        built = self.build_target(n, n_views, labels, target, stacked.dtype, stacked.device, world > 1)
-        return Batch(stacked, built, n_views, local_rows, world)
+            labels = _check_labels(labels, views[0].shape[0], stacked.device)
+        return stacked, labels
 
     def build_target(
         self,
@@ -261,25 +263,30 @@ class AlignmentLoss(ContrastiveLoss):
             grad="unroll",
         )
 
-    def cost(self, embeddings: Tensor) -> DenseCost:
-        """The cost of ``Z (V N, d)``: ``-cos`` with the self-pairs masked (known bounds ``[-1, 1]``), or the
-        authors' variant (``[0, 2]``)."""
+    def cost(self, embeddings: Tensor, anchors: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> DenseCost:
+        """The cost between anchors (rows; default ``Z`` itself) and candidates ``Z (V N, d)``: ``-cos`` with the
+        self-pairs masked (known bounds ``[-1, 1]``), or the authors' variant (``[0, 2]``). ``rows``: each anchor's
+        index in ``Z`` (its self-pair), when the anchors are this rank's share of a sharded batch."""
+        anchors = embeddings if anchors is None else anchors
+        self_pairs = distributed.self_pairs(rows, anchors.shape[0], embeddings.shape[0], embeddings.device)
         if self.compat == "authors":
-            unit = nn.functional.normalize(embeddings, dim=-1)
-            cost = 1 - (unit @ unit.T).clamp(min=AUTHORS_CLAMP)
-            eye = torch.eye(cost.shape[0], dtype=torch.bool, device=cost.device)
-            return DenseCost(torch.where(eye, cost.amax(), cost), bounds=(0.0, 2.0))
-        eye = torch.eye(embeddings.shape[0], dtype=torch.bool, device=embeddings.device)
-        return DenseCost(negative_cosine(embeddings, embeddings), eye, bounds=(-1.0, 1.0))
+            unit, candidates = nn.functional.normalize(anchors, dim=-1), nn.functional.normalize(embeddings, dim=-1)
+            cost = 1 - (unit @ candidates.T).clamp(min=AUTHORS_CLAMP)
+            top = cost.amax() if rows is None else distributed.global_max(cost)
+            return DenseCost(torch.where(self_pairs, top, cost), bounds=(0.0, 2.0))
+        return DenseCost(negative_cosine(anchors, embeddings), self_pairs, bounds=(-1.0, 1.0))
 
     def align(self, *views: Tensor, labels: Optional[Tensor] = None, target: Optional[Tensor] = None):
-        """The full :class:`~otalign.Alignment` (plan, per-anchor losses, weights) of the (global) batch."""
+        """The :class:`~otalign.Alignment` (plan, per-anchor losses, weights) of the batch; when gathered, of this
+        rank's anchors (the plan's rows ``(V N_r, V N_global)``, its scalars global)."""
         return self._align(self.prepare(views, labels, target))
 
     def _align(self, batch: Batch):
         with trusted():  # the views and the target were checked once, in prepare()
-            ones = batch.embeddings.new_ones(batch.embeddings.shape[0])
-            problem = self.aligner.problem(self.cost(batch.embeddings), ones, ones)
+            cost = self.cost(batch.embeddings, batch.anchors, batch.local_rows)
+            if batch.row_counts is not None:
+                cost = ShardedGeometry.from_row_counts(cost, batch.row_counts)
+            problem = self.aligner.problem(cost, batch.target.new_ones(cost.n), batch.target.new_ones(cost.m))
             return self.aligner.align(problem, batch.target)
 
     def per_anchor(self, batch: Batch) -> tuple[Tensor, Tensor]:
@@ -319,20 +326,18 @@ def _solver(solver: Union[str, Solver], options: Optional[Mapping[str, Any]], lo
 
 
 def reduce(per_anchor: Tensor, weights: Tensor, batch: Batch, reduction: str) -> Tensor:
-    """Reduce per-anchor losses ``(V N,)`` to this rank's loss.
+    """Reduce the anchors' losses ``(A,)`` (this rank's anchors when gathered) to this rank's loss.
 
     ``"mean"``: ``R * sum_{local} w_i l_i / sum_{global} w_i`` with R the number of ranks: its average over the
     ranks is the global mean (what DDP's gradient averaging needs); with equal local batches it is the mean over
     the local anchors. ``"sum"``: the local sum. ``"none"``: the local per-anchor losses.
     """
-    local, local_weights = per_anchor, weights
-    if batch.local_rows is not None:
-        local, local_weights = per_anchor[batch.local_rows], weights[batch.local_rows]
     if reduction == "none":
-        return local
+        return per_anchor
     if reduction == "sum":
-        return local.sum()
-    return batch.world_size * (local * local_weights).sum() / weights.sum().clamp_min(1)
+        return per_anchor.sum()
+    total = weights.sum() if batch.row_counts is None else distributed.global_sum(weights.sum())
+    return batch.world_size * (per_anchor * weights).sum() / total.clamp_min(1)
 
 
 def _stack_views(views: Sequence[Tensor]) -> Tensor:

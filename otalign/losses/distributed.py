@@ -1,24 +1,35 @@
-"""Gathering a batch across processes for losses computed on the global batch.
+"""Distributed losses without redundancy: each rank computes only its own anchors' rows of the plan.
 
-With ``gather_distributed=True`` every rank gathers all ranks' embeddings, solves the plan of the *global* batch and
-returns the loss of its *own* anchors (rows). The gradient has to reach each rank's inputs from every rank's loss,
-because rank r's embeddings are negatives (columns, and rows of the balanced plan) in every other rank's loss.
-:func:`gather` does that:
+With ``gather_distributed=True`` every rank gathers all ranks' embeddings once (the *candidates*, the columns of the
+plan) and keeps its own embeddings as *anchors* (rows). The plan of the global batch is then solved sharded
+(:class:`otalign.distributed.ShardedGeometry`): rank r holds the ``(V N_r, V N_global)`` block of the cost and of
+the plan, row half-steps are local and column half-steps all-reduce. Memory per rank is O(N_global N_r), not
+O(N_global^2), and no rank repeats another's work.
 
-* forward: ``all_gather`` of the local tensors, concatenated in rank order (first dims may differ between ranks);
-* backward: ``all_reduce(sum)`` of the incoming gradient of the whole gathered tensor, then this rank's slice.
+Gradients reach each rank's inputs from every rank's loss: :func:`gather` (forward ``all_gather``, backward
+``all_reduce(sum)`` of the gradient of the gathered tensor, then this rank's slice) for the candidates, and the
+sharded soft-min's backward for the column reductions. So on rank r the gradient of its local input is
+``d(sum_r' L_r') / d z_r``; DDP then *averages* parameter gradients over the R ranks, the gradient of
+``(1/R) sum_r' L_r'``. When ``L_r'`` is rank r''s share of the global mean (see :func:`otalign.losses.base.reduce`),
+that is exactly the gradient of the single-process loss on the concatenated batch. Every rank must run the
+backward pass (the reductions are collective).
 
-So on rank r the gradient of its local input is ``d(sum_r' L_r') / d z_r``. DDP then *averages* parameter gradients
-over the R ranks, which is the gradient of ``(1/R) sum_r' L_r'``; when ``L_r'`` is rank r''s share of the global
-mean (see :func:`otalign.losses.base.reduce`), that is exactly the gradient of the single-process loss on the
-concatenated batch. Every rank must run the backward pass (the all_reduce is collective).
+Before any data moves the ranks agree on their inputs (:func:`agreed_local_sizes`): a rank with no samples, NaNs,
+labels where its peers have none, another feature size, number of views or dtype makes every rank raise the same
+error naming the argument and the rank, instead of leaving its peers blocked in a collective.
 """
 
 from __future__ import annotations
 
+from typing import Callable, Optional, Sequence, TypeVar
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
+
+from ..distributed import agreement, all_reduce_max, all_reduce_sum
+
+T = TypeVar("T")
 
 
 def is_distributed() -> bool:
@@ -86,3 +97,86 @@ def gather(x: Tensor, sizes: list[int] | None = None) -> Tensor:
     if not x.is_floating_point():
         return _all_gather_concat(x, sizes)
     return _Gather.apply(x, sizes, rank())
+
+
+# --------------------------------------------------------------------------- agreeing, and the sharded layout
+def agreed_local_sizes(views: Sequence, labels, target, check: Callable[[], T]) -> tuple[T, list[int]]:
+    """Run this rank's input checks ``check()`` and agree with the peers on the outcome and on what must match
+    (number of views, feature size, dtype, device type, whether labels / a target are given); every rank raises if
+    one rank's checks failed or a fact differs. Returns ``check()``'s result and every rank's batch size."""
+    with agreement(_facts(views, labels, target)) as peers:
+        result = check()
+    return result, [int(p["samples*"]) for p in peers]
+
+
+def sharded_batch(loss, views: Sequence[Tensor], labels: Optional[Tensor], target: Optional[Tensor]) -> tuple:
+    """The fields of a :class:`~otalign.losses.base.Batch` for ``loss`` (a ``ContrastiveLoss``) on this rank: agree
+    with the peers on the inputs, gather the candidates, keep the local anchors and build only their target rows."""
+    (stacked, labels), sizes = agreed_local_sizes(views, labels, target,
+                                                  lambda: loss._check_inputs(views, labels, target))
+    n_views, n_local, n_global = len(views), sizes[rank()], sum(sizes)
+    per_sample = stacked.reshape(n_views, n_local, -1).transpose(0, 1).reshape(n_local, -1)
+    gathered = gather(per_sample, sizes).reshape(n_global, n_views, -1)
+    candidates = gathered.transpose(0, 1).reshape(n_views * n_global, -1)
+    rows = anchor_rows(sizes, n_views, stacked.device)
+    if target is not None:  # the global matrix, checked on every rank with the outcome agreed on
+        full, _ = agreed_local_sizes(views, labels, target, lambda: loss.build_target(
+            n_global, n_views, None, target, stacked.dtype, stacked.device, True))
+        built = full[rows]
+    else:
+        keys = torch.arange(n_global, device=stacked.device) if labels is None else gather(labels, sizes)
+        built = same_key_rows(keys.repeat(n_views), rows, stacked.dtype)
+    return candidates, built, n_views, rows, len(sizes), stacked, [n_views * size for size in sizes]
+
+
+def _facts(views: Sequence, labels, target) -> dict:
+    first = views[0] if len(views) and isinstance(views[0], Tensor) else None
+    matrix = first is not None and first.dim() == 2
+    return {
+        "views": len(views),
+        "d (feature size)": first.shape[1] if matrix else None,
+        "dtype": None if first is None else str(first.dtype),
+        "device type": None if first is None else first.device.type,
+        "labels given": labels is not None,
+        "target": None if target is None else tuple(getattr(target, "shape", ())),
+        "samples*": first.shape[0] if matrix else 0,
+    }
+
+
+def anchor_rows(sizes: Sequence[int], n_views: int, device: torch.device) -> Tensor:
+    """Indices, in the gathered view-blocked batch ``(V N_global)``, of this rank's anchors (local order)."""
+    n_global, start = sum(sizes), sum(sizes[: rank()])
+    offsets = torch.arange(n_views, device=device) * n_global + start
+    return (offsets[:, None] + torch.arange(sizes[rank()], device=device)).reshape(-1)
+
+
+def self_pairs(rows: Optional[Tensor], n_rows: int, n_columns: int, device: torch.device) -> Tensor:
+    """``(n_rows, n_columns)`` bool: the pairs (anchor, itself). ``rows``: the anchors' column indices (``None``:
+    anchor i is column i)."""
+    columns = torch.arange(n_columns, device=device)
+    if rows is None:
+        rows = torch.arange(n_rows, device=device)
+    return rows[:, None] == columns[None, :]
+
+
+def same_key_rows(keys: Tensor, rows: Tensor, dtype: torch.dtype) -> Tensor:
+    """Rows ``rows`` of the target ``1[key_i = key_j], i != j`` over ``keys (V N_global,)``: ``(len(rows), V N)``."""
+    out = keys[rows][:, None] == keys[None, :]
+    return (out & ~self_pairs(rows, len(rows), len(keys), keys.device)).to(dtype)
+
+
+def global_max(x: Tensor) -> Tensor:
+    """The maximum of ``x`` over all ranks' entries, differentiable: the gradient reaches the entry that holds it
+    (on the lowest such rank), from every rank's use of the result (sum-over-ranks convention)."""
+    local = x.amax()
+    top = all_reduce_max(local)
+    holders = torch.zeros(world_size(), dtype=torch.float64, device=x.device)
+    holders[rank()] = float(bool(local.detach() == top))
+    holders = all_reduce_sum(holders)
+    first = int(torch.nonzero(holders)[0])
+    return all_reduce_sum(local * float(first == rank()))
+
+
+def global_sum(x: Tensor) -> Tensor:
+    """``x`` summed over ranks (no gradient needed: anchor weights)."""
+    return all_reduce_sum(x.detach())

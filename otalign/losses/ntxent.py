@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from . import distributed
 from .base import Batch, ContrastiveLoss
 
 
@@ -39,14 +40,16 @@ class NTXent(ContrastiveLoss):
         super().__init__(temperature=temperature, reduction=reduction, gather_distributed=gather_distributed)
 
     def per_anchor(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        z = F.normalize(batch.embeddings, dim=1)
-        rows = z.shape[0]
-        n = rows // batch.n_views
-        keep = ~torch.eye(rows, dtype=torch.bool, device=z.device)
-        logits = (z @ z.T / self.temperature)[keep].view(rows, rows - 1)
-        sample = torch.arange(rows, device=z.device) % n
-        positive = (sample[:, None] == sample[None, :])[keep].view(rows, rows - 1)
-        log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+        candidates = F.normalize(batch.embeddings, dim=1)
+        anchors = candidates if batch.anchors is None else F.normalize(batch.anchors, dim=1)
+        rows, columns = anchors.shape[0], candidates.shape[0]
+        n = columns // batch.n_views
+        own = distributed.self_pairs(batch.local_rows, rows, columns, candidates.device)
+        logits = (anchors @ candidates.T / self.temperature).masked_fill(own, -torch.inf)
+        sample = torch.arange(columns, device=candidates.device) % n
+        anchor_sample = sample if batch.local_rows is None else sample[batch.local_rows]
+        positive = (anchor_sample[:, None] == sample[None, :]) & ~own
+        log_prob = (logits - torch.logsumexp(logits, dim=1, keepdim=True)).masked_fill(own, 0.0)
         loss = -(log_prob * positive).sum(1) / (batch.n_views - 1)
         return loss, torch.ones_like(loss)
 

@@ -1,0 +1,84 @@
+"""Checks of a whole :class:`~otalign.problem.Problem` (cost, masses, eps, rho, reference, mask), built on the
+argument checks of :mod:`otalign.validation`. Every error names the argument and says what was wrong."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .distributed import ShardedGeometry, check_sharded_problem
+from .geometry import Geometry
+from .validation import (
+    MASS_RTOL, _check_geometry, check_eps, check_masses, check_rho, checks_enabled, is_finite, is_inf,
+)
+
+
+def check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask):
+    """Validate a :class:`~otalign.problem.Problem`'s arguments; returns ``(geometry, a, b)``.
+
+    For a :class:`~otalign.distributed.ShardedGeometry` (rows split across ranks) the local checks run on every rank
+    and their outcome is agreed on collectively before anything else (skipped inside ``trusted()``, whose caller
+    vouches for its inputs), so that every rank raises if one does; the
+    global conditions (total masses, eps against the largest cost, columns forbidden on every rank) are then
+    checked on all-reduced quantities, identical on every rank."""
+    if isinstance(cost, ShardedGeometry):
+        return check_sharded_problem(cost, a, b, eps, rho_a, rho_b, reference, mask)
+    geometry, a, b, largest_cost, numbers = check_problem_locally(cost, a, b, eps, rho_a, rho_b, reference, mask)
+    check_problem_globally(geometry, a, b, *numbers, largest_cost)
+    return geometry, a, b
+
+
+def check_problem_locally(cost, a, b, eps, rho_a, rho_b, reference, mask, rows_total: Optional[int] = None):
+    """The checks of :func:`check_problem` that need no other rank; ``rows_total`` is the global row count when
+    ``cost`` is one rank's rows. Returns ``(geometry, a, b, max |C| or None, (eps, rho_a, rho_b))``."""
+    if not isinstance(reference, str) or reference not in ("product", "uniform"):
+        raise ValueError(f"reference: expected 'product' or 'uniform', got {reference!r}")
+    eps = check_eps(eps)
+    rho_a, rho_b = check_rho("rho_a", rho_a), check_rho("rho_b", rho_b)
+    geometry, largest_cost = _check_geometry(cost, mask, columns_elsewhere=rows_total is not None)
+    like = geometry.tensors()[0]
+    a = check_masses("a", a, geometry.n, geometry.batch, like, default_size=rows_total)
+    b = check_masses("b", b, geometry.m, geometry.batch, like)
+    return geometry, a, b, largest_cost, (eps, rho_a, rho_b)
+
+
+def check_problem_globally(geometry: Geometry, a: Tensor, b: Tensor, eps: float, rho_a: float, rho_b: float,
+                  largest_cost: Optional[float]) -> None:
+    """The checks of :func:`check_problem` over all rows (``largest_cost`` already combined over ranks when
+    sharded)."""
+    _check_range(eps, rho_a, rho_b, geometry.dtype, largest_cost)
+    if is_inf(rho_a) and is_inf(rho_b) and checks_enabled():
+        sa, sb = geometry.reduce_rows(a.sum(-1)), b.sum(-1)
+        if ((sa - sb).abs() > MASS_RTOL * torch.maximum(sa, sb)).any():
+            raise ValueError(
+                f"a, b: a balanced problem (rho_a = rho_b = inf) needs equal total masses, got sum(a) = "
+                f"{sa.flatten()[0].item():.6g} and sum(b) = {sb.flatten()[0].item():.6g}; normalise them or relax a "
+                f"marginal with a finite rho"
+            )
+
+
+def _check_range(eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, largest_cost: Optional[float]) -> None:
+    """eps, 1/eps and finite rho must be representable in the problem's dtype, and so must the potentials, which
+    are of order ``eps |log mass|`` with the log of a zero mass floored at :data:`~otalign.problem.LOG_ZERO`: so
+    ``eps <= max / (4 |LOG_ZERO|)``. eps must also resolve the cost: ``(f + g - C) / eps`` carries an absolute
+    error of about ``max|C| u / eps`` (``u`` the unit roundoff), so below ``eps = max|C| u`` the plan is rounding
+    noise (and may overflow to inf). ``largest_cost`` is ``max |C|`` (``None`` when unknown: lazy geometries)."""
+    from .problem import LOG_ZERO
+
+    finfo = torch.finfo(dtype)
+    largest_eps = finfo.max / (4 * abs(LOG_ZERO))
+    if eps > largest_eps or 1.0 / eps > finfo.max:
+        raise ValueError(
+            f"eps: {eps:g} is out of range for {dtype} (eps at most {largest_eps:g}, 1/eps at most {finfo.max:g}); "
+            f"use float64 or rescale the cost"
+        )
+    if largest_cost is not None and eps < largest_cost * finfo.eps:
+        raise ValueError(
+            f"eps: {eps:g} is below what a {dtype} cost with max |C| = {largest_cost:g} resolves (max |C| times the "
+            f"unit roundoff, {largest_cost * finfo.eps:g}); use a larger eps or shift the cost towards 0"
+        )
+    for name, rho in (("rho_a", rho_a), ("rho_b", rho_b)):
+        if is_finite(rho) and rho > finfo.max:
+            raise ValueError(f"{name}: {rho:g} is out of range for {dtype}; use inf for a hard constraint")
