@@ -259,10 +259,13 @@ def check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask):
     eps = check_eps(eps)
     rho_a, rho_b = check_rho("rho_a", rho_a), check_rho("rho_b", rho_b)
     geometry, largest_cost = _check_geometry(cost, mask)
-    _check_range(eps, rho_a, rho_b, geometry.dtype, largest_cost)
+    fix = "centre and rescale the points" if isinstance(geometry, PointCloud) else ""
+    _check_range(eps, rho_a, rho_b, geometry.dtype, largest_cost, fix)
     like = geometry.tensors()[0]
     a = check_masses("a", a, geometry.n, geometry.batch, like)
     b = check_masses("b", b, geometry.m, geometry.batch, like)
+    if checks_enabled():
+        _check_mass_range(a, b, reference, largest_cost, eps)
     if is_inf(rho_a) and is_inf(rho_b) and checks_enabled():
         sa, sb = a.sum(-1), b.sum(-1)
         if ((sa - sb).abs() > MASS_RTOL * torch.maximum(sa, sb)).any():
@@ -274,16 +277,19 @@ def check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask):
     return geometry, a, b
 
 
-def _check_range(eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, largest_cost: Optional[float]) -> None:
+def _check_range(
+    eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, largest_cost: Optional[float], fix: str = ""
+) -> None:
     """eps, 1/eps and finite rho must be representable in the problem's dtype, and so must the potentials, which
-    are of order ``eps |log mass|`` with the log of a zero mass floored at :data:`~otalign.problem.LOG_ZERO`: so
-    ``eps <= max / (4 |LOG_ZERO|)``. eps must also resolve the cost: ``(f + g - C) / eps`` carries an absolute
+    are of order ``eps |log mass|`` (at most ``eps * 745`` in float64, ``eps * 104`` in float32, the log of the
+    smallest positive mass; zero masses have potentials ``-inf`` or none at all): so
+    ``eps <= max / (4 * 745)``. eps must also resolve the cost: ``(f + g - C) / eps`` carries an absolute
     error of about ``max|C| u / eps`` (``u`` the unit roundoff), so below ``eps = max|C| u`` the plan is rounding
-    noise (and may overflow to inf). ``largest_cost`` is ``max |C|`` (``None`` when unknown: lazy geometries)."""
-    from .problem import LOG_ZERO
-
+    noise (and may overflow to inf). ``largest_cost`` is ``max |C|`` or an upper bound of it (``None`` when
+    unknown: custom cost callables); ``fix`` is the advice given when eps is too small."""
     finfo = torch.finfo(dtype)
-    largest_eps = finfo.max / (4 * abs(LOG_ZERO))
+    largest_log = -math.log(finfo.smallest_normal * finfo.eps)
+    largest_eps = finfo.max / (4 * largest_log)
     if eps > largest_eps or 1.0 / eps > finfo.max:
         raise ValueError(
             f"eps: {eps:g} is out of range for {dtype} (eps at most {largest_eps:g}, 1/eps at most {finfo.max:g}); "
@@ -292,15 +298,39 @@ def _check_range(eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, lar
     if largest_cost is not None and eps < largest_cost * finfo.eps:
         raise ValueError(
             f"eps: {eps:g} is below what a {dtype} cost with max |C| = {largest_cost:g} resolves (max |C| times the "
-            f"unit roundoff, {largest_cost * finfo.eps:g}); use a larger eps or shift the cost towards 0"
+            f"unit roundoff, {largest_cost * finfo.eps:g}); use a larger eps or "
+            + (fix or "shift the cost towards 0")
         )
     for name, rho in (("rho_a", rho_a), ("rho_b", rho_b)):
         if is_finite(rho) and rho > finfo.max:
             raise ValueError(f"{name}: {rho:g} is out of range for {dtype}; use inf for a hard constraint")
 
 
+def _check_mass_range(a: Tensor, b: Tensor, reference: str, largest_cost: Optional[float], eps: float) -> None:
+    """The objective must be representable: its terms are of order ``mass * (max |C| + eps)`` and, for the
+    product reference, ``eps * sum(a) sum(b)`` (the reference's mass). Rejects masses whose products overflow."""
+    finfo = torch.finfo(a.dtype)
+    total_a, total_b = float(a.detach().sum(-1).max()), float(b.detach().sum(-1).max())
+    for name, total in (("a", total_a), ("b", total_b)):
+        if math.isinf(total):
+            raise ValueError(f"{name}: the total mass overflows {a.dtype}; rescale the masses or use float64")
+    scale = max(largest_cost if largest_cost is not None else 0.0, eps, 1.0)
+    limit = finfo.max / 64
+    if reference == "product" and total_a * total_b * max(eps, 1.0) > limit:
+        raise ValueError(
+            f"a, b: the product reference has mass sum(a) * sum(b) = {total_a * total_b:.3g}, which (times eps) "
+            f"overflows {a.dtype}; rescale the masses (the plan and the objective scale with them) or use float64"
+        )
+    if max(total_a, total_b) * scale > limit:
+        raise ValueError(
+            f"a, b: total masses {total_a:.3g}, {total_b:.3g} times the cost scale {scale:.3g} overflow {a.dtype} in "
+            f"the objective; rescale the masses or use float64"
+        )
+
+
 def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tuple[Geometry, Optional[float]]:
-    """The validated geometry and, for a cost matrix, ``max |C|`` (``None`` for other geometries)."""
+    """The validated geometry and ``max |C|`` for a cost matrix, an upper bound of it for a point cloud with a
+    built-in cost (:meth:`PointCloud.cost_bound`), ``None`` for other geometries."""
     if isinstance(cost, PointCloud):
         if mask is not None:
             raise ValueError("mask: only supported for cost matrices, not point clouds")
@@ -312,7 +342,7 @@ def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tu
             raise TypeError(f"x, y: dtypes differ ({x.dtype} vs {y.dtype})")
         geometry = cost.with_tensors((x, y))
         _check_cost_function(geometry)
-        return geometry, None
+        return geometry, geometry.cost_bound() if checks_enabled() else None  # reads the points' norms
     if isinstance(cost, Geometry) and not isinstance(cost, DenseCost):
         return cost, None
     if isinstance(cost, DenseCost) and mask is None:  # keep its mask (already applied) and any known bounds
