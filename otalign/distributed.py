@@ -286,7 +286,7 @@ def check_sharded_problem(cost: "ShardedGeometry", a, b, eps, rho_a, rho_b, refe
             raise ValueError("mask: forbids every pair of some column on every rank; that mass could not be moved")
     if checks_enabled() and bool((geometry.reduce_rows(a.sum(-1)) <= 0).any()):
         raise ValueError("a: total mass (over all ranks) must be positive")
-    check_problem_globally(geometry, a, b, *numbers, largest_cost)
+    check_problem_globally(geometry, a, b, *numbers, largest_cost, reference)
     return geometry, a, b
 
 

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from .lookup import named_or_callable
 from .plan import Plan
+from .problem import safe_log
 from .targets import check_target
 from .validation import as_tensor, check_number, validation_enabled
 
@@ -33,17 +34,34 @@ def kl(plan: Plan, target: Tensor) -> Tensor:
     """Row-normalised KL ``KL(P_tgt_i | P_i)`` per anchor, up to the target's entropy (a constant):
     ``-sum_j Phat_tgt[i, j] log Phat[i, j]`` with both sides row-normalised.
 
-    With the rows-only plan and the pairing target this is exactly NT-Xent / InfoNCE.
+    With the rows-only plan and the pairing target this is exactly NT-Xent / InfoNCE. Invariant to the scale of
+    each target row (exactly for power-of-two scales: rows are divided by their maximum before their sum is
+    taken, so subnormal or huge targets neither underflow nor overflow). ``+inf`` for an anchor whose target asks
+    for mass where the plan has none (a forbidden pair, or the empty row of a zero-mass anchor); 0 for an anchor
+    whose target row is empty.
     """
     _check_plan(plan)
     log_plan = plan.log_matrix
     target = check_target(target, log_plan.shape[-2:], plan.problem.batch_shape, log_plan).to(log_plan.dtype)
-    log_rows = log_plan - torch.logsumexp(log_plan, dim=-1, keepdim=True)
-    mass = target.sum(-1, keepdim=True)
-    normalised = target / mass.clamp_min(torch.finfo(target.dtype).tiny)
-    # Forbidden pairs have log P = -inf: clamping it to the most negative finite number makes 0 * log P = 0 (and a
-    # target that asks for a forbidden pair a huge loss); measured about 4x faster on CPU than an n x m torch.where.
-    return -(normalised * log_rows.clamp_min(torch.finfo(log_rows.dtype).min)).sum(-1)
+    normaliser = _row_logsumexp(log_plan)
+    log_rows = log_plan - normaliser.masked_fill(torch.isneginf(normaliser), 0.0)  # an empty row stays -inf
+    largest = target.amax(-1, keepdim=True)
+    scaled = target / torch.where(largest > 0, largest, torch.ones_like(largest))
+    normalised = scaled / scaled.sum(-1, keepdim=True).clamp_min(1.0)  # a non-empty row sums to at least 1
+    # Forbidden pairs have log P = -inf: clamping it to the most negative finite number makes 0 * log P = 0;
+    # measured about 4x faster on CPU than an n x m torch.where. A target that asks for mass where the plan has
+    # none (a forbidden pair, an empty plan row) makes KL(q | p) infinite: +inf, not the clamp's huge number.
+    per_anchor = -(normalised * log_rows.clamp_min(torch.finfo(log_rows.dtype).min)).sum(-1)
+    impossible = (torch.isneginf(log_rows) & (normalised > 0)).any(-1)
+    return per_anchor.masked_fill(impossible, math.inf)
+
+
+def _row_logsumexp(log_values: Tensor) -> Tensor:
+    """``logsumexp`` over the last axis, keepdim, with a finite gradient for rows that are all ``-inf`` (empty
+    rows: value ``-inf``, gradient 0) instead of ``torch.logsumexp``'s NaN."""
+    empty = torch.isneginf(log_values).all(-1, keepdim=True)
+    safe = log_values.masked_fill(empty, 0.0)
+    return torch.logsumexp(safe, dim=-1, keepdim=True).masked_fill(empty, -math.inf)
 
 
 def log_column_kernel(plan: Plan) -> Tensor:
@@ -54,6 +72,8 @@ def log_column_kernel(plan: Plan) -> Tensor:
     p = plan.problem
     log_ra = p.log_reference_a()
     row_term = plan.f / p.eps if log_ra is None else plan.f / p.eps + log_ra
+    # a zero-mass row has row_term -inf and log P = -inf: its column-scaled kernel row is -inf (no mass), not NaN
+    row_term = row_term.masked_fill(torch.isneginf(row_term), 0.0)
     return plan.log_matrix - row_term.unsqueeze(-1)
 
 
@@ -72,16 +92,16 @@ def robust(plan: Plan, target: Tensor, q: float = 0.5, lam: float = 0.01) -> Ten
     if 1.0 / q > torch.finfo(log_kernel.dtype).max:
         raise ValueError(f"q: {q:g} is too small for {log_kernel.dtype} (1/q overflows)")
     target = check_target(target, log_kernel.shape[-2:], plan.problem.batch_shape, log_kernel).to(log_kernel.dtype)
-    log_target = torch.where(target > 0, target.clamp_min(torch.finfo(target.dtype).tiny).log(), -torch.inf)
-    log_pos = torch.logsumexp(log_kernel + log_target, dim=-1)
-    log_all = torch.logsumexp(log_kernel, dim=-1)
+    log_target = safe_log(target)
+    log_pos = _row_logsumexp(log_kernel + log_target).squeeze(-1)
+    log_all = _row_logsumexp(log_kernel).squeeze(-1)
     exponent_pos = q * log_pos
     exponent_neg = q * (log_all + math.log(lam)) if lam > 0 else None
     if validation_enabled():  # a guard on computed values: not skipped in trusted blocks
         _check_exponent_range(exponent_pos, exponent_neg, q, plan.problem.eps)
-    positive = torch.exp(exponent_pos) / q
+    positive = torch.exp(exponent_pos) / q  # an empty target row has log_pos = -inf: positive 0, gradient 0
     negative = torch.exp(exponent_neg) / q if exponent_neg is not None else 0.0
-    return torch.where(torch.isfinite(log_pos), -positive + negative, torch.zeros_like(log_pos))
+    return (negative - positive).masked_fill(torch.isneginf(log_pos), 0.0)
 
 
 def _check_exponent_range(exponent_pos: Tensor, exponent_neg, q: float, eps: float) -> None:

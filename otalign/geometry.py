@@ -210,6 +210,22 @@ class PointCloud(Geometry):
     def tensors(self) -> tuple[Tensor, ...]:
         return (self.x, self.y)
 
+    def cost_bound(self) -> Optional[float]:
+        """An upper bound of ``max |C|`` from the points' norms, ``O((n + m) d)``, for the built-in costs
+        (``(max |x| + max |y|)^2`` for the squared Euclidean cost, ...); ``None`` for a custom callable. It is also
+        the size of the terms the cost is computed from (``|x|^2 + |y|^2 - 2 x.y``), so it bounds the cost's
+        rounding error: ``u * bound``."""
+        name = self.cost_name if isinstance(self.cost_name, str) else None
+        if name in ("negative_cosine", "cosine"):
+            return 1.0 if name == "negative_cosine" else 2.0
+        if name not in ("sqeuclidean", "half_sqeuclidean", "euclidean"):
+            return None
+        with torch.no_grad():
+            reach = float(self.x.detach().norm(dim=-1).max()) + float(self.y.detach().norm(dim=-1).max())
+        if name == "euclidean":
+            return reach
+        return reach * reach / (2.0 if name == "half_sqeuclidean" else 1.0)
+
     def block(self, tensors: Sequence[Tensor], start: int, stop: int) -> Tensor:
         x, y = tensors
         return self.cost_fn(x[..., start:stop, :], y)

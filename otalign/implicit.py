@@ -84,10 +84,17 @@ def _adjoint(problem: Problem, f: Tensor, g: Tensor, v_f: Tensor, v_g: Tensor) -
         return v_f - lb * (col_normalised @ v_g.unsqueeze(-1)).squeeze(-1), v_g
     if lb == 0.0:
         return v_f, v_g - la * reduce_rows((row_normalised.transpose(-1, -2) @ v_f.unsqueeze(-1)).squeeze(-1))
-    d_f, d_g = rows / la, cols / lb
-    if problem.is_balanced:
-        gauge = (problem.sum_rows(v_f) - v_g.sum(-1)) / (problem.geometry.n_global + problem.m)
-        v_f, v_g = v_f - gauge.unsqueeze(-1), v_g + gauge.unsqueeze(-1)
+    # Rows / columns without mass (zero masses) decouple: their plan row is 0, so J^T gives w = v there. The
+    # system is solved on the support, with an identity block (and right-hand side 0) elsewhere.
+    on_f, on_g = rows > 0, cols > 0
+    d_f = torch.where(on_f, rows / la, torch.ones_like(rows))
+    d_g = torch.where(on_g, cols / lb, torch.ones_like(cols))
+    rhs_f, rhs_g = v_f.masked_fill(~on_f, 0.0), v_g.masked_fill(~on_g, 0.0)
+    if problem.is_balanced:  # the gauge (1, -1) on the support
+        size = reduce_rows(on_f.sum(-1).to(rhs_f.dtype)) + on_g.sum(-1)
+        gauge = (reduce_rows(rhs_f.sum(-1)) - rhs_g.sum(-1)) / size
+        rhs_f = rhs_f - gauge.unsqueeze(-1) * on_f
+        rhs_g = rhs_g + gauge.unsqueeze(-1) * on_g
 
     def matvec(x_f: Tensor, x_g: Tensor) -> tuple[Tensor, Tensor]:
         return (
@@ -95,9 +102,8 @@ def _adjoint(problem: Problem, f: Tensor, g: Tensor, v_f: Tensor, v_g: Tensor) -
             reduce_rows((plan.transpose(-1, -2) @ x_f.unsqueeze(-1)).squeeze(-1)) + d_g * x_g,
         )
 
-    diag = (d_f.clamp_min(1e-300), d_g.clamp_min(1e-300))
-    x_f, x_g = _conjugate_gradient(matvec, (v_f, v_g), diag, reduce_rows)
-    return d_f * x_f, d_g * x_g
+    x_f, x_g = _conjugate_gradient(matvec, (rhs_f, rhs_g), (d_f, d_g), reduce_rows)
+    return torch.where(on_f, d_f * x_f, v_f), torch.where(on_g, d_g * x_g, v_g)
 
 
 def _conjugate_gradient(matvec, rhs, diag, reduce_rows, max_iter: int = 1000):

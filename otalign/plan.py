@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .problem import Problem, dual_mass_term, marginal_penalty
+from .problem import Problem, dual_mass_term, marginal_penalty, optimal_marginal, safe_log, where_positive
 from .softmin import logsumexp
 
 
@@ -44,10 +44,12 @@ class Plan(MarginalQuantities):
 
     Attributes:
         problem: the problem solved.
-        f: row potentials ``(..., n)``, in cost units.
+        f: row potentials ``(..., n)``, in cost units (``-inf`` for a zero mass under the uniform reference:
+            ``f = eps log u`` with ``u = 0``).
         g: column potentials ``(..., m)``.
         iterations: full (row + column) iterations run.
-        converged: whether the stopping criterion was met (``False`` when run for a fixed number of iterations).
+        converged: whether the stopping criterion was met and both :attr:`marginal_residual` are at most ``tol``
+            (``False`` when run for a fixed number of iterations, ``tol=0``).
         error: the last value of the stopping criterion (``(...,)``), or ``None`` if never measured.
         grad: the differentiation mode the plan was made with.
         iterates: ``(f, g)`` after every row step, when the solver was asked to keep them (multistep losses).
@@ -72,7 +74,7 @@ class Plan(MarginalQuantities):
         """``log P``, ``(..., n, m)``; computed once and kept, so several divergences of one plan share it."""
         if self._log_matrix is None:
             if self.explicit is not None:
-                self._log_matrix = self.explicit.log()
+                self._log_matrix = safe_log(self.explicit)
             else:
                 self._log_matrix = self.problem.log_plan_block(self.f, self.g, 0, self.problem.n)
         return self._log_matrix
@@ -101,6 +103,20 @@ class Plan(MarginalQuantities):
         return self._marginals
 
     @property
+    def marginal_residual(self) -> tuple[Tensor, Tensor]:
+        """How far each marginal is from what optimality asks of it, as L1 distances in mass units ``(...,)``:
+        ``|P 1 - a|_1`` for a hard row side (= :attr:`marginal_error`), ``|P 1 - a exp(-f / rho_a)|_1`` for a
+        relaxed one, 0 for a free one (no condition); the same for the columns. Every solver's ``converged=True``
+        means both are at most ``tol`` (checked on the returned plan by :class:`~otalign.solver.Solver`)."""
+        rows, cols = self.marginals
+        p = self.problem
+        out = []
+        for marginal, potential, mass, rho in ((rows, self.f, p.a, p.rho_a), (cols, self.g, p.b, p.rho_b)):
+            target = optimal_marginal(potential, mass, rho)
+            out.append(marginal.new_zeros(marginal.shape[:-1]) if target is None else (marginal - target).abs().sum(-1))
+        return p.geometry.reduce_rows(out[0]), out[1]  # the row residual over all ranks' rows when sharded
+
+    @property
     def value_linear(self) -> Tensor:
         """``<P, C>``, ``(...,)``; computed blockwise, so point clouds need no n x m memory."""
         p = self.problem
@@ -123,17 +139,25 @@ class Plan(MarginalQuantities):
         Uses ``eps KL(P|R) = <f, P1> + <g, P^T 1> - <C, P> - eps (|P| - |R|)``, exact for any potentials.
         With ``grad="envelope"`` it is the dual value at the (detached) potentials instead, whose gradient is the
         envelope-theorem gradient of the optimum.
+
+        ``+inf`` when the objective is infinite (a relaxed side puts mass where its mass is 0). The terms are
+        summed in float64 (they cancel), so the value is exact to the plan's own rounding; a value beyond the
+        dtype's range raises ``FloatingPointError`` instead of returning an overflowed inf.
         """
         p = self.problem
         if self.explicit is not None:
             return self.value_linear
         if self.grad == "envelope":
-            return self.dual_value
-        rows, cols = self.marginals
-        row_terms = p.geometry.reduce_rows((self.f * rows).sum(-1) - p.eps * rows.sum(-1)
-                                           + marginal_penalty(rows, p.a, p.rho_a))
-        entropic = row_terms + (self.g * cols).sum(-1) + p.eps * p.total_reference_mass()
-        return entropic + marginal_penalty(cols, p.b, p.rho_b)
+            return _narrow(self.dual_value, p)
+        rows, cols = (x.double() for x in self.marginals)
+        f, g = self.f.double(), self.g.double()
+        a, b = p.a.double(), p.b.double()
+        # a potential is -inf exactly where its marginal is 0 (a zero mass under the uniform reference)
+        row_terms = p.geometry.reduce_rows(
+            (where_positive(rows, f) * rows).sum(-1) - p.eps * rows.sum(-1) + marginal_penalty(rows, a, p.rho_a)
+        )
+        entropic = row_terms + (where_positive(cols, g) * cols).sum(-1) + p.eps * p.total_reference_mass().double()
+        return _narrow(entropic + marginal_penalty(cols, b, p.rho_b), p)
 
     @property
     def dual_value(self) -> Tensor:
@@ -168,3 +192,16 @@ class Plan(MarginalQuantities):
             f"Plan({self.problem!r}, iterations={self.iterations}, converged={self.converged}, "
             f"error={err}, grad={self.grad!r})"
         )
+
+
+def _narrow(value: Tensor, problem: Problem) -> Tensor:
+    """``value`` (float64) in the problem's dtype; raises if a finite value overflows it (``+inf``, an infinite
+    objective, passes through)."""
+    out = value.to(problem.dtype)
+    overflow = torch.isinf(out) & torch.isfinite(value)
+    if bool(overflow.any()):
+        raise FloatingPointError(
+            f"value: the objective, about {float(value[overflow].flatten()[0]):.4g}, is beyond the range of "
+            f"{problem.dtype} ({problem!r}); use float64 or rescale the masses or the cost"
+        )
+    return out

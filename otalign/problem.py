@@ -33,8 +33,12 @@ class Problem:
             :class:`~otalign.geometry.PointCloud`, whose cost blocks are computed lazily). Must be finite.
             float16 / bfloat16 costs are solved in float32.
         a: source masses ``(n,)`` or ``(B, n)``, a non-negative floating tensor on the cost's device; default
-            uniform ``1/n``.
-        b: target masses ``(m,)`` or ``(B, m)``; default uniform ``1/m``.
+            uniform ``1/n``. A zero mass is a structural zero: for a hard or relaxed side (``rho > 0``) its row
+            carries exactly no mass, the other rows solve the problem with that row removed, and its log is
+            ``-inf`` (so under ``reference="uniform"`` its potential ``f_i`` is ``-inf``). Its gradient is defined
+            as 0 in every ``grad`` mode (the objective's one-sided derivative there is ``-inf`` for the uniform
+            reference); the other entries' gradients are those of the problem without the row.
+        b: target masses ``(m,)`` or ``(B, m)``; default uniform ``1/m``. Zeros as for ``a``.
         eps: entropic strength (> 0), in cost units. For the GCA cost ``-cos`` it is the temperature. It must be
             representable with room to spare (``1/eps`` and ``4e4 eps`` within the dtype's range) and, for a cost
             matrix, at least ``max |C|`` times the dtype's unit roundoff, below which the plan is rounding noise.
@@ -64,7 +68,7 @@ class Problem:
 
         geometry, a, b = check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask)
         self.geometry: Geometry = geometry
-        self.a, self.b = a, b
+        self.a, self.b = structural_zeros(a), structural_zeros(b)
         self.eps = float(eps)
         self.rho_a, self.rho_b = float(rho_a), float(rho_b)
         self.reference = reference
@@ -114,7 +118,8 @@ class Problem:
 
     def with_tensors(self, geometry_tensors, a: Tensor, b: Tensor) -> "Problem":
         """The same problem over other tensors (used to detach, or to re-run one step under autograd)."""
-        return self._replace(geometry=self.geometry.with_tensors(geometry_tensors), a=a, b=b)
+        geometry = self.geometry.with_tensors(geometry_tensors)
+        return self._replace(geometry=geometry, a=structural_zeros(a), b=structural_zeros(b))
 
     def detach(self) -> "Problem":
         return self.with_tensors([t.detach() for t in self.geometry.tensors()], self.a.detach(), self.b.detach())
@@ -128,7 +133,7 @@ class Problem:
     # ----------------------------------------------------------------- log masses
     @property
     def log_a(self) -> Tensor:
-        """``log a``, with zero masses at :data:`LOG_ZERO` so that nothing downstream meets ``-inf``."""
+        """``log a`` (``-inf`` for a zero mass; its gradient there is 0, see :func:`safe_log`)."""
         return safe_log(self.a)
 
     @property
@@ -211,14 +216,37 @@ class Problem:
         )
 
 
-#: ``log`` of a zero mass: finite, so potentials stay finite, yet ``exp(LOG_ZERO * lambda)`` is exactly 0 in float32
-#: and float64 for any damping ``lambda >= 0.01``.
-LOG_ZERO = -1e4
-
-
 def safe_log(mass: Tensor) -> Tensor:
-    """``log mass`` with zeros mapped to :data:`LOG_ZERO` (no gradient through the floor)."""
-    return mass.log().clamp_min(LOG_ZERO)
+    """``log mass``: exactly ``-inf`` at zero masses, with a gradient of 0 there instead of ``0 / 0`` (the log is
+    taken of a tensor whose zeros were replaced by ones, then the zeros are filled with ``-inf``)."""
+    zero = mass == 0
+    return torch.where(zero, torch.ones_like(mass), mass).log().masked_fill(zero, -math.inf)
+
+
+def structural_zeros(mass: Tensor) -> Tensor:
+    """``mass`` itself, but the gradient that reaches its zero entries is replaced by 0 (see :class:`Problem`).
+    An identity without autograd cost when ``mass`` needs no gradient or has no zeros."""
+    if not mass.requires_grad or not bool((mass == 0).any()):
+        return mass
+    return _StructuralZeros.apply(mass)
+
+
+class _StructuralZeros(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, mass):
+        ctx.save_for_backward(mass)
+        return mass.view_as(mass)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (mass,) = ctx.saved_tensors
+        return grad.masked_fill(mass == 0, 0.0)
+
+
+def where_positive(mass: Tensor, values: Tensor) -> Tensor:
+    """``values`` where ``mass > 0``, else 0, chosen *before* any product with the mass, so that ``-inf`` or ``inf``
+    values at zero masses give neither a NaN value nor a NaN gradient (``0 * inf``)."""
+    return torch.where(mass > 0, values, torch.zeros_like(values))
 
 
 def _damping(rho: float, eps: float) -> float:
@@ -228,22 +256,39 @@ def _damping(rho: float, eps: float) -> float:
 
 
 def marginal_penalty(marginal: Tensor, mass: Tensor, rho: float) -> Tensor:
-    """``rho KL(marginal | mass)`` (generalised KL), summed over the last axis; 0 for hard (inf) or free (0) sides."""
+    """``rho KL(marginal | mass)`` (generalised KL), summed over the last axis; 0 for hard (inf) or free (0) sides.
+
+    ``+inf`` when the marginal puts mass where ``mass`` is 0 (the objective is infinite there, not large).
+    """
     if is_inf(rho) or rho == 0.0:
         return marginal.new_zeros(marginal.shape[:-1])
-    tiny = torch.finfo(marginal.dtype).tiny
-    ratio = torch.where(marginal > 0, marginal * (marginal.clamp_min(tiny).log() - safe_log(mass)), 0.0)
+    positive = marginal > 0
+    safe_marginal = torch.where(positive, marginal, torch.ones_like(marginal))
+    ratio = where_positive(marginal, safe_marginal * (safe_marginal.log() - safe_log(mass)))
     return rho * (ratio - marginal + mass).sum(-1)
 
 
 def dual_mass_term(potential: Tensor, mass: Tensor, rho: float) -> Tensor:
-    """``sum_i mass_i phi(potential_i)`` with ``phi(x) = rho (1 - exp(-x/rho))`` (``x`` when rho = inf, 0 when 0)."""
+    """``sum_i mass_i phi(potential_i)`` with ``phi(x) = rho (1 - exp(-x/rho))`` (``x`` when rho = inf, 0 when 0).
+    Zero masses contribute 0 whatever their potential (``-inf`` under the uniform reference)."""
     if is_inf(rho):
-        return (mass * potential).sum(-1)
+        return (mass * where_positive(mass, potential)).sum(-1)
     if rho == 0.0:
         return potential.new_zeros(potential.shape[:-1])
-    terms = mass * rho * (1 - torch.exp(-potential / rho))
-    return torch.where(mass > 0, terms, 0.0).sum(-1)
+    return (mass * rho * (1 - torch.exp(-where_positive(mass, potential) / rho))).sum(-1)
 
 
-__all__ = ["Problem", "REFERENCES", "LOG_ZERO", "safe_log", "marginal_penalty", "dual_mass_term"]
+def optimal_marginal(potential: Tensor, mass: Tensor, rho: float) -> Optional[Tensor]:
+    """The marginal that optimality asks of a side with potential ``potential`` (both references): ``mass`` when
+    hard (rho = inf), ``mass exp(-potential / rho)`` when relaxed, ``None`` when free (rho = 0: no condition)."""
+    if is_inf(rho):
+        return mass
+    if rho == 0.0:
+        return None
+    return mass * torch.exp(-where_positive(mass, potential) / rho)
+
+
+__all__ = [
+    "Problem", "REFERENCES", "safe_log", "structural_zeros", "where_positive", "marginal_penalty", "dual_mass_term",
+    "optimal_marginal",
+]

@@ -3,13 +3,14 @@ argument checks of :mod:`otalign.validation`. Every error names the argument and
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
 from torch import Tensor
 
 from .distributed import ShardedGeometry, check_sharded_problem
-from .geometry import Geometry
+from .geometry import Geometry, PointCloud
 from .validation import (
     MASS_RTOL, _check_geometry, check_eps, check_masses, check_rho, checks_enabled, is_finite, is_inf,
 )
@@ -26,7 +27,7 @@ def check_problem(cost, a, b, eps, rho_a, rho_b, reference, mask):
     if isinstance(cost, ShardedGeometry):
         return check_sharded_problem(cost, a, b, eps, rho_a, rho_b, reference, mask)
     geometry, a, b, largest_cost, numbers = check_problem_locally(cost, a, b, eps, rho_a, rho_b, reference, mask)
-    check_problem_globally(geometry, a, b, *numbers, largest_cost)
+    check_problem_globally(geometry, a, b, *numbers, largest_cost, reference)
     return geometry, a, b
 
 
@@ -45,10 +46,13 @@ def check_problem_locally(cost, a, b, eps, rho_a, rho_b, reference, mask, rows_t
 
 
 def check_problem_globally(geometry: Geometry, a: Tensor, b: Tensor, eps: float, rho_a: float, rho_b: float,
-                  largest_cost: Optional[float]) -> None:
+                           largest_cost: Optional[float], reference: str = "product") -> None:
     """The checks of :func:`check_problem` over all rows (``largest_cost`` already combined over ranks when
     sharded)."""
-    _check_range(eps, rho_a, rho_b, geometry.dtype, largest_cost)
+    fix = "centre and rescale the points" if isinstance(_local(geometry), PointCloud) else ""
+    _check_range(eps, rho_a, rho_b, geometry.dtype, largest_cost, fix)
+    if checks_enabled():
+        _check_mass_range(geometry.reduce_rows(a.sum(-1)), b.sum(-1), a.dtype, reference, largest_cost, eps)
     if is_inf(rho_a) and is_inf(rho_b) and checks_enabled():
         sa, sb = geometry.reduce_rows(a.sum(-1)), b.sum(-1)
         if ((sa - sb).abs() > MASS_RTOL * torch.maximum(sa, sb)).any():
@@ -59,16 +63,19 @@ def check_problem_globally(geometry: Geometry, a: Tensor, b: Tensor, eps: float,
             )
 
 
-def _check_range(eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, largest_cost: Optional[float]) -> None:
+def _check_range(
+    eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, largest_cost: Optional[float], fix: str = ""
+) -> None:
     """eps, 1/eps and finite rho must be representable in the problem's dtype, and so must the potentials, which
-    are of order ``eps |log mass|`` with the log of a zero mass floored at :data:`~otalign.problem.LOG_ZERO`: so
-    ``eps <= max / (4 |LOG_ZERO|)``. eps must also resolve the cost: ``(f + g - C) / eps`` carries an absolute
+    are of order ``eps |log mass|`` (at most ``eps * 745`` in float64, ``eps * 104`` in float32, the log of the
+    smallest positive mass; zero masses have potentials ``-inf`` or none at all): so
+    ``eps <= max / (4 * 745)``. eps must also resolve the cost: ``(f + g - C) / eps`` carries an absolute
     error of about ``max|C| u / eps`` (``u`` the unit roundoff), so below ``eps = max|C| u`` the plan is rounding
-    noise (and may overflow to inf). ``largest_cost`` is ``max |C|`` (``None`` when unknown: lazy geometries)."""
-    from .problem import LOG_ZERO
-
+    noise (and may overflow to inf). ``largest_cost`` is ``max |C|`` or an upper bound of it (``None`` when
+    unknown: custom cost callables); ``fix`` is the advice given when eps is too small."""
     finfo = torch.finfo(dtype)
-    largest_eps = finfo.max / (4 * abs(LOG_ZERO))
+    largest_log = -math.log(finfo.smallest_normal * finfo.eps)
+    largest_eps = finfo.max / (4 * largest_log)
     if eps > largest_eps or 1.0 / eps > finfo.max:
         raise ValueError(
             f"eps: {eps:g} is out of range for {dtype} (eps at most {largest_eps:g}, 1/eps at most {finfo.max:g}); "
@@ -77,8 +84,38 @@ def _check_range(eps: float, rho_a: float, rho_b: float, dtype: torch.dtype, lar
     if largest_cost is not None and eps < largest_cost * finfo.eps:
         raise ValueError(
             f"eps: {eps:g} is below what a {dtype} cost with max |C| = {largest_cost:g} resolves (max |C| times the "
-            f"unit roundoff, {largest_cost * finfo.eps:g}); use a larger eps or shift the cost towards 0"
+            f"unit roundoff, {largest_cost * finfo.eps:g}); use a larger eps or "
+            + (fix or "shift the cost towards 0")
         )
     for name, rho in (("rho_a", rho_a), ("rho_b", rho_b)):
         if is_finite(rho) and rho > finfo.max:
             raise ValueError(f"{name}: {rho:g} is out of range for {dtype}; use inf for a hard constraint")
+
+
+def _check_mass_range(total_a: Tensor, total_b: Tensor, dtype: torch.dtype, reference: str,
+                      largest_cost: Optional[float], eps: float) -> None:
+    """The objective must be representable: its terms are of order ``mass * (max |C| + eps)`` and, for the
+    product reference, ``eps * sum(a) sum(b)`` (the reference's mass). Rejects masses whose products overflow.
+    ``total_a``, ``total_b``: the total masses ``(...,)`` (over all ranks when sharded)."""
+    finfo = torch.finfo(dtype)
+    total_a, total_b = float(total_a.detach().max()), float(total_b.detach().max())
+    for name, total in (("a", total_a), ("b", total_b)):
+        if math.isinf(total):
+            raise ValueError(f"{name}: the total mass overflows {dtype}; rescale the masses or use float64")
+    scale = max(largest_cost if largest_cost is not None else 0.0, eps, 1.0)
+    limit = finfo.max / 64
+    if reference == "product" and total_a * total_b * max(eps, 1.0) > limit:
+        raise ValueError(
+            f"a, b: the product reference has mass sum(a) * sum(b) = {total_a * total_b:.3g}, which (times eps) "
+            f"overflows {dtype}; rescale the masses (the plan and the objective scale with them) or use float64"
+        )
+    if max(total_a, total_b) * scale > limit:
+        raise ValueError(
+            f"a, b: total masses {total_a:.3g}, {total_b:.3g} times the cost scale {scale:.3g} overflow {dtype} in "
+            f"the objective; rescale the masses or use float64"
+        )
+
+
+def _local(geometry: Geometry) -> Geometry:
+    """This rank's geometry of a sharded one, else the geometry itself."""
+    return geometry.local if isinstance(geometry, ShardedGeometry) else geometry

@@ -262,8 +262,9 @@ def check_masses(
 def _check_geometry(
     cost: Union[Tensor, Geometry], mask: Optional[Tensor], columns_elsewhere: bool = False
 ) -> tuple[Geometry, Optional[float]]:
-    """The validated geometry and, for a cost matrix, ``max |C|`` (``None`` for other geometries).
-    ``columns_elsewhere``: these are some ranks' rows only, so a column may be forbidden in all of them."""
+    """The validated geometry and ``max |C|`` for a cost matrix, an upper bound of it for a point cloud with a
+    built-in cost (:meth:`PointCloud.cost_bound`), ``None`` for other geometries. ``columns_elsewhere``: these are
+    some ranks' rows only, so a column may be forbidden in all of them."""
     if isinstance(cost, PointCloud):
         if mask is not None:
             raise ValueError("mask: only supported for cost matrices, not point clouds")
@@ -275,7 +276,7 @@ def _check_geometry(
             raise TypeError(f"x, y: dtypes differ ({x.dtype} vs {y.dtype})")
         geometry = cost.with_tensors((x, y))
         _check_cost_function(geometry)
-        return geometry, None
+        return geometry, geometry.cost_bound() if checks_enabled() else None  # reads the points' norms
     if isinstance(cost, Geometry) and not isinstance(cost, DenseCost):
         return cost, None
     if isinstance(cost, DenseCost) and mask is None:  # keep its mask (already applied) and any known bounds

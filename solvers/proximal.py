@@ -8,10 +8,16 @@ scheme). As k grows the plan tends to the unregularised optimum (``ot.emd``) whi
 domain, where a plain kernel ``exp(-C / (eps/k))`` would underflow.
 
 ``max_iter`` counts outer steps; :attr:`Plan.iterates` holds every outer step's potentials when
-``keep_iterates=True``. The returned plan is the last outer step's, with ``Plan.problem.eps = eps / steps``.
+``keep_iterates=True``. The returned plan is the last outer step's, with ``Plan.problem.eps = eps / k``.
 
-For unbalanced problems the same eps / k sequence is run; it is then an annealing towards the unregularised
-unbalanced problem rather than a literal proximal sequence (the marginal penalties do not scale with k).
+With ``tol > 0`` the marginals are watched (:attr:`Plan.marginal_residual`, L1 in mass units, measured after
+every outer step): an outer step moves on to ``eps / (k + 1)`` only once the sweeps at ``eps / k`` have brought
+both residuals below ``max(tol, 1e-3 * mass)`` (intermediate stages need not be exact, but no row or column may
+be starved of mass, which small ``eps / k`` cannot repair), and once the plan has stopped moving
+(``|P_k - P_{k-1}|_1 <= tol``) further outer steps stay at the same ``eps / k`` as balancing sweeps until both
+residuals are at most ``tol``. ``converged`` requires both. So a converged plan meets its marginals, and
+``<C, P>`` is then never below the exact optimum. With ``tol = 0`` every outer step advances k, as in IPOT's
+inexact scheme, and nothing is measured.
 """
 
 from __future__ import annotations
@@ -38,10 +44,16 @@ class ProximalPoint(Solver):
         keep_iterates: keep each outer step's ``(f, g)``.
         block_rows: rows per block of the soft-min primitive.
 
-    Stopping: ``tol`` bounds the L1 change of the plan between outer steps, ``|P_k - P_{k-1}|_1``.
+    Stopping: ``tol`` bounds both marginal residuals at the current ``eps / k`` (L1, mass units) and the L1 change
+    of the plan between outer steps, ``|P_k - P_{k-1}|_1`` (module docstring).
     """
 
     sinkhorn_fixed_point = False
+    remedies = (
+        ("max_iter", "raise max_iter (outer steps)"),
+        ("inner_iter", "raise the solver option inner_iter"),
+        ("eps", "use a larger eps"),
+    )
 
     def __init__(self, inner_iter: int = 10, keep_iterates: bool = False, block_rows: Optional[int] = None):
         super().__init__()
@@ -52,25 +64,39 @@ class ProximalPoint(Solver):
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         f, g = initial_potentials(problem, init)
         iterates = [] if self.keep_iterates else None
+        rough = max(tol, 1e-3 * float(torch.maximum(problem.a.sum(-1), problem.b.sum(-1)).max()))
         previous = None
         error = None
         converged = False
         step = 0
+        k = 1
         plan = None
         for step in range(1, max_iter + 1):
-            staged = problem.with_eps(problem.eps / step)
-            plan = self.inner.iterate(staged, f, g, self.inner_iter, tol=0.0)
+            staged = problem.with_eps(problem.eps / k)
+            plan = self.inner.iterate(staged, f, g, self.inner_iter, tol=tol)
             f, g = plan.f, plan.g
             if iterates is not None:
                 iterates.append((f, g))
-            if tol > 0:
-                with torch.no_grad():
-                    current = plan.matrix
-                    if previous is not None:
-                        error = problem.geometry.reduce_rows((current - previous).abs().sum((-1, -2)))
-                        if bool((error <= tol).all()):
-                            converged = True
-                            break
-                    previous = current
+            if tol == 0:
+                k += 1
+                continue
+            with torch.no_grad():
+                measured = Plan(staged.detach(), f.detach(), g.detach(), 0, False)
+                residual = torch.maximum(*measured.marginal_residual)
+                error = residual
+                if bool((residual > rough).any()):  # rows or columns still starved: stay at this eps
+                    continue
+                current = measured.matrix
+                moving = previous is None
+                if previous is not None:
+                    change = problem.geometry.reduce_rows((current - previous).abs().sum((-1, -2)))
+                    error = torch.maximum(change, residual)
+                    moving = bool((change > tol).any())
+                    if not moving and bool((residual <= tol).all()):
+                        converged = True
+                        break
+                previous = current
+            if moving:  # once the plan has stopped moving, the next steps balance at this eps
+                k += 1
         assert plan is not None
         return Plan(plan.problem, f, g, step, converged, error, "unroll", iterates)

@@ -10,11 +10,11 @@ from torch import Tensor
 
 from otalign.geometry import DenseCost
 from otalign.plan import Plan
-from otalign.problem import Problem
+from otalign.problem import Problem, optimal_marginal
 from otalign.scaling import ScalingKernel, spread_allows
 from otalign.softmin import KERNELS, Kernel
 from otalign.solver import Init, Solver, initial_potentials
-from otalign.validation import check_number, check_positive_int, is_inf, validation_enabled
+from otalign.validation import check_number, check_positive_int, validation_enabled
 
 from .registry import register
 
@@ -23,9 +23,10 @@ from .registry import register
 class Sinkhorn(Solver):
     """Alternating log-domain half-steps ``f <- update_f(g)``, ``g <- update_g(f)`` (docs/maths.md, section 1).
 
-    Stopping: when the row marginal is hard (``rho_a = inf``), the L1 row-marginal error of the current plan (its
-    columns are exact after the column step when ``rho_b = inf``); otherwise the sup-norm change of the potentials
-    divided by eps (the change of ``log u``, ``log v``). ``tol=0`` runs exactly ``max_iter`` iterations.
+    Stopping: both marginal residuals of the current plan (:attr:`Plan.marginal_residual`, L1 distances in mass
+    units: ``|P 1 - a|_1`` for a hard side, ``|P 1 - a exp(-f / rho_a)|_1`` for a relaxed one, 0 for a free one;
+    the same for the columns) are at most ``tol``; measured from the soft-min sums the half-steps compute anyway.
+    ``tol=0`` runs exactly ``max_iter`` iterations.
 
     Options:
         eps_scaling: ratio in (0, 1) of an annealing schedule ``eps_0 > eps_0 r > ... > eps`` that starts at the
@@ -42,6 +43,12 @@ class Sinkhorn(Solver):
             ``torch.compile`` region the plain ``"native"`` soft-min is always used.
         check_every: measure the stopping criterion every k iterations (fewer host syncs on GPU).
     """
+
+    remedies = (
+        ("max_iter", "raise max_iter"),
+        ("eps_scaling", "anneal eps with the solver option eps_scaling=0.5"),
+        ("eps", "use a larger eps"),
+    )
 
     def __init__(
         self,
@@ -102,43 +109,45 @@ class Sinkhorn(Solver):
         """Run up to ``max_iter`` iterations from ``(f, g)``; ``done`` earlier sweeps are added to the count.
         ``softmin`` is the soft-min implementation (default: the log-domain kernel of the ``kernel`` option)."""
         softmin = self.softmin_kernel if softmin is None else softmin
-        hard_rows = is_inf(problem.rho_a)
         iterates: Optional[list[tuple[Tensor, Tensor]]] = [] if self.keep_iterates else None
         hint_f = hint_g = None
         error: Optional[Tensor] = None
+        log_cols: Optional[Tensor] = None
+        measured = False  # whether log_cols holds the column marginal of the current (f, g)
         converged = False
         iterations = 0
         for it in range(max_iter):
             check = tol > 0 and it % self.check_every == 0
             f_next, hint_f = problem.update_f(g, hint_f, self.block_rows, softmin)
-            if check and hard_rows and (it > 0 or done > 0):  # (f, g) must follow a column step
-                error = _row_error(problem, f, hint_f)
+            if check and measured:  # (f, g) follows a column step: both its marginals are at hand
+                error = _residual(problem, f, g, hint_f, log_cols)
                 if bool((error <= tol).all()):
                     converged = True
                     break
             if iterates is not None:
                 iterates.append((f_next, g))
             g_next, hint_g = problem.update_g(f_next, hint_g, self.block_rows, softmin)
-            if check and not hard_rows:
+            measured = tol > 0 and (it + 1) % self.check_every == 0
+            if measured and hint_g is not None:  # the translation of after_iteration leaves the marginals as they are
                 with torch.no_grad():
-                    f_change = problem.geometry.reduce_rows(_sup(f_next - f), "max")
-                    error = torch.maximum(f_change, _sup(g_next - g)) / problem.eps
+                    log_cols = problem.log_col_marginal(g_next, hint_g)
             f, g = self.after_iteration(problem, f_next, g_next)
             iterations += 1
-            if check and not hard_rows and bool((error <= tol).all()):
-                converged = True
-                break
         return Plan(problem, f, g, done + iterations, converged, error, "unroll", iterates)
 
 
-def _row_error(problem: Problem, f: Tensor, lse_rows: Tensor) -> Tensor:
+def _residual(problem: Problem, f: Tensor, g: Tensor, lse_rows: Optional[Tensor], log_cols: Optional[Tensor]) -> Tensor:
+    """The larger of the two marginal residuals of :attr:`Plan.marginal_residual`, ``(...,)``, from the row
+    soft-min of ``g`` (``None`` for a free row side) and the log column marginal (``None`` for a free column side)."""
     with torch.no_grad():
-        rows = problem.log_row_marginal(f, lse_rows).exp()
-        return problem.sum_rows((rows - problem.a).abs())
-
-
-def _sup(x: Tensor) -> Tensor:
-    return x.abs().amax(-1)
+        error = f.new_zeros(problem.batch_shape)
+        if lse_rows is not None:
+            rows = problem.log_row_marginal(f, lse_rows).exp()
+            error = problem.sum_rows((rows - optimal_marginal(f, problem.a, problem.rho_a)).abs())  # all ranks' rows
+        if log_cols is not None:
+            target = optimal_marginal(g, problem.b, problem.rho_b)
+            error = torch.maximum(error, (log_cols.exp() - target).abs().sum(-1))
+        return error
 
 
 def annealing_schedule(problem: Problem, ratio: float) -> list[float]:

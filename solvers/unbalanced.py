@@ -22,7 +22,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from otalign.problem import Problem, safe_log
+from otalign.problem import Problem, safe_log, where_positive
 from otalign.validation import is_inf
 
 from .registry import register
@@ -56,7 +56,8 @@ def optimal_translation(problem: Problem, f: Tensor, g: Tensor):
 def _log_mass_term(potential: Tensor, mass: Tensor, rho: float) -> Tensor:
     if is_inf(rho):
         return mass.sum(-1).log()
-    return torch.logsumexp(safe_log(mass) - potential / rho, dim=-1)
+    # a zero mass has log -inf and, under the uniform reference, potential -inf: it contributes nothing
+    return torch.logsumexp(safe_log(mass) - where_positive(mass, potential) / rho, dim=-1)
 
 
 def _inverse(rho: float) -> float:

@@ -129,3 +129,64 @@ def test_bad_arguments():
         get_divergence("wasserstein")
     with pytest.raises(ValueError, match=r"^terms:"):
         Weighted([])(plan, targets.paired(N))
+
+
+def test_robust_with_an_empty_target_row_has_finite_gradients():
+    """The robust term of an anchor without positives is 0 with a zero gradient, not NaN."""
+    (z0, z1), s = similarities(seed=5, requires_grad=True)
+    target = targets.paired(N, dtype=torch.float64)
+    target[3] = 0.0
+    per_anchor = robust(rows_only_plan(s), target)
+    assert per_anchor[3].item() == 0.0
+    per_anchor.sum().backward()
+    assert torch.isfinite(z0.grad).all() and torch.isfinite(z1.grad).all()
+
+
+@pytest.mark.parametrize("reference", ["uniform", "product"])
+def test_divergences_of_a_plan_with_a_zero_mass_row(reference):
+    """A zero-mass anchor has an empty plan row: robust gives 0 for it, kl gives +inf where the target asks for
+    mass there (KL(q | 0)) and 0 where it does not; nothing is NaN, and gradients stay finite otherwise."""
+    (z0, z1), s = similarities(seed=6, requires_grad=True)
+    a = torch.ones(2 * N, dtype=torch.float64)
+    a[2] = 0.0
+    mask = torch.eye(2 * N, dtype=torch.bool)
+    problem = Problem(-s, a, torch.ones(2 * N, dtype=torch.float64), eps=EPS, rho_a=1.0, rho_b=1.0,
+                      reference=reference, mask=mask)
+    plan = solve(problem, max_iter=5, tol=0)
+    target = targets.paired(N, dtype=torch.float64)
+    assert robust(plan, target)[2].item() == 0.0
+    assert kl(plan, target)[2].item() == math.inf
+    empty = target.clone()
+    empty[2] = 0.0
+    total = kl(plan, empty).sum() + robust(plan, empty).sum()
+    assert torch.isfinite(total)
+    total.backward()
+    assert torch.isfinite(z0.grad).all() and torch.isfinite(z1.grad).all()
+
+
+@pytest.mark.parametrize("dtype, scales", [
+    (torch.float64, [1e-300, 1e-310, 1e300]),
+    (torch.float32, [1e-38, 1e-40, 1e38]),
+])
+def test_kl_is_invariant_to_the_scale_of_the_target(dtype, scales):
+    """Targets scaled into the subnormal range (1e-310, 1e-40) used to be divided by ``tiny`` instead of their
+    row sums (KL 0.03 instead of 3.0); targets near the top of the range overflowed their row sums."""
+    gen = torch.Generator().manual_seed(2)
+    C = torch.rand(6, 6, generator=gen, dtype=dtype)
+    plan = solve(Problem(C, eps=0.1), max_iter=20, tol=0)
+    target = torch.rand(6, 6, generator=gen, dtype=dtype) * 0.5 + 0.5
+    reference = kl(plan, target)
+    for scale in scales:
+        rtol = 1e-4 if dtype == torch.float32 else 1e-9  # rounding of the scaled (maybe subnormal) target itself
+        torch.testing.assert_close(kl(plan, target * scale), reference, rtol=rtol, atol=0)
+
+
+def test_kl_of_a_target_asking_for_a_forbidden_pair_is_infinite():
+    """KL(q | p) with q > 0 where p = 0 is +inf; the clamp of log 0 used to make it a huge finite number."""
+    _, s = similarities(seed=7)
+    plan = rows_only_plan(s)
+    target = targets.paired(N, dtype=torch.float64)
+    target[1, 1] = 1.0  # the self-pair is masked: zero mass in every plan
+    per_anchor = kl(plan, target)
+    assert per_anchor[1].item() == math.inf
+    assert torch.isfinite(per_anchor[torch.arange(2 * N) != 1]).all()

@@ -8,8 +8,8 @@ import math
 import pytest
 import torch
 
-from otalign import DenseCost, PointCloud, Problem
-from otalign.problem import dual_mass_term, marginal_penalty
+from otalign import DenseCost, Plan, PointCloud, Problem, solve
+from otalign.problem import dual_mass_term, marginal_penalty, safe_log
 
 
 def test_defaults_are_uniform_masses_and_hard_marginals(data):
@@ -165,3 +165,81 @@ def test_low_precision_is_promoted_to_float32(data, low):
     # balanced equal-mass check (relative 1e-5) rejects
     problem = Problem(data.C.to(low), data.a.to(low), data.b.to(low), eps=0.1, rho_b=1.0)
     assert problem.dtype == torch.float32 and problem.a.dtype == torch.float32 and problem.b.dtype == torch.float32
+
+
+# ------------------------------------------------------------------------------------------------ zero masses
+
+
+def _zero_mass_case():
+    gen = torch.Generator().manual_seed(4)
+    C = torch.rand(4, 3, generator=gen, dtype=torch.float64)
+    a = torch.tensor([0.0, 0.3, 0.3, 0.4], dtype=torch.float64)
+    b = torch.full((3,), 1 / 3, dtype=torch.float64)
+    W = torch.randn(4, 3, generator=gen, dtype=torch.float64)
+    return C, a, b, W
+
+
+def _solve_and_differentiate(C, a, b, W, reference, rho, grad, tol):
+    C, a, b = (t.clone().requires_grad_() for t in (C, a, b))
+    plan = solve(Problem(C, a, b, eps=0.5, rho_a=rho, rho_b=rho, reference=reference),
+                 max_iter=3000 if tol else 15, tol=tol, grad=grad)
+    loss = plan.value if grad == "envelope" else (plan.matrix * W).sum() + plan.value
+    loss.backward()
+    return plan, C.grad, a.grad, b.grad
+
+
+@pytest.mark.parametrize("reference", ["product", "uniform"])
+@pytest.mark.parametrize("rho", [math.inf, 1.0])
+@pytest.mark.parametrize("grad, tol", [("unroll", 1e-12), ("unroll", 0.0), ("envelope", 1e-12), ("implicit", 1e-12)])
+def test_zero_mass_gradient_is_zero_and_the_rest_is_the_problem_without_it(reference, rho, grad, tol):
+    """a_0 = 0 with requires_grad: its gradient is 0 (the documented convention; it was NaN in unroll, envelope
+    and the kernel-domain path, tol=0) and every other gradient equals that of the problem with row 0 removed
+    (implicit gave NaN for all of them: a singular system)."""
+    C, a, b, W = _zero_mass_case()
+    plan, dC, da, db = _solve_and_differentiate(C, a, b, W, reference, rho, grad, tol)
+    _, dC2, da2, db2 = _solve_and_differentiate(C[1:], a[1:], b, W[1:], reference, rho, grad, tol)
+    for t in (dC, da, db):
+        assert torch.isfinite(t).all()
+    assert float(da[0]) == 0.0
+    assert float(plan.matrix.detach()[0].abs().max()) == 0.0
+    torch.testing.assert_close(da[1:], da2, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(db, db2, rtol=1e-7, atol=1e-9)
+    torch.testing.assert_close(dC[1:], dC2, rtol=1e-7, atol=1e-9)
+    assert float(dC[0].abs().max()) <= 1e-250  # the soft-min's exponent floor, e^-700
+
+
+def test_zero_mass_rows_carry_no_mass_under_weak_relaxation():
+    """reference="uniform", rho/(rho + eps) = 0.005: with log 0 floored at -1e4 the zero-mass row got 2.4e-3 of
+    mass and a finite value although such a plan's objective is +inf. Now the row is exactly empty and the value
+    that of the problem without the row, plus eps * m (the reference R = 1 on the empty row)."""
+    gen = torch.Generator().manual_seed(1)
+    C = torch.rand(3, 4, generator=gen, dtype=torch.float64)
+    a = torch.tensor([0.0, 0.5, 0.5], dtype=torch.float64)
+    eps, rho = 0.1, 5e-4
+    plan = solve(Problem(C, a, eps=eps, rho_a=rho, reference="uniform"))
+    assert float(plan.matrix[0].abs().max()) == 0.0
+    reduced = solve(Problem(C[1:], a[1:], eps=eps, rho_a=rho, reference="uniform"))
+    torch.testing.assert_close(plan.value, reduced.value + eps * C.shape[1], rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(plan.matrix[1:], reduced.matrix, rtol=1e-9, atol=1e-14)
+
+
+@pytest.mark.parametrize("reference", ["product", "uniform"])
+def test_value_is_infinite_when_a_relaxed_side_puts_mass_on_a_zero_mass(reference):
+    """Any potentials define a plan; if that plan has mass on a row whose mass is 0 under a KL-relaxed row side,
+    rho KL(P1 | a) is +inf, and so is the value (not a large finite number)."""
+    C = torch.rand(3, 4, dtype=torch.float64)
+    a = torch.tensor([0.0, 0.5, 0.5], dtype=torch.float64)
+    problem = Problem(C, a, eps=0.1, rho_a=1.0, reference="uniform")
+    plan = Plan(problem, torch.zeros(3, dtype=torch.float64), torch.zeros(4, dtype=torch.float64), 0, False)
+    assert float(plan.matrix[0].sum()) > 0
+    assert plan.value.item() == math.inf
+    solved = solve(Problem(C, a, eps=0.1, rho_a=1.0, reference=reference))
+    assert math.isfinite(solved.value.item())
+
+
+def test_safe_log_is_minus_inf_with_a_zero_gradient_at_zero():
+    mass = torch.tensor([0.0, 0.5], dtype=torch.float64, requires_grad=True)
+    out = safe_log(mass)
+    assert out[0].item() == -math.inf and out[1].item() == math.log(0.5)
+    out[1].backward()
+    assert mass.grad.tolist() == [0.0, 2.0]

@@ -274,3 +274,34 @@ def test_metrics_accept_arrays():
                        metrics.sample_per_class(y, 2, generator=torch.Generator().manual_seed(1)))
     with pytest.raises(TypeError, match=r"^z0:"):
         metrics.alignment("features", x)
+
+
+@pytest.mark.parametrize("cost", ["sqeuclidean", "half_sqeuclidean", "euclidean"])
+def test_pointcloud_eps_below_the_cost_resolution_is_rejected(cost):
+    """Coordinates of 1e10 in float32: the point cloud skipped the eps-resolution check dense costs get and came
+    back with f = -inf and an all-zero plan. Its cost is now bounded from the points' norms."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 2, generator=gen) * 1e10, torch.randn(4, 2, generator=gen) * 1e10
+    with pytest.raises(ValueError, match=r"^eps: .* centre and rescale the points"):
+        Problem(PointCloud(x, y, cost=cost), eps=0.1)
+
+
+def test_pointcloud_cost_bound_is_an_upper_bound():
+    gen = torch.Generator().manual_seed(1)
+    x, y = torch.randn(7, 3, generator=gen) + 4, torch.randn(6, 3, generator=gen)
+    for cost in ("sqeuclidean", "half_sqeuclidean", "euclidean", "negative_cosine", "cosine"):
+        geometry = PointCloud(x, y, cost=cost)
+        assert geometry.cost_bound() >= float(geometry.matrix().abs().max()), cost
+    assert PointCloud(x, y, cost=lambda p, q: torch.cdist(p, q)).cost_bound() is None
+
+
+def test_masses_whose_objective_overflows_are_rejected():
+    """Masses of 1e30 in float32: the product reference's mass sum(a) sum(b) = 9e60 made value inf, silently."""
+    a, b = torch.full((3,), 1e30), torch.full((4,), 0.75e30)
+    with pytest.raises(ValueError, match=r"^a, b: the product reference has mass"):
+        Problem(torch.rand(3, 4), a, b, eps=0.1)
+    with pytest.raises(ValueError, match=r"^a: the total mass overflows"):
+        Problem(torch.rand(3, 4), torch.full((3,), 3e38), eps=0.1, rho_a=1.0)
+    # float64 holds it; tol is an L1 distance in mass units, so it scales with the masses
+    plan = solve(Problem(torch.rand(3, 4, dtype=torch.float64), a.double(), b.double(), eps=0.1), tol=3e24)
+    assert torch.isfinite(plan.value) and plan.converged

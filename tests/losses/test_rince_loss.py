@@ -57,3 +57,23 @@ def test_rince_rejects_bad_parameters():
         RINCE(q=0.0)
     with pytest.raises(ValueError, match="lam"):
         GCARINCE(lam=-1.0)
+
+
+@pytest.mark.parametrize("name", ["RINCE", "GCARINCE", "GCAUOT"])
+def test_target_with_an_empty_row_gives_finite_gradients(name):
+    """An anchor without positives (a target row of zeros, documented as allowed) used to give NaN in z0.grad:
+    the log-sum-exp of an all -inf row has a NaN backward that a torch.where after it does not stop. The anchor
+    now contributes 0 and the gradient equals that of the loss summed over the other anchors."""
+    from otalign import losses, targets
+
+    loss = getattr(losses, name)(reduction="none")
+    z0, z1 = views(3, n=4)
+    quality = torch.tensor([0.0, 1, 1, 1, 1, 1, 1, 1], dtype=torch.float64)
+    target = targets.weighted(targets.paired(4, dtype=torch.float64), quality)
+    per_anchor = loss(z0, z1, target=target)
+    assert per_anchor[0].item() == 0.0
+    per_anchor.sum().backward()
+    assert torch.isfinite(z0.grad).all() and torch.isfinite(z1.grad).all()
+    y0, y1 = (z.detach().clone().requires_grad_() for z in (z0, z1))
+    loss(y0, y1, target=target)[1:].sum().backward()
+    torch.testing.assert_close(z0.grad, y0.grad, rtol=1e-10, atol=1e-12)
