@@ -53,11 +53,13 @@ class Linearization:
     """The objective ``F(P) = (1 - alpha) <M, P> + alpha E(P)`` of a :class:`GWProblem` and its gradient.
 
     Built once per solve from the problem's (possibly attached) tensors. ``low_rank`` says whether the factorised
-    path is used (square loss, both intra costs squared-Euclidean point clouds).
+    path is used (square loss, both intra costs squared-Euclidean point clouds); ``materialize`` makes its
+    gradient a dense matrix instead of a :class:`LowRankCost`.
     """
 
-    def __init__(self, problem: GWProblem):
+    def __init__(self, problem: GWProblem, materialize: bool = False):
         self.problem = problem
+        self.materialize = materialize
         self.alpha = problem.alpha
         self.symmetric = problem.symmetric
         gx, gy = problem.geom_x, problem.geom_y
@@ -109,9 +111,9 @@ class Linearization:
         alpha = self.alpha
         if self.low_rank:
             geometry = self._low_rank_gradient(plan, u, v, ut, vt)
-            if self.cross is None:
-                return geometry
-            return torch.add(geometry.matrix(), self.cross, alpha=1.0 - alpha)
+            if self.cross is not None:
+                return torch.add(geometry.matrix(), self.cross, alpha=1.0 - alpha)
+            return geometry.matrix() if self.materialize else geometry
         matrix = plan.matrix
         coupling = self.hx @ matrix @ self.hy.transpose(-1, -2)
         if self.symmetric:
@@ -180,8 +182,10 @@ class Linearization:
         return energy if linear is None else (1.0 - self.alpha) * linear + self.alpha * energy
 
 
-def inner_geometry(cost: Union[Tensor, LowRankCost], shift: Tensor) -> Geometry:
-    """The linearised cost with ``shift (..., m)`` subtracted from its columns (a warm start in disguise)."""
+def inner_geometry(cost: Union[Tensor, LowRankCost], shift: Optional[Tensor]) -> Union[Tensor, Geometry]:
+    """The linearised cost with ``shift (..., m)`` (if any) subtracted from its columns (a warm start in disguise)."""
+    if shift is None:
+        return cost
     if isinstance(cost, LowRankCost):
         return cost.shift_columns(shift)
     return DenseCost(cost - shift.unsqueeze(-2))

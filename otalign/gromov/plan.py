@@ -103,14 +103,14 @@ class GWPlan:
     def value_entropic(self) -> Tensor:
         """``F(P) + eps KL(P | a b^T) + rho_a KL(P 1 | a) + rho_b KL(P^T 1 | b)``, ``(...,)``.
 
-        ``eps KL(P | a b^T) = <f, P 1> + <g, P^T 1> - <G, P> - eps (|P| - |a| |b|)`` exactly, for the Gibbs form of
-        :attr:`inner` (``G`` its linearised cost)."""
+        ``eps' KL(P | a b^T) = <f, P 1> + <g, P^T 1> - <G, P> - eps' (|P| - |a| |b|)`` exactly, for the Gibbs form
+        of :attr:`inner` (``G`` its cost, ``eps'`` its entropic strength: ``eps / step``)."""
         p = self.problem
         inner = self.inner
         rows, cols = inner.marginals
         reference = inner.problem.a.sum(-1) * inner.problem.b.sum(-1)
         entropic = (inner.f * rows).sum(-1) + (inner.g * cols).sum(-1) - inner.value_linear
-        entropic = entropic - p.eps * (rows.sum(-1) - reference)
+        entropic = (entropic - inner.problem.eps * (rows.sum(-1) - reference)) * (p.eps / inner.problem.eps)
         penalties = marginal_penalty(rows, inner.problem.a, p.rho_a) + marginal_penalty(cols, inner.problem.b, p.rho_b)
         return self.value + entropic + penalties
 

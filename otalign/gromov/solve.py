@@ -12,6 +12,7 @@ step's potentials.
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Optional, Union
 
@@ -23,12 +24,15 @@ from ..plan import Plan
 from ..problem import Problem
 from ..solver import ConvergenceWarning, Solver
 from ..validation import check_number, check_positive_int
+from .inner import linear_solve
 from .iterate import AnyPlan, MatrixPlan, ProductPlan, plan_rows
 from .linearization import Linearization, inner_geometry
 from .plan import GWPlan
 from .problem import GWProblem
 
 GW_GRAD_MODES = ("unroll", "envelope", "detach")
+#: Largest ``B n m`` for which the factorised path materialises the linearised cost by default.
+MATERIALIZE_LIMIT = 1 << 24
 GWInit = Union[None, GWPlan, Tensor]
 
 
@@ -44,6 +48,8 @@ def solve_gw(
     inner_tol: Optional[float] = None,
     check_every: int = 1,
     warm_start: bool = True,
+    materialize: Optional[bool] = None,
+    step: float = 1.0,
     **options,
 ) -> GWPlan:
     """Solve an entropic (fused) GW problem.
@@ -62,8 +68,18 @@ def solve_gw(
             ``G0``); default ``a b^T``. Not differentiated.
         inner_max_iter, inner_tol: iteration cap and tolerance of each linear solve (see the solver; default
             ``inner_tol``: 1e-9 in float64, 1e-6 otherwise; ``0`` = exactly ``inner_max_iter`` iterations).
-        warm_start: start each linear solve from the previous potentials (with ``grad="unroll"`` the previous
-            column potential is subtracted from the cost instead, so that the warm start is differentiated too).
+        warm_start: start each linear solve from the previous potentials. With ``grad="unroll"`` the previous
+            column potential is subtracted from the cost instead, so that the warm start is differentiated too;
+            that is only a warm start when the column marginal is hard, so with a finite ``rho_b`` unrolled solves
+            start cold.
+        materialize: on the factorised point-cloud path, whether each step's linearised cost is formed as an
+            ``n x m`` matrix (faster linear solves: the kernel-domain loop applies) or kept as a
+            :class:`LowRankCost` (``O((n + m) d)`` memory). Default: materialise when ``B n m <= 2^24``.
+        step: mirror-descent step in (0, 1]; ``1`` is POT's PGD step. A smaller step adds the proximal term
+            ``eps (1 - step) / step KL(P | P_k)``: each linear problem then has entropic strength ``eps / step``
+            and the cost ``G(P_k) + (1 - step) (G~_{k-1} - f_{k-1} - g_{k-1})`` (``G~`` the previous step's cost);
+            the fixed points are the same. It damps the mass oscillations that full steps can show on
+            unbalanced problems. Needs a dense linearised cost (``materialize`` is then implied).
 
     Warns :class:`otalign.ConvergenceWarning` when the outer loop stops at ``max_iter`` above ``tol``, or when
     the last linear solve did not meet ``inner_tol``.
@@ -89,15 +105,27 @@ def solve_gw(
     if not isinstance(warm_start, bool):
         raise TypeError(f"warm_start: expected a bool, got {warm_start!r}")
     start, potentials = _initial(problem, init)
-    settings = (instance, max_iter, tol, inner_max_iter, inner_tol, check_every, warm_start)
+    if materialize is not None and not isinstance(materialize, bool):
+        raise TypeError(f"materialize: expected None or a bool, got {materialize!r}")
+    if materialize is None:
+        materialize = math.prod(problem.batch_shape + (problem.n, problem.m)) <= MATERIALIZE_LIMIT
+    step = check_number("step", step, strict=True)
+    if step > 1:
+        raise ValueError(f"step: expected a number in (0, 1], got {step!r}")
+    if step < 1 and materialize is False:
+        raise ValueError("step: a step below 1 needs a dense linearised cost; do not pass materialize=False")
+    materialize = materialize or step < 1
+    settings = (instance, max_iter, tol, inner_max_iter, inner_tol, check_every, materialize, step)
     if grad == "unroll":
-        plan = _run(problem, start, potentials, *settings, shift_cost=warm_start)
+        # shifting the columns of the cost is a warm start only where the column marginal is hard
+        plan = _run(problem, start, potentials, *settings, warm_init=False,
+                    shift_cost=warm_start and math.isinf(problem.rho_b))
     else:
         with torch.no_grad():
-            plan = _run(problem.detach(), start, potentials, *settings, shift_cost=False)
+            plan = _run(problem.detach(), start, potentials, *settings, warm_init=warm_start, shift_cost=False)
         attached = problem if grad == "envelope" else problem.detach()
         plan = GWPlan(attached, plan.inner, plan.iterations, plan.converged, plan.error, grad,
-                      plan.inner_iterations, Linearization(attached))
+                      plan.inner_iterations, Linearization(attached, materialize))
     if tol > 0 and not plan.converged:
         warnings.warn(
             f"gromov: no convergence after {plan.iterations} outer steps (plan change {float(plan.error.max()):.3g} "
@@ -141,9 +169,11 @@ def _initial(problem: GWProblem, init: GWInit) -> tuple[AnyPlan, Optional[tuple[
     raise TypeError(f"init: expected None, a GWPlan or a plan tensor (n, m), got {type(init).__name__}")
 
 
-def _run(problem, current, potentials, instance, max_iter, tol, inner_max_iter, inner_tol, check_every, warm_start,
-         shift_cost) -> GWPlan:
-    objective = Linearization(problem)
+def _run(problem, current, potentials, instance, max_iter, tol, inner_max_iter, inner_tol, check_every, materialize,
+         step_size, warm_init, shift_cost) -> GWPlan:
+    """The outer loop. ``warm_init``: start each linear solve from the previous potentials; ``shift_cost``: subtract
+    the previous column potential from the cost instead (a differentiable warm start, hard columns only)."""
+    objective = Linearization(problem, materialize)
     f_prev, g_prev = potentials if potentials is not None else (None, None)
     if g_prev is None:
         g_prev = problem.b.new_zeros(problem.batch_shape + (problem.m,))
@@ -154,16 +184,25 @@ def _run(problem, current, potentials, instance, max_iter, tol, inner_max_iter, 
     steps = 0
     for step in range(max_iter):
         cost = objective.gradient(current)
-        shift = g_prev if shift_cost else torch.zeros_like(g_prev)
-        linear = Problem(inner_geometry(cost, shift), problem.a, problem.b, problem.eps, problem.rho_a, problem.rho_b)
-        init = (f_prev, g_prev) if (warm_start and not shift_cost and f_prev is not None) else None
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", ConvergenceWarning)
-            plan = instance(linear, max_iter=inner_max_iter, tol=inner_tol, grad="unroll", init=init)
-        inner_missed = any(issubclass(w.category, ConvergenceWarning) for w in caught)
+        if step_size < 1 and isinstance(current, Plan):
+            damped = current.problem.cost - current.f.unsqueeze(-1) - current.g.unsqueeze(-2)
+            cost = torch.add(cost, damped, alpha=1.0 - step_size)
+        shift = g_prev if shift_cost else None
+        linear = Problem(inner_geometry(cost, shift), problem.a, problem.b, problem.eps / step_size, problem.rho_a,
+                         problem.rho_b)
+        init = (f_prev, g_prev) if (warm_init and f_prev is not None) else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # reported once, for the last step, below
+            plan = linear_solve(instance, linear, inner_max_iter, inner_tol, init)
+        inner_missed = inner_tol > 0 and not plan.converged
+        if not bool(torch.isfinite(plan.mass).all()):
+            raise FloatingPointError(
+                f"gromov: the plan's mass overflowed at outer step {step + 1} (full mirror-descent steps can make "
+                f"the mass of unbalanced problems oscillate); use step < 1 (e.g. 0.5) or a larger eps"
+            )
         inner_total += plan.iterations
         if shift_cost:
-            unshifted = linear.with_tensors(inner_geometry(cost, torch.zeros_like(shift)).tensors(), linear.a, linear.b)
+            unshifted = linear.with_tensors((cost,) if isinstance(cost, Tensor) else cost.tensors(), linear.a, linear.b)
             plan = Plan(unshifted, plan.f, plan.g + shift, plan.iterations, plan.converged, plan.error, "unroll")
         steps = step + 1
         if tol > 0 and step % check_every == 0:
