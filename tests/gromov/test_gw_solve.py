@@ -154,11 +154,14 @@ def test_fixed_point_is_stationary(rho):
         assert float(plan.marginal_error[0]) > 1e-4
 
 
-def test_full_steps_can_diverge_on_unbalanced_problems_and_say_so():
+def test_damped_steps_reach_the_same_fixed_point():
     x, y, a, b = clouds(8, 7, seed=7)
-    problem = GWProblem(PointCloud(x), PointCloud(y), a * 1.3, b * 1.3, eps=0.05, rho_a=0.5, rho_b=0.5)
-    with pytest.raises(FloatingPointError, match="step < 1"):
-        solve_gw(problem, max_iter=100, tol=0, inner_tol=1e-10, inner_max_iter=5000)
+    problem = GWProblem(PointCloud(x), PointCloud(y), a, b, eps=0.05, rho_a=2.0, rho_b=2.0)
+    full = solve_gw(problem, max_iter=500, tol=1e-8, inner_tol=1e-10, inner_max_iter=5000)
+    damped = solve_gw(problem, max_iter=500, tol=1e-8, inner_tol=1e-10, inner_max_iter=5000, step=0.5)
+    assert full.converged and damped.converged and damped.iterations > full.iterations
+    assert torch.allclose(full.matrix, damped.matrix, atol=1e-7)
+    assert damped.inner.problem.eps == pytest.approx(0.1)  # eps / step
 
 
 @pytest.mark.parametrize("step", [1.0, 0.4])
