@@ -25,6 +25,7 @@ def test_views_and_accuracy():
     assert gromov_matching.accuracy(torch.eye(5).flip(0)) == pytest.approx(0.2)  # the middle row is right
 
 
+@pytest.mark.slow  # several seconds on a loaded 2-core machine
 def test_gw_recovers_a_rotated_copy_where_w_cannot():
     rows = gromov_matching.run(n=40, dim=4, noise=0.0, eps=0.3, iterations=60)
     rotated = rows[0]

@@ -30,6 +30,7 @@ def test_unroll_gradcheck(geometry):
     assert torch.autograd.gradcheck(value, (x, y))
 
 
+@pytest.mark.slow  # several seconds on a loaded 2-core machine
 def test_unroll_gradcheck_fused_unbalanced_and_warm_start_to_tolerance():
     x, y, a, b = clouds(5, 4, seed=1)
     z = torch.randn(5, 2, dtype=x.dtype, generator=torch.Generator().manual_seed(1), requires_grad=True)

@@ -26,6 +26,7 @@ def _pot_gw(Cx, Cy, a, b, loss, eps, iters, tol=0.0, **kw):
     )
 
 
+@pytest.mark.slow  # several seconds on a loaded 2-core machine
 @pytest.mark.parametrize("loss", ["square", "kl"])
 @pytest.mark.parametrize("symmetric", [True, False])
 def test_gw_matches_pot(loss, symmetric):
@@ -60,6 +61,7 @@ def test_kl_loss_with_zero_costs_uses_pots_floor():
     assert abs(float(plan.value) - float(log["gw_dist"])) <= 1e-6 * abs(float(log["gw_dist"]))
 
 
+@pytest.mark.slow  # several seconds on a loaded 2-core machine
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 0.8])
 def test_fused_gw_matches_pot(alpha):
     x, y, a, b = clouds(11, 10, seed=1)
@@ -77,6 +79,7 @@ def test_fused_gw_matches_pot(alpha):
     assert torch.allclose(plan.value, (1 - alpha) * linear + alpha * energy, rtol=1e-10)
 
 
+@pytest.mark.slow  # several seconds on a loaded 2-core machine
 @pytest.mark.parametrize("materialize", [True, False])
 def test_point_clouds_match_dense_and_pot(materialize):
     """Factorised squared distances (no n x n matrix) give POT's plan on the dense matrices."""
@@ -96,6 +99,7 @@ def test_point_clouds_match_dense_and_pot(materialize):
     assert torch.allclose(p1.value, p2.value, rtol=1e-9)
 
 
+@pytest.mark.slow  # several seconds on a loaded 2-core machine
 def test_stopping_rule_and_iteration_count_match_pot():
     """Frobenius plan change, tested every 10 steps from the first (POT's rule): same number of outer steps."""
     x, y, a, b = clouds(10, 10, seed=4)
@@ -108,6 +112,7 @@ def test_stopping_rule_and_iteration_count_match_pot():
     np.testing.assert_allclose(plan.matrix.numpy(), T, atol=1e-9)
 
 
+@pytest.mark.slow  # several seconds on a loaded 2-core machine
 def test_batched_equals_looped():
     x, y, a, b = clouds(9, 7, seed=6, batch=3)
     for geom_x, geom_y in ((sqdist(x), sqdist(y)), (PointCloud(x), PointCloud(y))):
@@ -137,6 +142,7 @@ def _stationarity_residual(problem, plan):
     return residual
 
 
+@pytest.mark.slow  # several seconds on a loaded 2-core machine
 @pytest.mark.parametrize("rho", [(0.5, 0.5), (0.2, math.inf), (math.inf, math.inf)])
 def test_fixed_point_is_stationary(rho):
     x, y, a, b = clouds(8, 7, seed=7)
@@ -154,6 +160,7 @@ def test_fixed_point_is_stationary(rho):
         assert float(plan.marginal_error[0]) > 1e-4
 
 
+@pytest.mark.slow  # several seconds on a loaded 2-core machine
 def test_damped_steps_reach_the_same_fixed_point():
     x, y, a, b = clouds(8, 7, seed=7)
     problem = GWProblem(PointCloud(x), PointCloud(y), a, b, eps=0.05, rho_a=2.0, rho_b=2.0)
@@ -179,6 +186,7 @@ def test_value_entropic_is_the_objective(step):
     assert torch.allclose(plan.value, brute_energy(sqdist(x), sqdist(y), P, "square"), rtol=1e-10)
 
 
+@pytest.mark.slow  # several seconds on a loaded 2-core machine
 def test_warm_start_and_dispatch():
     x, y, a, b = clouds(10, 8, seed=9)
     problem = GWProblem(PointCloud(x), PointCloud(y), a, b, eps=0.03)
