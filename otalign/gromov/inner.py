@@ -1,7 +1,7 @@
 """The linear solve of one outer step.
 
 A GW solve runs many linear solves to a tolerance. otalign's Sinkhorn runs its kernel-domain loop (matrix-vector
-products, :mod:`otalign.solvers.scaling`) only for a fixed number of iterations, and the log-domain loop (one
+products, :mod:`otalign.scaling`) only for a fixed number of iterations, and the log-domain loop (one
 ``exp`` per entry and half-step) when it must test a tolerance. Without a graph to record (``grad="envelope"`` or
 ``"detach"``), on a balanced dense problem whose cost spread allows the kernel domain, :func:`linear_solve`
 therefore runs the kernel loop in chunks of :data:`CHUNK` iterations, each started from the previous chunk's
@@ -24,12 +24,12 @@ CHUNK = 10
 
 
 def _kernel_path(instance: Solver, problem: Problem) -> bool:
+    from ..scaling import spread_allows
     from ..solvers import Sinkhorn
-    from ..solvers.scaling import spread_allows
 
     return (
         type(instance) is Sinkhorn and instance.kernel == "auto" and instance.eps_scaling is None
-        and not instance.keep_iterates and math.isinf(problem.rho_a) and spread_allows(problem)
+        and not instance.keep_iterates and math.isinf(problem.rho_a) and spread_allows(problem.geometry, problem.eps)
     )
 
 
