@@ -6,10 +6,11 @@ against a target plan). Solvers live in :mod:`otalign.solvers`, targets in :mod:
 :mod:`otalign.divergences`, cost functions in :mod:`otalign.costs`.
 """
 
-from . import costs, distributed, divergences, losses, metrics, targets
+from . import costs, distributed, divergences, gromov, losses, metrics, targets
 from .aligner import Aligner, Alignment
 from .geometry import DenseCost, Geometry, PointCloud
 from .lowrank_plan import LowRankPlan
+from .gromov import GWProblem
 from .plan import Plan
 from .problem import Problem
 from .solve import solve
@@ -36,6 +37,7 @@ __all__ = [
     "DenseCost",
     "Geometry",
     "LowRankPlan",
+    "GWProblem",
     "Plan",
     "PointCloud",
     "Problem",
@@ -43,6 +45,7 @@ __all__ = [
     "costs",
     "distributed",
     "divergences",
+    "gromov",
     "losses",
     "metrics",
     "solve",

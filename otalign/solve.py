@@ -22,7 +22,8 @@ def solve(
     """Solve ``problem`` with a registered solver (by name) or a :class:`Solver` instance.
 
     Args:
-        problem: the :class:`Problem`.
+        problem: the :class:`Problem`, or a :class:`~otalign.gromov.GWProblem` (then this is
+            :func:`otalign.gromov.solve_gw` and returns a :class:`~otalign.gromov.GWPlan`).
         solver: ``"sinkhorn"``, ``"unbalanced"``, ``"proximal"``, ``"geomloss"``, ``"pot"``, ``"lowrank"`` (returns a
             :class:`~otalign.LowRankPlan`; needs ``rank=``), a name registered with
             :func:`otalign.solvers.register`, or an instance.
@@ -39,8 +40,12 @@ def solve(
         >>> plan = otalign.solve(otalign.Problem(torch.cdist(x, y) ** 2, eps=0.1))
         >>> plan.value, plan.marginal_error
     """
+    from .gromov import GWProblem, solve_gw
+
+    if isinstance(problem, GWProblem):  # options may include solve_gw's inner_max_iter, inner_tol, ...
+        return solve_gw(problem, solver, max_iter=max_iter, tol=tol, grad=grad, init=init, **options)
     if not isinstance(problem, Problem):
-        raise TypeError(f"problem: expected an otalign.Problem, got {type(problem).__name__}")
+        raise TypeError(f"problem: expected an otalign.Problem or GWProblem, got {type(problem).__name__}")
     if isinstance(solver, str):
         from . import solvers
 

@@ -17,12 +17,16 @@ loss                   divergence                        plan                   
 :class:`SupCon`        KL, label target                  rows only              1
 :class:`NTXent`        SimCLR's cross-entropy, direct    (none)                 (none)
 =====================  ================================  =====================  ==========
+
+:class:`GWAlignmentLoss` (:mod:`otalign.losses.gromov`) is the odd one out: two encoders with no shared space,
+KL between a target and the Gromov-Wasserstein plan of their intra-domain geometries.
 """
 
 from .base import AlignmentLoss, Batch, ContrastiveLoss
 from .gca_infonce import GCAInfoNCE
 from .gca_rince import GCARINCE
 from .gca_uot import GCAUOT
+from .gromov import GWAlignmentLoss
 from .infonce import InfoNCE
 from .ntxent import NTXent
 from .rince import RINCE
@@ -35,6 +39,7 @@ __all__ = [
     "GCAInfoNCE",
     "GCARINCE",
     "GCAUOT",
+    "GWAlignmentLoss",
     "InfoNCE",
     "NTXent",
     "RINCE",
