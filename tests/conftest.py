@@ -79,3 +79,12 @@ def primal_objective(P, C, a, b, eps, rho_a, rho_b, reference) -> torch.Tensor:
 def primal():
     """The independent primal objective :func:`primal_objective`."""
     return primal_objective
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one intra-op thread is fastest, and stays fast on a shared machine."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -9,13 +9,7 @@ import torch
 from otalign.cli import main
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one intra-op thread is fastest, and stays fast on a shared machine."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = ["--epochs", "2", "--subset", "200", "--batch-size", "64", "--hidden-dim", "32", "--feature-dim", "16",

@@ -10,12 +10,7 @@ from otalign import cli
 from otalign.cli import main
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = ["--epochs", "1", "--subset", "200", "--batch-size", "64", "--hidden-dim", "32", "--feature-dim", "16",
