@@ -215,8 +215,8 @@ class Trainer:
             try:
                 with autocast, trusted():  # the loss skips its value checks: this step's loss is checked instead
                     loss = self.model(x0, x1, labels=labels, meta=meta)
-            except FloatingPointError as error:  # e.g. a solver fed NaN costs
-                raise self._diverged(x0, x1, None) or error
+            except (FloatingPointError, ValueError) as error:  # e.g. a solver fed the NaN cost of NaN embeddings
+                raise self._diverged(x0, x1, None) or error  # not a divergence: the error as it was
             if not torch.isfinite(loss.detach()):
                 raise self._diverged(x0, x1, loss)
             self.optimiser.zero_grad(set_to_none=True)
