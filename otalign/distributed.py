@@ -214,6 +214,9 @@ class ShardedGeometry(Geometry):
     def logits(self, tensors, h_scaled, shift, axis, eps, start, stop) -> Tensor:
         return self.local.logits(tensors, h_scaled, shift, axis, eps, start, stop)
 
+    def logit_blocks(self, tensors, h_scaled, shift, axis, eps):
+        return self.local.logit_blocks(tensors, h_scaled, shift, axis, eps)
+
     def with_tensors(self, tensors: Sequence[Tensor]) -> "ShardedGeometry":
         return self.with_local(self.local.with_tensors(tensors))
 

@@ -10,7 +10,8 @@ target side (masses ``b``).
 
 from __future__ import annotations
 
-from typing import Iterator, Optional, Sequence, Union
+import math
+from typing import Callable, Iterator, Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -22,6 +23,8 @@ BLOCK_ELEMENTS = 1 << 19
 #: Elements per row block on a GPU: blocks there must be large enough to hide the launch of each kernel (a few
 #: microseconds) behind its memory traffic; 2^26 float32 values are 256 MiB per temporary.
 GPU_BLOCK_ELEMENTS = 1 << 26
+#: Rows per tile of a point cloud too wide for tall row blocks (:meth:`PointCloud.tiles`).
+TILE_ROWS = 512
 
 
 class Geometry:
@@ -67,6 +70,29 @@ class Geometry:
         ``(..., n)``; for ``axis=0`` the other way round. Subclasses may compute this without the cost block.
         """
         return affine_logits(self.block(tensors, start, stop), h_scaled, shift, axis, eps, start, stop)
+
+    def logit_blocks(
+        self, tensors: Sequence[Tensor], h_scaled: Tensor, shift: Tensor, axis: int, eps: float
+    ) -> Callable[..., Tensor]:
+        """``(start, stop, cols=slice(None)) -> `` the logits of :meth:`logits` for rows ``start:stop`` and columns
+        ``cols``, for one pass over the blocks (or :meth:`tiles`): what the blocks share (e.g. the augmented
+        operands of a point cloud) is prepared once here."""
+        scratch = Scratch()
+        custom = type(self).logits is not Geometry.logits
+
+        def block(start: int, stop: int, cols: slice = slice(None)) -> Tensor:
+            if custom and cols == slice(None):
+                return self.logits(tensors, h_scaled, shift, axis, eps, start, stop)
+            cost = self.block(tensors, start, stop)[..., cols]
+            h_cols, shift_cols = (h_scaled[..., cols], shift) if axis == 1 else (h_scaled, shift[..., cols])
+            return affine_logits(cost, h_cols, shift_cols, axis, eps, start, stop, scratch)
+        return block
+
+    def tiles(self, block_rows: Optional[int] = None) -> Iterator[tuple[int, int, slice]]:
+        """``(start, stop, cols)``: the tiles one pass of the soft-min visits; here whole row blocks
+        (:meth:`row_blocks`, ``cols`` = all columns)."""
+        for start, stop in self.row_blocks(block_rows):
+            yield start, stop, slice(None)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -235,33 +261,88 @@ class PointCloud(Geometry):
                           self.cost_name in _INNER_PRODUCT_COSTS else self.cost_fn)
 
     def logits(self, tensors, h_scaled, shift, axis, eps, start, stop) -> Tensor:
-        form = _INNER_PRODUCT_COSTS.get(self.cost_name) if isinstance(self.cost_name, str) else None
-        if form is None:
+        if self._inner_product_form() is None:
             return super().logits(tensors, h_scaled, shift, axis, eps, start, stop)
+        return self.logit_blocks(tensors, h_scaled, shift, axis, eps)(start, stop)
+
+    def _inner_product_form(self) -> Optional[tuple[float, float, float, bool]]:
+        return _INNER_PRODUCT_COSTS.get(self.cost_name) if isinstance(self.cost_name, str) else None
+
+    def logit_blocks(self, tensors, h_scaled, shift, axis, eps) -> Callable[[int, int], Tensor]:
+        """For the inner-product costs, each block of logits is one matrix product of augmented coordinates
+        ``[x beta/eps, row term, 1] @ [y, 1, column term]^T`` (``(..., k, d + 2) @ (..., d + 2, m)``); both
+        operands are built once per pass, so a block costs its product and nothing of size m."""
+        form = self._inner_product_form()
+        if form is None:
+            return super().logit_blocks(tensors, h_scaled, shift, axis, eps)
         c0, alpha, beta, normalise = form
         x, y = tensors
-        x = x[..., start:stop, :]
         if normalise:
             x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         x_term = (c0 + alpha * (x * x).sum(-1)) / eps
         y_term = alpha * (y * y).sum(-1) / eps
         if axis == 1:
-            row, col = -x_term - shift[..., start:stop], h_scaled - y_term
+            row, col = -x_term - shift, h_scaled - y_term
         else:
-            row, col = h_scaled[..., start:stop] - x_term, -y_term - shift
+            row, col = h_scaled - x_term, -y_term - shift
         left = torch.cat((x * (beta / eps), row.unsqueeze(-1), torch.ones_like(row).unsqueeze(-1)), dim=-1)
-        right = torch.cat((y, torch.ones_like(col).unsqueeze(-1), col.unsqueeze(-1)), dim=-1)
-        return left @ right.transpose(-1, -2)
+        right = torch.cat((y, torch.ones_like(col).unsqueeze(-1), col.unsqueeze(-1)), dim=-1).transpose(-1, -2)
+        scratch = Scratch()
+
+        def block(start: int, stop: int, cols: slice = slice(None)) -> Tensor:
+            rows, columns = left[..., start:stop, :], right[..., cols]
+            out = scratch.take(rows.shape[:-1] + columns.shape[-1:], rows)
+            return torch.matmul(rows, columns, out=out)
+        return block
+
+    def tiles(self, block_rows: Optional[int] = None) -> Iterator[tuple[int, int, slice]]:
+        """Row blocks when they are tall enough (or ``block_rows`` is given, or on a GPU, or for a cost callable);
+        else, for the inner-product costs, tiles of
+        :data:`TILE_ROWS` rows and the columns that fit :data:`BLOCK_ELEMENTS` x 2: each tile's matrix product then
+        reads a cache-sized slice of the column operand instead of all of it, and its exponentials stay in cache."""
+        if (block_rows is not None or self.device.type == "cuda" or self.block_rows() >= TILE_ROWS
+                or self._inner_product_form() is None):
+            yield from super().tiles(block_rows)
+            return
+        cols = max(1, 2 * BLOCK_ELEMENTS // (TILE_ROWS * (self.batch or 1)))
+        for start in range(0, self.n, TILE_ROWS):
+            for col in range(0, self.m, cols):
+                yield start, min(start + TILE_ROWS, self.n), slice(col, min(col + cols, self.m))
 
 
-def affine_logits(cost: Tensor, h_scaled: Tensor, shift: Tensor, axis: int, eps: float, start: int, stop: int) -> Tensor:
-    """``(h - C)/eps - shift`` for a cost block (see :meth:`Geometry.logits`), as a fresh tensor."""
+def affine_logits(
+    cost: Tensor, h_scaled: Tensor, shift: Tensor, axis: int, eps: float, start: int, stop: int,
+    scratch: Optional["Scratch"] = None,
+) -> Tensor:
+    """``(h - C)/eps - shift`` for a cost block (see :meth:`Geometry.logits`): a fresh tensor, or ``scratch``'s
+    memory (overwritten by the next block) outside autograd."""
     if axis == 1:
-        logits = torch.sub(h_scaled.unsqueeze(-2), cost, alpha=1.0 / eps)
-        return logits.sub_(shift[..., start:stop].unsqueeze(-1))
-    logits = torch.sub(h_scaled[..., start:stop].unsqueeze(-1), cost, alpha=1.0 / eps)
-    return logits.sub_(shift.unsqueeze(-2))
+        h_part, shift_part = h_scaled.unsqueeze(-2), shift[..., start:stop].unsqueeze(-1)
+    else:
+        h_part, shift_part = h_scaled[..., start:stop].unsqueeze(-1), shift.unsqueeze(-2)
+    shape = torch.broadcast_shapes(cost.shape, h_part.shape, shift_part.shape)
+    out = None if scratch is None else scratch.take(shape, cost)
+    return torch.sub(h_part, cost, alpha=1.0 / eps, out=out).sub_(shift_part)
+
+
+class Scratch:
+    """One reusable stretch of memory for the blocks of a pass. A fresh block per tile (megabytes) costs page
+    faults comparable to the tile's arithmetic; the blocks of a pass are used one at a time, so they can share.
+    Only outside autograd (where ``out=`` tensors are allowed); :meth:`take` returns ``None`` inside."""
+
+    def __init__(self):
+        self.flat: Optional[Tensor] = None
+
+    def take(self, shape: Sequence[int], like: Tensor) -> Optional[Tensor]:
+        """A ``shape`` view of the shared memory (dtype and device of ``like``), or ``None`` under autograd."""
+        if torch.is_grad_enabled():
+            return None
+        size = math.prod(shape)
+        flat = self.flat
+        if flat is None or flat.numel() < size or flat.dtype != like.dtype or flat.device != like.device:
+            flat = self.flat = like.new_empty(size)
+        return flat[:size].view(tuple(shape))
 
 
 def as_geometry(cost: Union[Tensor, Geometry]) -> Geometry:

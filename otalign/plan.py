@@ -55,6 +55,8 @@ class Plan(MarginalQuantities):
         iterates: ``(f, g)`` after every row step, when the solver was asked to keep them (multistep losses).
         explicit: the plan matrix itself, for solvers whose plan is not of the Gibbs form above (exact OT,
             ``ot.emd``); then ``f`` and ``g`` are zeros and :attr:`value` is ``<C, P>``.
+        log_mass: ``log`` of the plan's total mass ``(...,)`` when the solver already knows it (Sinkhorn reads it
+            off its last column half-step), else ``None``; spares the overflow check a pass over the cost.
     """
 
     problem: Problem
@@ -66,6 +68,7 @@ class Plan(MarginalQuantities):
     grad: str = "unroll"
     iterates: Optional[list[tuple[Tensor, Tensor]]] = None
     explicit: Optional[Tensor] = None
+    log_mass: Optional[Tensor] = None
     _marginals: Optional[tuple[Tensor, Tensor]] = field(default=None, repr=False)
     _log_matrix: Optional[Tensor] = field(default=None, repr=False)
 

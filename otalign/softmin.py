@@ -13,10 +13,14 @@ How it is fast and safe:
   cache and is turned into exponentials by a few in-place passes (:meth:`Geometry.logits`, clamp, exp, sum).
   Nothing of size n x m is allocated, for dense costs and point clouds alike; for point clouds with a
   squared-Euclidean or cosine cost the logits of a block come out of one augmented matrix product.
-* Stabiliser hints. A log-sum-exp needs a shift. The exact one (the row maximum) costs an extra pass; a solver that
-  passes ``hint`` (last iteration's output) saves it. A block whose result shows that the hint was off by too much
-  (overflow, or a sum so small that clamped terms could matter) is recomputed with the exact shift, so hints change
+* Stabiliser hints. A log-sum-exp needs a shift. Without a guess, one pass computes it exactly: each block's
+  maximum raises a running maximum and rescales the sum so far (an online log-sum-exp). A solver that passes
+  ``hint`` (last iteration's output) lets the shift go into the logits themselves (for point clouds, into the
+  matrix product) and saves that bookkeeping. A result that shows the hint was off by too much (a term overflowed,
+  or the sum is so small that the clamped terms could exceed its round-off) is recomputed exactly, so hints change
   speed, never results.
+* Tiles. Point clouds whose rows are long are visited in tiles (:meth:`Geometry.tiles`: 512 rows by a few thousand
+  columns) so that each matrix product reads a cache-sized slice of the column operand.
 * Exponent clamp. Arguments of ``exp`` are clamped below at -80 (float32) / -700 (float64): CPU ``exp`` of a more
   negative number takes a denormal slow path (measured here: 80x slower). The clamp changes a sum whose largest
   term is 1 by at most ``m * e^-80`` relative.
@@ -29,18 +33,18 @@ How it is fast and safe:
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
+from .absorption import AbsorbedKernel
 from .compiled import fused_row_logsumexp
 from .geometry import DenseCost, Geometry
 from .scaling import ScalingKernel
 
-#: A sum whose log falls outside this window is recomputed with the exact shift.
-_LOG_SUM_LOW, _LOG_SUM_HIGH = -20.0, 60.0
 
 
 def exp_floor(dtype: torch.dtype) -> float:
@@ -49,8 +53,9 @@ def exp_floor(dtype: torch.dtype) -> float:
 
 
 KERNELS = ("blocked", "dense", "compiled", "native")
-#: A soft-min implementation: a name of :data:`KERNELS` or a prepared :class:`~otalign.scaling.ScalingKernel`.
-Kernel = Union[str, ScalingKernel]
+#: A soft-min implementation: a name of :data:`KERNELS` or a prepared kernel of one solve
+#: (:class:`~otalign.scaling.ScalingKernel`, :class:`~otalign.absorption.AbsorbedKernel`).
+Kernel = Union[str, ScalingKernel, AbsorbedKernel]
 
 
 def logsumexp(
@@ -75,11 +80,14 @@ def logsumexp(
             the whole matrix, fastest for small problems), ``"compiled"`` (a fused ``torch.compile`` kernel for
             dense costs, :mod:`otalign.compiled`; other geometries use the blocked path), ``"native"`` (the whole
             matrix through ``torch.logsumexp`` and autograd's own backward: what ``torch.compile`` traces), or a
-            :class:`~otalign.scaling.ScalingKernel` built for this geometry and eps (the kernel-domain half-step).
+            :class:`~otalign.scaling.ScalingKernel` built for this geometry and eps (the kernel-domain half-step),
+            or an :class:`~otalign.absorption.AbsorbedKernel` (a certified product half-step, no gradient).
             Backward is the blocked recomputation for the first three.
     """
     if isinstance(kernel, ScalingKernel):
         return kernel.logsumexp(h / eps, axis)
+    if isinstance(kernel, AbsorbedKernel):
+        return kernel.logsumexp(h, axis, None if hint is None else hint.detach(), block_rows)
     _check_arguments(geometry, h, eps, axis, hint, block_rows, kernel)
     if kernel == "native":
         return _native(geometry, h, eps, axis)
@@ -125,56 +133,72 @@ def _shape_out(geometry: Geometry, axis: int) -> tuple[int, ...]:
     return geometry.batch_shape + ((geometry.n,) if axis == 1 else (geometry.m,))
 
 
-def _max_pass(geometry, tensors, h_scaled, axis, eps, block_rows) -> Tensor:
-    """The exact shift: ``max`` of ``(h - C)/eps`` along ``axis`` (finite where possible, else 0)."""
+def _exact_pass(geometry, tensors, h_scaled, axis, eps, block_rows) -> tuple[Tensor, Tensor]:
+    """``(shift, log sum exp((h - C)/eps - shift))`` along ``axis`` with the exact shift (the maximum), in one
+    pass: each tile's maximum raises a running one and rescales the sum so far (an online log-sum-exp)."""
+    floor = exp_floor(h_scaled.dtype)
     zero = h_scaled.new_zeros(_shape_out(geometry, axis))
-    shift = torch.full_like(zero, -torch.inf)
-    for start, stop in geometry.row_blocks(block_rows):
-        logits = geometry.logits(tensors, h_scaled, zero, axis, eps, start, stop)
-        if axis == 1:
-            shift[..., start:stop] = logits.amax(-1)
-        else:
-            torch.maximum(shift, logits.amax(-2), out=shift)
-    if axis == 0:
-        shift = geometry.reduce_rows(shift, "max")
-    return torch.where(torch.isfinite(shift), shift, zero)
+    top = torch.full_like(zero, -torch.inf)
+    acc = torch.zeros_like(zero)
+    dim = -1 if axis == 1 else -2
+    blocks = geometry.logit_blocks(tensors, h_scaled, zero, axis, eps)
+    for start, stop, cols in geometry.tiles(block_rows):
+        logits = blocks(start, stop, cols)
+        where = (..., slice(start, stop)) if axis == 1 else (..., cols)
+        old = top[where]
+        new = torch.maximum(old, logits.amax(dim))
+        new_finite = torch.where(torch.isfinite(new), new, torch.zeros_like(new))
+        logits.sub_(new_finite.unsqueeze(dim)).clamp_min_(floor).exp_()
+        acc[where] = acc[where] * (old - new_finite).exp() + logits.sum(dim)
+        top[where] = new
+    top = torch.where(torch.isfinite(top), top, zero)
+    if axis == 0 and geometry.shards > 1:  # every rank's rows: rescale the local sums to the global maximum
+        shift = geometry.reduce_rows(top, "max")
+        acc = geometry.reduce_rows(acc * (top - shift).exp(), "sum")
+        top = shift
+    return top, acc.log_()
 
 
 def _sum_pass(geometry, tensors, h_scaled, axis, eps, shift, block_rows) -> Tensor:
     """``log sum exp((h - C)/eps - shift)`` along ``axis`` (without adding the shift back)."""
     floor = exp_floor(h_scaled.dtype)
     acc = h_scaled.new_zeros(_shape_out(geometry, axis))
-    for start, stop in geometry.row_blocks(block_rows):
-        logits = geometry.logits(tensors, h_scaled, shift, axis, eps, start, stop)
+    blocks = geometry.logit_blocks(tensors, h_scaled, shift, axis, eps)
+    for start, stop, cols in geometry.tiles(block_rows):
+        logits = blocks(start, stop, cols)
         logits.clamp_min_(floor).exp_()
         if axis == 1:
-            acc[..., start:stop] = logits.sum(-1)
+            acc[..., start:stop] += logits.sum(-1)
         else:
-            acc += logits.sum(-2)
+            acc[..., cols] += logits.sum(-2)
     if axis == 0:
         acc = geometry.reduce_rows(acc, "sum")
     return acc.log_()
 
 
-def _acceptable(log_sum: Tensor) -> bool:
-    return bool(((log_sum > _LOG_SUM_LOW) & (log_sum < _LOG_SUM_HIGH)).all())
+def _acceptable(log_sum: Tensor, terms: int) -> bool:
+    """Whether sums computed with a guessed shift are as accurate as with the exact one: finite (no term
+    overflowed), and large enough that the clamped terms (at most ``terms * e^floor``) are below the dtype's
+    round-off relative to the sum."""
+    low = math.log(terms) + exp_floor(log_sum.dtype) - math.log(torch.finfo(log_sum.dtype).eps / 2)
+    return bool(((log_sum > low) & (log_sum < math.inf)).all())
 
 
 def _forward(geometry, tensors, h, eps, axis, hint, block_rows, kernel) -> Tensor:
     h_scaled = h / eps
+    terms = geometry.m if axis == 1 else geometry.n_global
     if kernel == "compiled" and isinstance(geometry, DenseCost):
         cost = tensors[0] if axis == 1 else geometry.transposed()
         fused = fused_row_logsumexp(cost, h_scaled, hint, eps, exp_floor(h.dtype))
-        if fused is not None and hint is not None and not _acceptable(fused[1]):
+        if fused is not None and hint is not None and not _acceptable(fused[1], terms):
             fused = fused_row_logsumexp(cost, h_scaled, None, eps, exp_floor(h.dtype))
         if fused is not None:
             return fused[0] + fused[1]
     if hint is not None:
         log_sum = _sum_pass(geometry, tensors, h_scaled, axis, eps, hint, block_rows)
-        if _acceptable(log_sum):
+        if _acceptable(log_sum, terms):
             return hint + log_sum
-    shift = _max_pass(geometry, tensors, h_scaled, axis, eps, block_rows)
-    log_sum = _sum_pass(geometry, tensors, h_scaled, axis, eps, shift, block_rows)
+    shift, log_sum = _exact_pass(geometry, tensors, h_scaled, axis, eps, block_rows)
     return shift + log_sum
 
 
@@ -203,9 +227,11 @@ class _SoftMin(torch.autograd.Function):
         h_scaled = h / eps
         floor = exp_floor(h.dtype)
         dense = isinstance(geometry, DenseCost)
+        with torch.no_grad():
+            blocks = geometry.logit_blocks(tensors, h_scaled, out, axis, eps)
         for start, stop in geometry.row_blocks(ctx.block_rows):
             with torch.no_grad():
-                weights = geometry.logits(tensors, h_scaled, out, axis, eps, start, stop).clamp_min_(floor).exp_()
+                weights = blocks(start, stop).clamp_min_(floor).exp_()
                 if axis == 1:
                     g_rows = grad_out[..., start:stop]
                     if needs_h:

@@ -115,7 +115,8 @@ class Solver:
             from .implicit import implicit_potentials
 
             f, g = implicit_potentials(problem, f, g)
-        return Plan(problem, f, g, plan.iterations, plan.converged, plan.error, grad, plan.iterates, plan.explicit)
+        return Plan(problem, f, g, plan.iterations, plan.converged, plan.error, grad, plan.iterates, plan.explicit,
+                    None if plan.log_mass is None else plan.log_mass.detach())
 
 
 def import_backend(module: str, solver: str, extra: str):
@@ -175,6 +176,11 @@ def _check_plan_range(plan: Plan) -> None:
     p = plan.problem
     finfo = torch.finfo(p.dtype)
     limit = math.log(finfo.max) - math.log(64.0)
+    if plan.log_mass is not None:
+        largest = float(plan.log_mass.detach().amax())
+        if largest <= limit:
+            return
+        _raise_overflow(p, largest)
     with torch.no_grad():
         f, g = plan.f.detach(), plan.g.detach()
         low = _cost_lower_bound(p.geometry)
@@ -192,11 +198,15 @@ def _check_plan_range(plan: Plan) -> None:
         log_mass = torch.logsumexp(log_rows, dim=-1)
         largest = float(log_mass.amax())
     if largest > limit or math.isnan(largest):
-        raise FloatingPointError(
-            f"the plan's total mass, about e^{largest:.4g}, overflows {p.dtype} ({p!r}): with free or weakly "
-            f"relaxed marginals (rho_a={p.rho_a:g}, rho_b={p.rho_b:g}) the optimal plan grows like "
-            f"R exp(-C / eps); use float64, a larger eps or rho, or a cost with a larger minimum"
-        )
+        _raise_overflow(p, largest)
+
+
+def _raise_overflow(p: Problem, largest: float) -> None:
+    raise FloatingPointError(
+        f"the plan's total mass, about e^{largest:.4g}, overflows {p.dtype} ({p!r}): with free or weakly "
+        f"relaxed marginals (rho_a={p.rho_a:g}, rho_b={p.rho_b:g}) the optimal plan grows like "
+        f"R exp(-C / eps); use float64, a larger eps or rho, or a cost with a larger minimum"
+    )
 
 
 def _confirm_convergence(plan: Plan, tol: float) -> None:

@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from otalign.absorption import AbsorbedKernel, absorption_allows
 from otalign.geometry import DenseCost
 from otalign.plan import Plan
 from otalign.problem import Problem, optimal_marginal
@@ -35,12 +36,16 @@ class Sinkhorn(Solver):
         scaling_iter: sweeps per annealing stage (default 1).
         keep_iterates: keep ``(f, g)`` after every row step in :attr:`Plan.iterates` (multistep losses).
         block_rows: rows per block of the soft-min primitive (default: fit 2 MiB).
-        kernel: ``"auto"`` (default): for a fixed number of iterations (``tol=0``) on a dense cost whose spread is
-            small against eps, the kernel-domain soft-min with a fused backward (:mod:`otalign.scaling`; same
-            iterates), else the blocked log-domain soft-min. ``"blocked"``, ``"dense"``, ``"compiled"`` or
-            ``"native"`` force a log-domain soft-min implementation (:func:`otalign.softmin.logsumexp`;
-            ``"compiled"`` is a fused ``torch.compile`` kernel for dense costs that compiles on first use). Inside a
-            ``torch.compile`` region the plain ``"native"`` soft-min is always used.
+        kernel: ``"auto"`` (default) picks, for a dense cost: with a fixed number of iterations (``tol=0``) and a
+            spread small against eps, the kernel-domain soft-min with a fused backward (:mod:`otalign.scaling`; same
+            iterates); otherwise, when no gradient flows through the iterations (``grad`` other than ``"unroll"``,
+            or inputs without ``requires_grad``), the absorbed kernel domain (:mod:`otalign.absorption`: one
+            matrix-vector product per half-step at any eps, certified equal to the log domain up to rounding; one
+            extra n x m matrix); else the blocked log-domain soft-min. ``"absorbed"`` forces the absorbed kernel;
+            ``"blocked"``, ``"dense"``, ``"compiled"`` or ``"native"`` force a log-domain soft-min implementation
+            (:func:`otalign.softmin.logsumexp`; ``"compiled"`` is a fused ``torch.compile`` kernel for dense costs
+            that compiles on first use). Inside a ``torch.compile`` region the plain ``"native"`` soft-min is always
+            used.
         check_every: measure the stopping criterion every k iterations (fewer host syncs on GPU).
     """
 
@@ -69,10 +74,10 @@ class Sinkhorn(Solver):
         self.keep_iterates = keep_iterates
         self.block_rows = None if block_rows is None else check_positive_int("block_rows", block_rows)
         self.check_every = check_positive_int("check_every", check_every)
-        if kernel != "auto" and kernel not in KERNELS:
-            raise ValueError(f"kernel: expected 'auto' or one of {KERNELS}, got {kernel!r}")
+        if kernel not in ("auto", "absorbed") and kernel not in KERNELS:
+            raise ValueError(f"kernel: expected 'auto', 'absorbed' or one of {KERNELS}, got {kernel!r}")
         self.kernel = kernel
-        self.softmin_kernel = "blocked" if kernel == "auto" else kernel
+        self.softmin_kernel = "blocked" if kernel in ("auto", "absorbed") else kernel
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         f, g = initial_potentials(problem, init)
@@ -96,6 +101,9 @@ class Sinkhorn(Solver):
             return "native"
         if self.kernel == "auto" and tol == 0 and spread_allows(problem.geometry, problem.eps):
             return ScalingKernel(problem.geometry, problem.eps)
+        if self.kernel == "absorbed" or (
+                self.kernel == "auto" and absorption_allows(problem.geometry, _needs_grad(problem))):
+            return AbsorbedKernel(problem.geometry, problem.eps)
         return self.softmin_kernel
 
     def residuals_measured(self) -> bool:
@@ -122,6 +130,7 @@ class Sinkhorn(Solver):
         error: Optional[Tensor] = None
         log_cols: Optional[Tensor] = None
         measured = False  # whether log_cols holds the column marginal of the current (f, g)
+        last_column_step: Optional[tuple[Tensor, Tensor]] = None  # (g, its lse) of the current (f, g)
         converged = False
         iterations = 0
         for it in range(max_iter):
@@ -140,8 +149,10 @@ class Sinkhorn(Solver):
                 with torch.no_grad():
                     log_cols = problem.log_col_marginal(g_next, hint_g)
             f, g = self.after_iteration(problem, f_next, g_next)
+            last_column_step = None if hint_g is None else (g_next, hint_g)
             iterations += 1
-        return Plan(problem, f, g, done + iterations, converged, error, "unroll", iterates)
+        return Plan(problem, f, g, done + iterations, converged, error, "unroll", iterates,
+                    log_mass=_log_mass(problem, last_column_step))
 
 
 def _residual(problem: Problem, f: Tensor, g: Tensor, lse_rows: Optional[Tensor], log_cols: Optional[Tensor]) -> Tensor:
@@ -184,6 +195,23 @@ def cost_range(problem: Problem) -> tuple[float, float]:
                 low, high = min(low, finite.min().item()), max(high, finite.max().item())
     bounds = geometry.reduce_rows(torch.tensor([-low, high], dtype=torch.float64, device=geometry.device), "max")
     return -bounds[0].item(), bounds[1].item()  # over all ranks' rows when sharded
+
+
+def _log_mass(problem: Problem, column_step: Optional[tuple[Tensor, Tensor]]) -> Optional[Tensor]:
+    """``log`` of the plan's total mass from the last column half-step (its ``lse`` gives the column marginal;
+    the translation of :meth:`Sinkhorn.after_iteration` leaves the plan unchanged), ``(...,)``; ``None`` if the
+    loop ran no iteration or the column side is free."""
+    if column_step is None:
+        return None
+    with torch.no_grad():
+        g, lse = column_step
+        return torch.logsumexp(problem.log_col_marginal(g.detach(), lse.detach()), dim=-1)
+
+
+def _needs_grad(problem: Problem) -> bool:
+    """Whether autograd would differentiate through the iterations of ``problem``."""
+    tensors = (*problem.geometry.tensors(), problem.a, problem.b)
+    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
 def _finite(plan: Plan) -> bool:

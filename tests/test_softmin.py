@@ -75,6 +75,51 @@ def test_pointcloud_matches_dense_values_and_gradients(axis):
         torch.testing.assert_close(g, g_ref, rtol=1e-11, atol=1e-12)
 
 
+@pytest.mark.parametrize("cost", ["sqeuclidean", "negative_cosine"])
+@pytest.mark.parametrize("hint", HINTS)
+@pytest.mark.parametrize("batch", [None, 2])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_pointcloud_tiles_match_torch(axis, batch, hint, cost, monkeypatch):
+    """Wide point clouds are visited in tiles of rows x columns (here 3 rows x 4 or 2 columns, ragged at the edges):
+    the online maximum, the hinted sums and the gradients are those of the materialised logits."""
+    import otalign.geometry as geometry_module
+
+    monkeypatch.setattr(geometry_module, "BLOCK_ELEMENTS", 6)
+    monkeypatch.setattr(geometry_module, "TILE_ROWS", 3)
+    gen = torch.Generator().manual_seed(3)
+    lead = () if batch is None else (batch,)
+    x = torch.randn(lead + (10, 3), generator=gen, dtype=torch.float64)
+    y = torch.randn(lead + (11, 3), generator=gen, dtype=torch.float64)
+    h = 0.2 * torch.randn(lead + ((11,) if axis == 1 else (10,)), generator=gen, dtype=torch.float64)
+    geometry = PointCloud(x.clone().requires_grad_(), y.clone().requires_grad_(), cost)
+    tiles = list(geometry.tiles())
+    columns = 4 if batch is None else 2  # 2 * BLOCK_ELEMENTS // (TILE_ROWS * batch)
+    assert len(tiles) == 4 * -(-11 // columns) and {stop - start for start, stop, _ in tiles} == {3, 1}
+    xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+    C = PointCloud(xr, yr, cost).matrix()
+    expected = reference(C, h, EPS, axis)
+    out = logsumexp(geometry, h, EPS, axis, hint=make_hint(hint, C.detach(), h, axis))
+    torch.testing.assert_close(out, expected, rtol=1e-12, atol=1e-12)
+    upstream = torch.randn(expected.shape, generator=gen, dtype=torch.float64)
+    grads = torch.autograd.grad(out, geometry.tensors(), upstream)
+    for got, want in zip(grads, torch.autograd.grad(expected, (xr, yr), upstream)):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-12)
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("seed", range(6))
+def test_hints_anywhere_give_the_exact_answer_in_float32(axis, seed):
+    """A hint is accepted only where the clamped terms cannot exceed the sum's round-off; whatever the hint's
+    error (drawn from +-200 units), the result is the exact log-sum-exp to float32 precision."""
+    gen = torch.Generator().manual_seed(seed)
+    C, h = inputs(None, axis, seed=seed, n=40, m=30)
+    C32, h32 = (C * 5).float(), h.float()
+    exact = reference(C32.double(), h32.double(), 0.01, axis)
+    hint = (exact + 200 * (2 * torch.rand(exact.shape, generator=gen, dtype=torch.float64) - 1)).float()
+    out = logsumexp(DenseCost(C32), h32, 0.01, axis, hint=hint, block_rows=7)
+    torch.testing.assert_close(out.double(), exact, rtol=0, atol=1e-6 * float(exact.abs().max()))
+
+
 @pytest.mark.parametrize("axis", [0, 1])
 def test_masked_pairs_are_excluded(axis):
     C, h = inputs(None, axis, n=6, m=6)
