@@ -42,7 +42,7 @@ from _common import machine, markdown_table, median_ms  # noqa: E402
 from solvers import geomloss_plan, pot_plan  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-KERNELS = ("auto", "blocked", "dense", "compiled")
+KERNELS = ("auto", "absorbed", "blocked", "dense", "compiled")
 
 
 def unit_embeddings(n: int, dim: int, device: str, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

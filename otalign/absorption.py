@@ -30,6 +30,7 @@ dense costs whose spread is too large for the plain kernel domain, and ``kernel=
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 import torch
@@ -96,6 +97,8 @@ class AbsorbedKernel:
                 if out is not None:
                     self.products += 1
                     return out
+            if axis == 1:
+                return self._row_step_and_absorb(h_scaled, block_rows)
             out = logsumexp(self.geometry, h, self.eps, axis, hint=hint, block_rows=block_rows)
             self._absorb(h_scaled, out, axis, block_rows)
             return out
@@ -120,6 +123,43 @@ class AbsorbedKernel:
             return None
         return sums.log() + top - (self.alpha if axis == 1 else self.beta)
 
+    def _row_step_and_absorb(self, h_scaled: Tensor, block_rows: Optional[int]) -> Tensor:
+        """A log-domain row half-step that rebuilds the kernel in the same pass: each block of a dense cost holds
+        whole rows, so its exact row maxima are at hand; ``K~_ij = exp(h_j - C_ij/eps - max_i)`` (entries <= 1).
+        Returns the exact ``lse`` (the sums are taken before dropping entries, as the log domain takes them)."""
+        from .softmin import exp_floor  # (that module imports this one)
+
+        geometry = self.geometry
+        floor_t = _LIMITS[h_scaled.dtype][0]
+        floor = exp_floor(h_scaled.dtype)
+        matrix = self._matrix()
+        shape = geometry.batch_shape + (geometry.n,)
+        top, sums, row_mass = h_scaled.new_empty(shape), h_scaled.new_empty(shape), h_scaled.new_empty(shape)
+        col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
+        blocks = geometry.logit_blocks((geometry.cost.detach(),), h_scaled, torch.zeros_like(top), 1, self.eps)
+        for start, stop in geometry.row_blocks(block_rows):
+            block = blocks(start, stop)
+            block_top = block.amax(-1)
+            block_top = torch.where(torch.isfinite(block_top), block_top, torch.zeros_like(block_top))
+            block.sub_(block_top.unsqueeze(-1)).clamp_min_(floor).exp_()
+            sums[..., start:stop] = block.sum(-1)
+            _drop_below(block, floor_t)
+            matrix[..., start:stop, :] = block
+            row_mass[..., start:stop] = block.sum(-1)
+            col_mass += block.sum(-2)
+            top[..., start:stop] = block_top
+        self._set(-top, h_scaled, row_mass, col_mass)
+        return top + sums.log()
+
+    def _matrix(self) -> Tensor:
+        if self.matrix is None:
+            self.matrix = torch.empty_like(self.geometry.cost, memory_format=torch.contiguous_format)
+        return self.matrix
+
+    def _set(self, alpha: Tensor, beta: Tensor, row_mass: Tensor, col_mass: Tensor) -> None:
+        self.alpha, self.beta, self.row_mass, self.col_mass = alpha, beta, row_mass, col_mass
+        self.absorptions += 1
+
     def _absorb(self, h_scaled: Tensor, lse: Tensor, axis: int, block_rows: Optional[int]) -> None:
         """Rebuild ``K~`` around the exact half-step ``lse``: ``K~_ij = exp((h - C)/eps - lse)`` along ``axis``."""
         if not bool(torch.isfinite(lse).all()):
@@ -127,23 +167,23 @@ class AbsorbedKernel:
             return
         geometry = self.geometry
         floor_t = _LIMITS[h_scaled.dtype][0]
-        if self.matrix is None:
-            self.matrix = torch.empty_like(geometry.cost)
-        tensors = (geometry.cost.detach(),)
+        matrix = self._matrix()
         row_mass = h_scaled.new_empty(geometry.batch_shape + (geometry.n,))
         col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
-        threshold = float(torch.exp(torch.tensor(-floor_t, dtype=torch.float64)))
-        blocks = geometry.logit_blocks(tensors, h_scaled, lse, axis, self.eps)
+        blocks = geometry.logit_blocks((geometry.cost.detach(),), h_scaled, lse, axis, self.eps)
         for start, stop in geometry.row_blocks(block_rows):
             block = blocks(start, stop)
             block.clamp_min_(-floor_t - 1.0).exp_()
-            torch.nn.functional.threshold_(block, threshold, 0.0)
-            self.matrix[..., start:stop, :] = block
+            _drop_below(block, floor_t)
+            matrix[..., start:stop, :] = block
             row_mass[..., start:stop] = block.sum(-1)
             col_mass += block.sum(-2)
-        self.row_mass, self.col_mass = row_mass, col_mass
         if axis == 1:
-            self.alpha, self.beta = -lse, h_scaled
+            self._set(-lse, h_scaled, row_mass, col_mass)
         else:
-            self.alpha, self.beta = h_scaled, -lse
-        self.absorptions += 1
+            self._set(h_scaled, -lse, row_mass, col_mass)
+
+
+def _drop_below(block: Tensor, floor_t: float) -> None:
+    """Set the entries of ``block`` below ``e^-floor_t`` to 0, in place."""
+    torch.nn.functional.threshold_(block, math.exp(-floor_t), 0.0)

@@ -33,7 +33,7 @@ def test_cuda_solve_equals_cpu(solver, rho):
     torch.testing.assert_close(gpu.matrix.cpu(), cpu.matrix, rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("kernel", ["blocked", "compiled", "auto"])
+@pytest.mark.parametrize("kernel", ["blocked", "compiled", "auto", "absorbed"])
 def test_cuda_kernels_agree(kernel):
     problem = random_problem("cuda", torch.float32)
     reference = otalign.solve(problem, Sinkhorn(kernel="blocked"), max_iter=50, tol=0)
