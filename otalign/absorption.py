@@ -13,9 +13,10 @@ after which a half-step only needs how far its input moved since then:
 
 (the mirror image, ``w^T K~``, for a column half-step).
 
-Certified results. Entries of ``K~`` below ``e^-T`` and of ``w`` below ``e^-W`` are set to 0 (``T + W`` is kept
-inside the dtype's normal range, so the product never forms a denormal number: those slow a CPU product down by up
-to 12x). The terms dropped from output ``i`` add at most ``e^-T sum_j w_j + e^-W sum_j K~_ij`` to its sum ``S_i``.
+Certified results. Entries of ``K~`` below ``e^-T`` are set to 0 and weights ``w`` below ``e^-W`` are raised to
+``e^-W`` (``T + W`` is kept inside the dtype's normal range, so the product never forms a denormal number: those
+slow a CPU product down by up to 12x). Together these change output ``i``'s sum ``S_i`` by at most
+``e^-T sum_j w_j + e^-W sum_j K~_ij``.
 A half-step is accepted only if that bound is below the dtype's unit round-off times ``S_i`` for every output;
 accepted outputs therefore equal the log-domain soft-min up to rounding. Otherwise the half-step runs in the log
 domain (:func:`otalign.softmin.logsumexp`) and the kernel is rebuilt around its exact result, normalised along that
@@ -38,7 +39,7 @@ from torch import Tensor
 
 from .geometry import DenseCost
 
-#: ``(T, W, round-off)`` per dtype: kernel entries below ``e^-T`` and weights below ``e^-W`` are dropped.
+#: ``(T, W, round-off)`` per dtype: kernel entries below ``e^-T`` are dropped, weights below ``e^-W`` raised to it.
 _LIMITS = {torch.float32: (40.0, 45.0, 2.0**-24), torch.float64: (300.0, 300.0, 2.0**-53)}
 
 #: Largest number of cost entries (over the batch) for which ``kernel="auto"`` allocates the absorbed kernel.
@@ -107,21 +108,19 @@ class AbsorbedKernel:
         """The product half-step, or ``None`` when its certificate fails."""
         floor_t, floor_w, round_off = _LIMITS[h_scaled.dtype]
         moved = h_scaled - (self.beta if axis == 1 else self.alpha)
-        top = moved.amax(-1, keepdim=True)
-        top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
-        shifted = moved - top
-        w = torch.where(shifted >= -floor_w, shifted.clamp_min(-floor_w).exp(), torch.zeros_like(shifted))
+        top = torch.nan_to_num(moved.amax(-1, keepdim=True), neginf=0.0)  # 0 where every input is -inf
+        w = moved.sub_(top).clamp_min_(-floor_w).exp_()  # raising weights below e^-W to e^-W adds < e^-W mass_i
         if axis == 1:
             sums = (self.matrix @ w.unsqueeze(-1)).squeeze(-1)
             mass = self.row_mass
         else:
             sums = (w.unsqueeze(-2) @ self.matrix).squeeze(-2)
             mass = self.col_mass
-        dropped = w.sum(-1, keepdim=True) * torch.exp(torch.tensor(-floor_t, dtype=w.dtype)) + mass * torch.exp(
-            torch.tensor(-floor_w, dtype=w.dtype))
-        if not bool((dropped <= round_off * sums).all()):
+        # dropped terms: at most e^-T sum(w) + e^-W mass_i, to stay below round_off * sums_i
+        margin = torch.add(sums, mass, alpha=-math.exp(-floor_w) / round_off).amin(-1)
+        if not bool((margin >= w.sum(-1) * (math.exp(-floor_t) / round_off)).all()):
             return None
-        return sums.log() + top - (self.alpha if axis == 1 else self.beta)
+        return sums.log_().add_(top).sub_(self.alpha if axis == 1 else self.beta)
 
     def _row_step_and_absorb(self, h_scaled: Tensor, block_rows: Optional[int]) -> Tensor:
         """A log-domain row half-step that rebuilds the kernel in the same pass: each block of a dense cost holds

@@ -72,6 +72,7 @@ class Problem:
         self.eps = float(eps)
         self.rho_a, self.rho_b = float(rho_a), float(rho_b)
         self.reference = reference
+        self._log_cache: dict[str, Tensor] = {}
 
     # ----------------------------------------------------------------- structure
     @property
@@ -128,17 +129,28 @@ class Problem:
         new = object.__new__(Problem)
         new.__dict__.update(self.__dict__)
         new.__dict__.update(changes)
+        new._log_cache = {}
         return new
 
     # ----------------------------------------------------------------- log masses
     @property
     def log_a(self) -> Tensor:
         """``log a`` (``-inf`` for a zero mass; its gradient there is 0, see :func:`safe_log`)."""
-        return safe_log(self.a)
+        return self._log_mass("a")
 
     @property
     def log_b(self) -> Tensor:
-        return safe_log(self.b)
+        return self._log_mass("b")
+
+    def _log_mass(self, side: str) -> Tensor:
+        """``safe_log`` of ``a`` or ``b``, computed once when the mass needs no gradient (every half-step uses it)."""
+        mass = getattr(self, side)
+        if mass.requires_grad:
+            return safe_log(mass)
+        cache = self.__dict__.setdefault("_log_cache", {})
+        if side not in cache:
+            cache[side] = safe_log(mass)
+        return cache[side]
 
     def log_reference_a(self) -> Optional[Tensor]:
         """``log a`` when the reference is the product measure, else ``None`` (R = 1)."""

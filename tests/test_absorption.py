@@ -203,10 +203,17 @@ def test_kernel_option_is_validated_and_the_absorbed_kernel_refuses_what_it_cann
         AbsorbedKernel(PointCloud(torch.randn(3, 2)), 0.1)  # type: ignore[arg-type]
 
 
-def test_the_product_never_forms_denormal_numbers():
-    """Kept kernel entries are >= e^-T and kept weights >= e^-W, so every product term is a normal number."""
-    for dtype, tiny in ((torch.float32, torch.finfo(torch.float32).tiny), (torch.float64, torch.finfo(torch.float64).tiny)):
-        from otalign.absorption import _LIMITS
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_product_never_forms_denormal_numbers(dtype):
+    """Kept kernel entries are >= e^-T (smaller ones are dropped when the kernel is rebuilt) and weights are raised
+    to >= e^-W, with T + W inside the normal range: every product term is 0 or a normal number."""
+    from otalign.absorption import _LIMITS
 
-        floor_t, floor_w, _ = _LIMITS[dtype]
-        assert math.exp(-floor_t - floor_w) > tiny
+    floor_t, floor_w, _ = _LIMITS[dtype]
+    C = torch.rand(50, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(dtype)
+    eps = 1e-3  # spread / eps = 1000: most entries fall below e^-T
+    kernel = AbsorbedKernel(DenseCost(C), eps)
+    logsumexp(DenseCost(C), torch.zeros(40, dtype=dtype), eps, 1, kernel=kernel)
+    kept = kernel.matrix[kernel.matrix > 0]
+    assert (kernel.matrix == 0).any() and float(kept.min()) >= math.exp(-floor_t) * (1 - 1e-6)
+    assert math.exp(-floor_t - floor_w) > torch.finfo(dtype).tiny
