@@ -26,7 +26,8 @@ Cost: one extra ``n x m`` matrix, one product per accepted half-step, and one lo
 over the cost per absorption (frequent in the first iterations of a cold start at small eps, rare near a fixed
 point). No gradient: the kernel is for solves whose iterations are not differentiated (``grad="implicit"``,
 ``"envelope"``, ``"detach"``, or inputs without ``requires_grad``); ``Sinkhorn(kernel="auto")`` picks it there for
-dense costs whose spread is too large for the plain kernel domain, and ``kernel="absorbed"`` forces it.
+dense costs (up to :data:`MAX_ELEMENTS` entries) and for geometries that never hold their cost, such as point
+clouds, while the kernel stays small (:data:`MAX_ELEMENTS_ONLINE`); ``kernel="absorbed"`` forces it.
 """
 
 from __future__ import annotations
@@ -37,28 +38,40 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .geometry import DenseCost
+from .geometry import DenseCost, Geometry
 
 #: ``(T, W, round-off)`` per dtype: kernel entries below ``e^-T`` are dropped, weights below ``e^-W`` raised to it.
 _LIMITS = {torch.float32: (40.0, 45.0, 2.0**-24), torch.float64: (300.0, 300.0, 2.0**-53)}
 
-#: Largest number of cost entries (over the batch) for which ``kernel="auto"`` allocates the absorbed kernel.
+#: Largest number of cost entries (over the batch) for which ``kernel="auto"`` allocates the absorbed kernel: for a
+#: dense cost (which already takes as much memory), and for a geometry that never materialises its cost (a point
+#: cloud: its user chose not to hold n x m numbers, so only small ones get the kernel).
 MAX_ELEMENTS = 1 << 27
+MAX_ELEMENTS_ONLINE = 1 << 24
 
 
-def absorption_allows(geometry, needs_grad: bool) -> bool:
-    """Whether ``kernel="auto"`` may use an :class:`AbsorbedKernel` for ``geometry``: an unmasked
-    :class:`DenseCost` (one process) of float32/float64 with at most :data:`MAX_ELEMENTS` entries, and no gradient
-    through the iterations."""
-    return (type(geometry) is DenseCost and geometry.mask is None and geometry.dtype in _LIMITS
-            and not needs_grad and geometry.cost.numel() <= MAX_ELEMENTS)
+def absorption_allows(geometry: Geometry, needs_grad: bool) -> bool:
+    """Whether ``kernel="auto"`` may use an :class:`AbsorbedKernel` for ``geometry``: no gradient through the
+    iterations, and a geometry it can hold (:func:`supported`) with at most :data:`MAX_ELEMENTS` entries
+    (:data:`MAX_ELEMENTS_ONLINE` unless it is a :class:`DenseCost`)."""
+    if needs_grad or not supported(geometry):
+        return False
+    limit = MAX_ELEMENTS if isinstance(geometry, DenseCost) else MAX_ELEMENTS_ONLINE
+    return geometry.n * geometry.m * (geometry.batch or 1) <= limit
+
+
+def supported(geometry: Geometry) -> bool:
+    """A geometry of float32/float64 in one process (not sharded), without forbidden pairs."""
+    return (isinstance(geometry, Geometry) and geometry.shards == 1 and geometry.dtype in _LIMITS
+            and getattr(geometry, "mask", None) is None)
 
 
 class AbsorbedKernel:
     """The absorbed kernel ``K~`` of one solve and its soft-min (see the module docstring).
 
     Args:
-        geometry: an unmasked :class:`DenseCost` ``(n, m)`` or ``(B, n, m)`` of float32 or float64.
+        geometry: the cost, ``(n, m)`` or ``(B, n, m)``, float32 or float64, in one process, without a mask (a
+            :class:`DenseCost`, a :class:`~otalign.geometry.PointCloud`, ...).
         eps: the entropic strength.
 
     Attributes:
@@ -71,10 +84,12 @@ class AbsorbedKernel:
         >>> lse = softmin.logsumexp(DenseCost(C), g, 0.01, axis=1, kernel=kernel)   # (n,), = the log domain's
     """
 
-    def __init__(self, geometry: DenseCost, eps: float):
-        if type(geometry) is not DenseCost or geometry.mask is not None or geometry.dtype not in _LIMITS:
-            raise ValueError("kernel: the absorbed kernel needs an unmasked DenseCost of float32 or float64")
+    def __init__(self, geometry: Geometry, eps: float):
+        if not supported(geometry):
+            raise ValueError("kernel: the absorbed kernel needs a float32 or float64 geometry in one process, "
+                             "without a mask")
         self.geometry = geometry
+        self.tensors = tuple(t.detach() for t in geometry.tensors())
         self.eps = float(eps)
         self.matrix: Optional[Tensor] = None
         self.alpha: Optional[Tensor] = None
@@ -89,7 +104,7 @@ class AbsorbedKernel:
         would differentiate go to the (differentiable) log domain: the product half-step has no backward."""
         from .softmin import logsumexp  # the log domain (that module imports this one)
 
-        if torch.is_grad_enabled() and (h.requires_grad or self.geometry.cost.requires_grad):
+        if torch.is_grad_enabled() and (h.requires_grad or any(t.requires_grad for t in self.geometry.tensors())):
             return logsumexp(self.geometry, h, self.eps, axis, hint=hint, block_rows=block_rows)
         with torch.no_grad():
             h_scaled = h / self.eps
@@ -135,7 +150,7 @@ class AbsorbedKernel:
         shape = geometry.batch_shape + (geometry.n,)
         top, sums, row_mass = h_scaled.new_empty(shape), h_scaled.new_empty(shape), h_scaled.new_empty(shape)
         col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
-        blocks = geometry.logit_blocks((geometry.cost.detach(),), h_scaled, torch.zeros_like(top), 1, self.eps)
+        blocks = geometry.logit_blocks(self.tensors, h_scaled, torch.zeros_like(top), 1, self.eps)
         for start, stop in geometry.row_blocks(block_rows):
             block = blocks(start, stop)
             block_top = block.amax(-1)
@@ -152,7 +167,9 @@ class AbsorbedKernel:
 
     def _matrix(self) -> Tensor:
         if self.matrix is None:
-            self.matrix = torch.empty_like(self.geometry.cost, memory_format=torch.contiguous_format)
+            geometry = self.geometry
+            shape = geometry.batch_shape + (geometry.n, geometry.m)
+            self.matrix = torch.empty(shape, dtype=geometry.dtype, device=geometry.device)
         return self.matrix
 
     def _set(self, alpha: Tensor, beta: Tensor, row_mass: Tensor, col_mass: Tensor) -> None:
@@ -169,7 +186,7 @@ class AbsorbedKernel:
         matrix = self._matrix()
         row_mass = h_scaled.new_empty(geometry.batch_shape + (geometry.n,))
         col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
-        blocks = geometry.logit_blocks((geometry.cost.detach(),), h_scaled, lse, axis, self.eps)
+        blocks = geometry.logit_blocks(self.tensors, h_scaled, lse, axis, self.eps)
         for start, stop in geometry.row_blocks(block_rows):
             block = blocks(start, stop)
             block.clamp_min_(-floor_t - 1.0).exp_()

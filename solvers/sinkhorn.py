@@ -36,12 +36,13 @@ class Sinkhorn(Solver):
         scaling_iter: sweeps per annealing stage (default 1).
         keep_iterates: keep ``(f, g)`` after every row step in :attr:`Plan.iterates` (multistep losses).
         block_rows: rows per block of the soft-min primitive (default: fit 2 MiB).
-        kernel: ``"auto"`` (default) picks, for a dense cost: with a fixed number of iterations (``tol=0``) and a
+        kernel: ``"auto"`` (default) picks: for a dense cost, a fixed number of iterations (``tol=0``) and a
             spread small against eps, the kernel-domain soft-min with a fused backward (:mod:`otalign.scaling`; same
             iterates); otherwise, when no gradient flows through the iterations (``grad`` other than ``"unroll"``,
             or inputs without ``requires_grad``), the absorbed kernel domain (:mod:`otalign.absorption`: one
             matrix-vector product per half-step at any eps, certified equal to the log domain up to rounding; one
-            extra n x m matrix); else the blocked log-domain soft-min. ``"absorbed"`` forces the absorbed kernel;
+            extra n x m matrix, so for dense costs up to 2^27 entries and point clouds up to 2^24); else the
+            blocked log-domain soft-min. ``"absorbed"`` forces the absorbed kernel;
             ``"blocked"``, ``"dense"``, ``"compiled"`` or ``"native"`` force a log-domain soft-min implementation
             (:func:`otalign.softmin.logsumexp`; ``"compiled"`` is a fused ``torch.compile`` kernel for dense costs
             that compiles on first use). Inside a ``torch.compile`` region the plain ``"native"`` soft-min is always

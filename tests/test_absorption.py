@@ -177,7 +177,18 @@ def test_auto_picks_the_absorbed_kernel_only_without_a_gradient_through_the_iter
     masked = Problem(DenseCost(problem.geometry.cost, mask=torch.eye(24, 17, dtype=torch.bool)), eps=0.001)
     assert _picked(masked, 1e-6) == "blocked"
     cloud = Problem(PointCloud(torch.randn(10, 3), torch.randn(12, 3)), eps=0.01)
-    assert _picked(cloud, 1e-6) == "blocked"
+    assert isinstance(_picked(cloud, 1e-6), AbsorbedKernel)  # 120 entries: a small kernel
+
+
+def test_auto_keeps_large_online_geometries_online(monkeypatch):
+    import otalign.absorption as absorption
+
+    monkeypatch.setattr(absorption, "MAX_ELEMENTS_ONLINE", 119)
+    monkeypatch.setattr(absorption, "MAX_ELEMENTS", 119)
+    assert _picked(Problem(PointCloud(torch.randn(10, 3), torch.randn(12, 3)), eps=0.01), 1e-6) == "blocked"
+    assert _picked(Problem(torch.rand(10, 12), eps=0.01), 1e-6) == "blocked"
+    monkeypatch.setattr(absorption, "MAX_ELEMENTS", 120)
+    assert isinstance(_picked(Problem(torch.rand(10, 12), eps=0.01), 1e-6), AbsorbedKernel)
 
 
 @pytest.mark.parametrize("grad", ["implicit", "envelope"])
@@ -197,10 +208,22 @@ def test_gradients_of_non_unrolled_modes_are_unchanged(grad):
 def test_kernel_option_is_validated_and_the_absorbed_kernel_refuses_what_it_cannot_hold():
     with pytest.raises(ValueError, match="kernel"):
         Sinkhorn(kernel="absorb")
-    with pytest.raises(ValueError, match="unmasked DenseCost"):
+    with pytest.raises(ValueError, match="without a mask"):
         AbsorbedKernel(DenseCost(torch.rand(3, 3), mask=torch.eye(3, dtype=torch.bool)), 0.1)
-    with pytest.raises(ValueError, match="unmasked DenseCost"):
-        AbsorbedKernel(PointCloud(torch.randn(3, 2)), 0.1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="float32 or float64"):
+        AbsorbedKernel(DenseCost(torch.rand(3, 3, dtype=torch.float16)), 0.1)
+
+
+@pytest.mark.parametrize("cost", ["sqeuclidean", "negative_cosine", "euclidean"])
+def test_point_clouds_solve_as_in_the_log_domain(cost):
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 30, 4, generator=gen, dtype=torch.float64)
+    y = torch.randn(2, 25, 4, generator=gen, dtype=torch.float64)
+    problem = Problem(PointCloud(x, y, cost), eps={"sqeuclidean": 0.5, "euclidean": 0.1}.get(cost, 0.02))
+    plans = {k: otalign.solve(problem, Sinkhorn(kernel=k), max_iter=5000, tol=1e-9) for k in ("blocked", "absorbed")}
+    assert plans["absorbed"].converged and plans["blocked"].converged
+    torch.testing.assert_close(plans["absorbed"].f, plans["blocked"].f, rtol=0, atol=1e-8)
+    torch.testing.assert_close(plans["absorbed"].g, plans["blocked"].g, rtol=0, atol=1e-8)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
