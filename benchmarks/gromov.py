@@ -8,8 +8,9 @@ POT gets the dense ``n x n`` matrices (NumPy backend, its default ``solver="PGD"
 * ``points``: ``PointCloud(x, x)`` / ``PointCloud(y, y)``: factorised squared distances, ``O(n^2 d)`` per
   linearisation; the linearised cost is materialised (``n m <= 2^24``) so each linear solve runs the
   kernel-domain Sinkhorn loop;
-* ``points, lazy``: the same with ``materialize=False``: nothing of size ``n^2`` is stored (log-domain soft-min
-  over a low-rank cost; ``fixed`` protocol only).
+* ``points, lazy``: the same with ``materialize=False``: the linearised cost is not stored (soft-min over a
+  low-rank cost; ``fixed`` protocol only). The linear solves still hold their absorbed kernel (``n m`` numbers)
+  while ``n m <= 2^24``; beyond that, or with ``Sinkhorn(kernel="blocked")``, nothing of size ``n^2`` is stored.
 
 Two protocols: ``fixed`` runs exactly ``--inner`` Sinkhorn iterations per outer step on both sides (POT
 ``stopThr=0``, otalign ``inner_tol=0``); ``tolerance`` runs each linear solve to POT's default ``stopThr=1e-9``

@@ -74,7 +74,10 @@ def solve_gw(
             start cold.
         materialize: on the factorised point-cloud path, whether each step's linearised cost is formed as an
             ``n x m`` matrix (faster linear solves: the kernel-domain loop applies) or kept as a
-            :class:`LowRankCost` (``O((n + m) d)`` memory). Default: materialise when ``B n m <= 2^24``.
+            :class:`LowRankCost` (``O((n + m) d)`` memory; the default Sinkhorn still holds an ``n x m`` absorbed
+            kernel in solves without a gradient while ``B n m <= 2^24``, see :mod:`otalign.absorption`; pass
+            ``solver=Sinkhorn(kernel="blocked")`` to keep nothing of that size). Default: materialise when
+            ``B n m <= 2^24``.
         step: mirror-descent step in (0, 1]; ``1`` is POT's PGD step. A smaller step adds the proximal term
             ``eps (1 - step) / step KL(P | P_k)``: each linear problem then has entropic strength ``eps / step``
             and the cost ``G(P_k) + (1 - step) (G~_{k-1} - f_{k-1} - g_{k-1})`` (``G~`` the previous step's cost);
