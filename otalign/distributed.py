@@ -217,6 +217,9 @@ class ShardedGeometry(Geometry):
     def logit_blocks(self, tensors, h_scaled, shift, axis, eps):
         return self.local.logit_blocks(tensors, h_scaled, shift, axis, eps)
 
+    def tiles(self, block_rows=None):
+        return self.local.tiles(block_rows)
+
     def with_tensors(self, tensors: Sequence[Tensor]) -> "ShardedGeometry":
         return self.with_local(self.local.with_tensors(tensors))
 

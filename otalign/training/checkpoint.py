@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -77,7 +78,9 @@ def load(path: Union[str, Path], map_location: Union[str, torch.device, None] = 
     if not path.is_file():
         raise ValueError(f"path: no checkpoint at {str(path)!r}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a non-checkpoint pickle makes torch warn before it fails: the error says it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # EOFError, UnpicklingError, RuntimeError (zip archive), ...: all mean "unreadable"
         reason = "it is empty" if path.stat().st_size == 0 else f"truncated or corrupt: {type(error).__name__}"
         raise ValueError(unreadable(path, f"cannot be read ({reason}: {_first_sentence(error)})")) from error
