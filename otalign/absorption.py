@@ -157,10 +157,7 @@ class AbsorbedKernel:
             block_top = torch.where(torch.isfinite(block_top), block_top, torch.zeros_like(block_top))
             block.sub_(block_top.unsqueeze(-1)).clamp_min_(floor).exp_()
             sums[..., start:stop] = block.sum(-1)
-            _drop_below(block, floor_t)
-            matrix[..., start:stop, :] = block
-            row_mass[..., start:stop] = block.sum(-1)
-            col_mass += block.sum(-2)
+            _keep(block, start, stop, floor_t, matrix, row_mass, col_mass)
             top[..., start:stop] = block_top
         self._set(-top, h_scaled, row_mass, col_mass)
         return top + sums.log()
@@ -189,17 +186,18 @@ class AbsorbedKernel:
         blocks = geometry.logit_blocks(self.tensors, h_scaled, lse, axis, self.eps)
         for start, stop in geometry.row_blocks(block_rows):
             block = blocks(start, stop)
-            block.clamp_min_(-floor_t - 1.0).exp_()
-            _drop_below(block, floor_t)
-            matrix[..., start:stop, :] = block
-            row_mass[..., start:stop] = block.sum(-1)
-            col_mass += block.sum(-2)
+            _keep(block.clamp_min_(-floor_t - 1.0).exp_(), start, stop, floor_t, matrix, row_mass, col_mass)
         if axis == 1:
             self._set(-lse, h_scaled, row_mass, col_mass)
         else:
             self._set(h_scaled, -lse, row_mass, col_mass)
 
 
-def _drop_below(block: Tensor, floor_t: float) -> None:
-    """Set the entries of ``block`` below ``e^-floor_t`` to 0, in place."""
+def _keep(block: Tensor, start: int, stop: int, floor_t: float, matrix: Tensor, row_mass: Tensor,
+          col_mass: Tensor) -> None:
+    """Store rows ``start:stop`` of the kernel: ``block`` with its entries below ``e^-floor_t`` set to 0 (in place),
+    and add their row and column sums to ``row_mass`` and ``col_mass``."""
     torch.nn.functional.threshold_(block, math.exp(-floor_t), 0.0)
+    matrix[..., start:stop, :] = block
+    row_mass[..., start:stop] = block.sum(-1)
+    col_mass += block.sum(-2)

@@ -136,13 +136,13 @@ class Problem:
     @property
     def log_a(self) -> Tensor:
         """``log a`` (``-inf`` for a zero mass; its gradient there is 0, see :func:`safe_log`)."""
-        return self._log_mass("a")
+        return self._cached_log("a")
 
     @property
     def log_b(self) -> Tensor:
-        return self._log_mass("b")
+        return self._cached_log("b")
 
-    def _log_mass(self, side: str) -> Tensor:
+    def _cached_log(self, side: str) -> Tensor:
         """``safe_log`` of ``a`` or ``b``, computed once when the mass needs no gradient (every half-step uses it)."""
         mass = getattr(self, side)
         if mass.requires_grad:
