@@ -15,16 +15,15 @@ from .plan import Plan
 from .problem import Problem
 from .solve import solve
 from .solver import ConvergenceWarning, Solver
-from .validation import set_validation, validation_enabled
+from .validation import set_validation, validation, validation_enabled
+from . import solvers  # registers the built-in solvers (the core reaches them only through the registry)
 
 __version__ = "0.1.0"
 
 
 def __getattr__(name: str):
-    """``otalign.solvers`` (and ``otalign.modalities``) on first access: ``import otalign`` stays cheap and the core
-    reaches the solvers only through their registry, yet ``@otalign.solvers.register`` works after ``import
-    otalign``."""
-    if name in ("solvers", "modalities"):
+    """``otalign.modalities`` on first access (its plug-ins import heavy libraries only when used)."""
+    if name == "modalities":
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")
@@ -49,7 +48,9 @@ __all__ = [
     "losses",
     "metrics",
     "solve",
+    "solvers",
     "set_validation",
+    "validation",
     "targets",
     "validation_enabled",
 ]

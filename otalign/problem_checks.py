@@ -3,13 +3,14 @@ argument checks of :mod:`otalign.validation`. Every error names the argument and
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Optional
 
 import torch
 from torch import Tensor
 
-from .distributed import ShardedGeometry, check_sharded_problem
+from .distributed import ShardedGeometry, agreement
 from .geometry import Geometry, PointCloud
 from .validation import (
     MASS_RTOL, _check_geometry, check_eps, check_masses, check_rho, checks_enabled, is_finite, is_inf,
@@ -119,3 +120,33 @@ def _check_mass_range(total_a: Tensor, total_b: Tensor, dtype: torch.dtype, refe
 def _local(geometry: Geometry) -> Geometry:
     """This rank's geometry of a sharded one, else the geometry itself."""
     return geometry.local if isinstance(geometry, ShardedGeometry) else geometry
+
+
+def check_sharded_problem(cost: ShardedGeometry, a, b, eps, rho_a, rho_b, reference, mask):
+    """:func:`otalign.problem_checks.check_problem` for rows split across ranks: the local checks run on every rank and
+    their outcome is agreed on before anything else (skipped inside ``trusted()``, whose caller vouches for its
+    inputs), so that every rank raises if one does; then the global conditions (total masses, eps against the
+    largest cost, no column forbidden on every rank) are checked on all-reduced quantities, the same on every rank.
+    Returns ``(geometry, a, b)``."""
+    facts = {"eps": plain_number(eps), "rho_a": plain_number(rho_a), "rho_b": plain_number(rho_b), "reference": reference,
+             "a given": a is not None, "mask given": mask is not None,
+             "b": None if not isinstance(b, Tensor) else (tuple(b.shape), str(b.dtype))}
+    with agreement(facts, cost.group) if checks_enabled() else contextlib.nullcontext():
+        local, a, b, largest_cost, numbers = check_problem_locally(cost.local, a, b, eps, rho_a, rho_b, reference,
+                                                                   mask, cost.n_global)
+    geometry = cost.with_local(local)
+    if largest_cost is not None:
+        largest = torch.tensor(largest_cost, dtype=torch.float64, device=geometry.device)
+        largest_cost = float(geometry.reduce_rows(largest, "max"))
+    if getattr(local, "mask", None) is not None and checks_enabled():
+        allowed = (~local.mask.expand(local.cost.shape)).sum(-2, dtype=torch.float64)
+        if bool((geometry.reduce_rows(allowed) == 0).any()):
+            raise ValueError("mask: forbids every pair of some column on every rank; that mass could not be moved")
+    if checks_enabled() and bool((geometry.reduce_rows(a.sum(-1)) <= 0).any()):
+        raise ValueError("a: total mass (over all ranks) must be positive")
+    check_problem_globally(geometry, a, b, *numbers, largest_cost, reference)
+    return geometry, a, b
+
+
+def plain_number(value):
+    return value.item() if isinstance(value, Tensor) and value.numel() == 1 else value

@@ -29,14 +29,42 @@ from .geometry import DenseCost, Geometry, PointCloud
 
 class _Switches(threading.local):
     trusted_depth = 0
+    override: Optional[bool] = None
 
 
 _GLOBAL = {"enabled": True}
 _LOCAL = _Switches()
 
 
+class validation:
+    """``with otalign.validation(False): ...``: value checks off (or on) inside the block, in this thread only;
+    the previous setting returns on exit. Checks change which errors are raised, never a result: solves compute the
+    same numbers either way.
+
+    Example::
+
+        >>> with otalign.validation(False):
+        ...     loss = loss_fn(z0, z1)        # no device-to-host read
+    """
+
+    def __init__(self, enabled: bool):
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled: expected True or False, got {enabled!r}")
+        self.enabled = enabled
+        self._previous: list[Optional[bool]] = []
+
+    def __enter__(self) -> "validation":
+        self._previous.append(_LOCAL.override)
+        _LOCAL.override = self.enabled
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _LOCAL.override = self._previous.pop()
+
+
 def set_validation(enabled: bool) -> None:
-    """Switch the value checks of every public entry point on (default) or off, process-wide.
+    """Switch the value checks of every public entry point on (default) or off, process-wide (the default of
+    every thread that is not inside a :class:`validation` block).
 
     Off, a GCA loss's forward and backward make no device-to-host read (a training step never stalls the GPU
     stream) and can be compiled with ``torch.compile(fullgraph=True)``; bad values (NaN embeddings, negative
@@ -53,13 +81,16 @@ def set_validation(enabled: bool) -> None:
 
 
 def validation_enabled() -> bool:
-    """Whether value checks are switched on globally (:func:`set_validation`)."""
-    return _GLOBAL["enabled"]
+    """Whether value checks are switched on here: the innermost :class:`validation` block of this thread, else
+    :func:`set_validation`'s process-wide setting."""
+    override = _LOCAL.override
+    return _GLOBAL["enabled"] if override is None else override
 
 
 def checks_enabled() -> bool:
-    """Whether value checks run here: switched on globally and not inside a :class:`trusted` block."""
-    return _GLOBAL["enabled"] and _LOCAL.trusted_depth == 0
+    """Whether value checks run here: :func:`validation_enabled` and not inside a :class:`trusted` block (the
+    library's own internal calls on inputs it validated once)."""
+    return validation_enabled() and _LOCAL.trusted_depth == 0
 
 
 class trusted:

@@ -6,7 +6,7 @@ Sinkhorn for finite rho), ``"proximal"`` (proximal-point multistep, IPOT-style),
 Add your own with :func:`register`.
 """
 
-from .registry import available, get, register
+from .registry import available, get, register, unregister
 from .sinkhorn import Sinkhorn
 from .unbalanced import TranslationInvariantSinkhorn
 from .proximal import ProximalPoint
@@ -16,6 +16,7 @@ from .lowrank import LowRankSinkhorn
 
 __all__ = [
     "register",
+    "unregister",
     "get",
     "available",
     "Sinkhorn",

@@ -42,11 +42,15 @@ class GeomLossSolver(Solver):
         backend: ``"tensorized"`` (default), ``"online"``, ``"multiscale"`` or ``"auto"``.
     """
 
-    sharded_rows = False
-    cannot_unroll = (
-        "geomloss anneals eps on its own schedule (max_iter does not apply, so there are no iterates to unroll) and "
-        "needs point clouds, while a contrastive loss solves a dense cost with excluded self-pairs"
-    )
+    supports = frozenset({"unroll", "implicit", "envelope", "detach", "batched", "relaxed", "geometry"})
+    limitations = {
+        "sharded": "geomloss needs all rows in one process",
+        "dense": "geomloss solves point clouds (PointCloud with cost 'half_sqeuclidean' or 'euclidean')",
+        "uniform_reference": "geomloss uses the product reference",
+        "warm_start": "geomloss anneals eps from its own start",
+        "fixed_iterations": "geomloss anneals eps on its own schedule (max_iter does not apply, so there are no iterates to unroll) and "
+        "needs point clouds, while a contrastive loss solves a dense cost with excluded self-pairs",
+    }
     remedies = (
         ("scaling", "raise the solver option scaling towards 1 (e.g. 0.9)"),
         ("eps", "use a larger eps"),
@@ -65,12 +69,8 @@ class GeomLossSolver(Solver):
             raise ValueError(
                 "cost: the 'geomloss' solver needs a PointCloud with cost 'half_sqeuclidean' (p=2) or 'euclidean' (p=1)"
             )
-        if problem.reference != "product":
-            raise ValueError("reference: geomloss uses the product reference; build the Problem with reference='product'")
         if problem.rho_a != problem.rho_b or problem.rho_a == 0:
             raise ValueError("rho_a, rho_b: geomloss supports equal, positive relaxations only")
-        if init is not None:
-            raise ValueError("init: warm starts are not supported by the 'geomloss' backend")
         reach = None if math.isinf(problem.rho_a) else problem.rho_a ** (1 / p)
         loss = geomloss.SamplesLoss(
             "sinkhorn", p=p, blur=problem.eps ** (1 / p), reach=reach, scaling=self.scaling, debias=False,

@@ -278,22 +278,24 @@ def test_otalign_converges_where_pot_scaling_sinkhorn_fails(one_thread):
 def test_plan_knows_its_total_mass_and_the_solve_makes_no_extra_pass(solver, rho, monkeypatch):
     """The last column half-step gives the column marginal, so ``plan.log_mass`` comes free and the overflow
     check after the solve reads it instead of making one more pass over the cost: 2 soft-min calls per iteration."""
-    import otalign.problem as problem_module
     import otalign.solver as solver_module
+    import otalign.solvers.sinkhorn as sinkhorn_module
 
     gen = torch.Generator().manual_seed(0)
     x = 3 * torch.randn(2, 40, 3, generator=gen, dtype=torch.float64)
     y = 3 * torch.randn(2, 30, 3, generator=gen, dtype=torch.float64)
     problem = Problem(PointCloud(x, y), eps=0.05, rho_a=rho, rho_b=rho)  # spread / eps ~ 10^4: no bound helps
     calls = []
-    real = problem_module.logsumexp
+    real_choose, real_logsumexp = sinkhorn_module.choose_softmin, solver_module.logsumexp
 
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
+    def counting(real):
+        def call(*args, **kwargs):
+            calls.append(1)
+            return real(*args, **kwargs)
+        return call
 
-    monkeypatch.setattr(problem_module, "logsumexp", counting)
-    monkeypatch.setattr(solver_module, "logsumexp", counting)  # the overflow check's pass, when it makes one
+    monkeypatch.setattr(sinkhorn_module, "choose_softmin", lambda *args: counting(real_choose(*args)))
+    monkeypatch.setattr(solver_module, "logsumexp", counting(real_logsumexp))  # the overflow check's pass, if made
     plan = solve(problem, solver, max_iter=7, tol=0)
     assert len(calls) == 2 * 7
     monkeypatch.undo()
