@@ -16,7 +16,9 @@ from .problem import Problem
 from .solve import solve
 from .solver import ConvergenceWarning, Solver
 from .validation import set_validation, validation, validation_enabled
-from . import solvers  # registers the built-in solvers (the core reaches them only through the registry)
+from ._layout import import_mapped
+
+solvers = import_mapped("solvers")  # registers the built-in solvers (the core reaches them only via the registry)
 
 __version__ = "0.1.0"
 
@@ -24,9 +26,7 @@ __version__ = "0.1.0"
 def __getattr__(name: str):
     """``otalign.modalities`` on first access (its plug-ins import heavy libraries only when used)."""
     if name == "modalities":
-        import importlib
-
-        return importlib.import_module(f"{__name__}.{name}")
+        return import_mapped(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [

@@ -42,7 +42,6 @@ def required(problem: "Problem", grad: str, init: object) -> list[str]:
     rank of a sharded problem computes the same list)."""
     geometry = problem.geometry
     needs = [grad]
-    needs.append("geometry" if geometry.structured else "dense")
     if geometry.shards > 1:
         needs.append("sharded")
     if problem.batch_shape:
@@ -55,6 +54,7 @@ def required(problem: "Problem", grad: str, init: object) -> list[str]:
         needs.append("uniform_reference")
     if init is not None:
         needs.append("warm_start")
+    needs.append("geometry" if geometry.structured else "dense")  # last: a more specific need is named first
     return needs
 
 

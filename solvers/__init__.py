@@ -6,6 +6,10 @@ Sinkhorn for finite rho), ``"proximal"`` (proximal-point multistep, IPOT-style),
 Add your own with :func:`register`.
 """
 
+if __name__ == "solvers":  # imported from a checkout's root as a top-level package: a second, separate registry
+    raise ImportError("solvers/ is installed as otalign.solvers: `import otalign` (from a checkout, `pip install -e .` or "
+                      "PYTHONPATH=.) and use otalign.solvers")
+
 from .registry import available, get, register, unregister
 from .sinkhorn import Sinkhorn
 from .unbalanced import TranslationInvariantSinkhorn

@@ -64,6 +64,11 @@ class GeomLossSolver(Solver):
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         geomloss = import_backend("geomloss", "geomloss", "geomloss")
         geometry = problem.geometry
+        if problem.batch_shape:  # one solve per element: geomloss's schedule reads the diameter of all it is given
+            parts = [self.run(_element(problem, i), max_iter, tol, init) for i in range(problem.batch_shape[0])]
+            error = torch.stack([part.error for part in parts])
+            return Plan(problem, torch.stack([part.f for part in parts]), torch.stack([part.g for part in parts]),
+                        max(part.iterations for part in parts), all(part.converged for part in parts), error, "unroll")
         p = _power(geometry)
         if p is None:
             raise ValueError(
@@ -83,6 +88,14 @@ class GeomLossSolver(Solver):
             measured = Plan(problem.detach(), f.detach(), g.detach(), steps, False)
             error = torch.maximum(*measured.marginal_residual)
         return Plan(problem, f, g, steps, tol > 0 and bool((error <= tol).all()), error, "unroll")
+
+
+def _element(problem: Problem, i: int) -> Problem:
+    """Element ``i`` of a batched point-cloud problem."""
+    geometry = problem.geometry
+    cloud = PointCloud(geometry.x[i], geometry.y[i], geometry.cost_function) if isinstance(geometry, PointCloud) \
+        else geometry
+    return Problem(cloud, problem.a[i], problem.b[i], problem.eps, problem.rho_a, problem.rho_b, problem.reference)
 
 
 def _power(geometry) -> Optional[int]:

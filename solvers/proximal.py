@@ -66,7 +66,7 @@ class ProximalPoint(Solver):
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         f, g = initial_potentials(problem, init)
         iterates = [] if self.keep_iterates else None
-        rough = max(tol, 1e-3 * float(torch.maximum(problem.a.sum(-1), problem.b.sum(-1)).max()))
+        rough = 0.0 if tol == 0 else max(tol, 1e-3 * float(torch.maximum(problem.a.sum(-1), problem.b.sum(-1)).max()))
         previous = None
         error = None
         converged = False

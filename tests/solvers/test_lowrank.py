@@ -178,7 +178,7 @@ def test_bad_problems_are_named(data):
         solve(Problem(data.C, data.a, data.b, eps=0.1, mask=torch.eye(8, 6, dtype=torch.bool)), "lowrank", rank=2)
     with pytest.raises(ValueError, match=r"^alpha: expected alpha < total mass / rank"):
         solve(problem, "lowrank", rank=4, alpha=0.3)
-    with pytest.raises(ValueError, match=r"^grad: 'implicit' is not available"):
+    with pytest.raises(ValueError, match=r"^solver: 'lowrank' does not support implicit differentiation"):
         solve(problem, "lowrank", rank=2, grad="implicit")
     with pytest.raises(ValueError, match=r"^init: Q must have shape \(8, 2\)"):
         solve(problem, "lowrank", rank=2, init=(torch.ones(8, 3, dtype=F64), torch.ones(6, 2, dtype=F64),
