@@ -155,3 +155,16 @@ def test_import_solvers_from_the_root_says_what_to_do(tmp_path):
     result = _run_without_install(copy, "import solvers\n")
     assert result.returncode != 0
     assert "installed as otalign.solvers" in result.stderr
+
+
+def test_the_leaf_helpers_import_no_other_module():
+    graph = import_graph()
+    for leaf in ("otalign.validation", "otalign.lookup", "otalign._layout", "otalign.capabilities"):
+        assert graph[leaf] == set(), (leaf, graph[leaf])
+
+
+def test_a_half_step_names_at_most_three_modules():
+    """solvers/sinkhorn.py -> otalign/halfstep.py -> one soft-min implementation (otalign/softmin/*)."""
+    graph = import_graph()
+    assert "otalign.halfstep" in graph["otalign.solvers.sinkhorn"]
+    assert graph["otalign.halfstep"] <= {"otalign.problem", "otalign.softmin"}

@@ -25,7 +25,7 @@ from ..problem import Problem
 from ..registry import resolve_solver
 from ..solver import ConvergenceWarning, Solver, run_solver
 from ..validation import check_number, check_positive_int
-from .iterate import AnyPlan, MatrixPlan, ProductPlan, plan_rows
+from .start import AnyPlan, MatrixPlan, ProductPlan, plan_rows
 from .linearization import Linearization, inner_geometry
 from .plan import GWPlan
 from .problem import GWProblem
