@@ -223,9 +223,6 @@ class ShardedGeometry(Geometry):
     def block(self, tensors: Sequence[Tensor], start: int, stop: int) -> Tensor:
         return self.local.block(tensors, start, stop)
 
-    def logits(self, tensors, h_scaled, shift, axis, eps, start, stop) -> Tensor:
-        return self.local.logits(tensors, h_scaled, shift, axis, eps, start, stop)
-
     def logit_blocks(self, tensors, h_scaled, shift, axis, eps):
         return self.local.logit_blocks(tensors, h_scaled, shift, axis, eps)
 

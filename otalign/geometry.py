@@ -74,28 +74,18 @@ class Geometry:
         """The same geometry over other tensors (e.g. detached ones)."""
         raise NotImplementedError
 
-    def logits(
-        self, tensors: Sequence[Tensor], h_scaled: Tensor, shift: Tensor, axis: int, eps: float, start: int, stop: int
-    ) -> Tensor:
-        """A fresh block ``(h - C)/eps - shift`` for rows ``start:stop``, ``(..., stop - start, m)``.
-
-        ``h_scaled = h / eps``. For ``axis=1``, ``h`` runs over columns ``(..., m)`` and ``shift`` over rows
-        ``(..., n)``; for ``axis=0`` the other way round. Subclasses may compute this without the cost block.
-        """
-        return affine_logits(self.block(tensors, start, stop), h_scaled, shift, axis, eps, start, stop)
-
     def logit_blocks(
         self, tensors: Sequence[Tensor], h_scaled: Tensor, shift: Tensor, axis: int, eps: float
     ) -> Callable[..., Tensor]:
-        """``(start, stop, cols=slice(None)) -> `` the logits of :meth:`logits` for rows ``start:stop`` and columns
-        ``cols``, for one pass over the blocks (or :meth:`tiles`): what the blocks share (e.g. the augmented
-        operands of a point cloud) is prepared once here."""
+        """The one traversal hook of the soft-min: ``(start, stop, cols=slice(None)) ->`` a fresh block
+        ``(h - C)/eps - shift`` for rows ``start:stop`` and columns ``cols``, ``(..., stop - start, len(cols))``, for
+        one pass over the blocks (or :meth:`tiles`). ``h_scaled = h / eps``; for ``axis=1`` ``h`` runs over columns
+        ``(..., m)`` and ``shift`` over rows ``(..., n)``, for ``axis=0`` the other way round. What the blocks share
+        (e.g. the augmented operands of a point cloud) is prepared once here; subclasses may compute the blocks
+        without forming the cost block."""
         scratch = Scratch()
-        custom = type(self).logits is not Geometry.logits
 
         def block(start: int, stop: int, cols: slice = slice(None)) -> Tensor:
-            if custom and cols == slice(None):
-                return self.logits(tensors, h_scaled, shift, axis, eps, start, stop)
             cost = self.block(tensors, start, stop)[..., cols]
             h_cols, shift_cols = (h_scaled[..., cols], shift) if axis == 1 else (h_scaled, shift[..., cols])
             return affine_logits(cost, h_cols, shift_cols, axis, eps, start, stop, scratch)
@@ -124,8 +114,11 @@ class Geometry:
         :data:`GPU_BLOCK_ELEMENTS`)."""
         if block_rows is not None:
             return max(1, int(block_rows))
-        elements = GPU_BLOCK_ELEMENTS if self.device.type == "cuda" else self.block_elements
-        return max(1, elements // max(1, self.m * (self.batch or 1)))
+        cached = self.__dict__.get("_default_block_rows")
+        if cached is None:  # shapes and device never change: computed once (this runs at every half-step)
+            elements = GPU_BLOCK_ELEMENTS if self.device.type == "cuda" else self.block_elements
+            cached = self.__dict__["_default_block_rows"] = max(1, elements // max(1, self.m * (self.batch or 1)))
+        return cached
 
     def row_blocks(self, block_rows: Optional[int] = None) -> Iterator[tuple[int, int]]:
         step = self.block_rows(block_rows)
@@ -261,11 +254,6 @@ class PointCloud(Geometry):
     def with_tensors(self, tensors: Sequence[Tensor]) -> "PointCloud":
         return PointCloud(tensors[0], tensors[1], self.cost_function)
 
-    def logits(self, tensors, h_scaled, shift, axis, eps, start, stop) -> Tensor:
-        if self.cost_function.form is None:
-            return super().logits(tensors, h_scaled, shift, axis, eps, start, stop)
-        return self.logit_blocks(tensors, h_scaled, shift, axis, eps)(start, stop)
-
     def logit_blocks(self, tensors, h_scaled, shift, axis, eps) -> Callable[[int, int], Tensor]:
         """For the inner-product costs, each block of logits is one matrix product of augmented coordinates
         ``[x beta/eps, row term, 1] @ [y, 1, column term]^T`` (``(..., k, d + 2) @ (..., d + 2, m)``); both
@@ -310,15 +298,29 @@ def affine_logits(
     cost: Tensor, h_scaled: Tensor, shift: Tensor, axis: int, eps: float, start: int, stop: int,
     scratch: Optional["Scratch"] = None,
 ) -> Tensor:
-    """``(h - C)/eps - shift`` for a cost block (see :meth:`Geometry.logits`): a fresh tensor, or ``scratch``'s
+    """``(h - C)/eps - shift`` for a cost block (see :meth:`Geometry.logit_blocks`): a fresh tensor, or ``scratch``'s
     memory (overwritten by the next block) outside autograd."""
     if axis == 1:
         h_part, shift_part = h_scaled.unsqueeze(-2), shift[..., start:stop].unsqueeze(-1)
     else:
         h_part, shift_part = h_scaled[..., start:stop].unsqueeze(-1), shift.unsqueeze(-2)
-    shape = torch.broadcast_shapes(cost.shape, h_part.shape, shift_part.shape)
+    shape = _broadcast(cost.shape, h_part.shape, shift_part.shape)
     out = None if scratch is None else scratch.take(shape, cost)
     return torch.sub(h_part, cost, alpha=1.0 / eps, out=out).sub_(shift_part)
+
+
+def _broadcast(*shapes: Sequence[int]) -> tuple[int, ...]:
+    """``torch.broadcast_shapes`` for concrete shapes, in plain Python (it runs once per block of every half-step:
+    the torch version costs more than a small block's arithmetic)."""
+    rank = max(len(shape) for shape in shapes)
+    out = [1] * rank
+    for shape in shapes:
+        for i, size in enumerate(shape, rank - len(shape)):
+            if size != 1:
+                if out[i] not in (1, size):
+                    raise ValueError(f"shapes {[tuple(s) for s in shapes]} do not broadcast")
+                out[i] = size
+    return tuple(out)
 
 
 class Scratch:

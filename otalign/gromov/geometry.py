@@ -62,15 +62,17 @@ class LowRankCost(Geometry):
         """The cost ``C_ij - shift_j``."""
         return LowRankCost(self.row, self.col - shift, self.left, self.right)
 
-    def logits(self, tensors, h_scaled, shift, axis, eps, start, stop) -> Tensor:
+    def logit_blocks(self, tensors, h_scaled, shift, axis, eps):
+        """Each block of logits is one matrix product of ``[-left / eps, row term, 1]`` and
+        ``[right, 1, column term]``, both built once per pass."""
         row, col, left, right = tensors
-        rows = slice(start, stop)
         if axis == 1:
-            row_term = -row[..., rows] / eps - shift[..., rows]
-            col_term = h_scaled - col / eps
+            row_term, col_term = -row / eps - shift, h_scaled - col / eps
         else:
-            row_term = h_scaled[..., rows] - row[..., rows] / eps
-            col_term = -col / eps - shift
-        lhs = torch.cat((left[..., rows, :] * (-1.0 / eps), row_term.unsqueeze(-1), torch.ones_like(row_term).unsqueeze(-1)), -1)
+            row_term, col_term = h_scaled - row / eps, -col / eps - shift
+        lhs = torch.cat((left * (-1.0 / eps), row_term.unsqueeze(-1), torch.ones_like(row_term).unsqueeze(-1)), -1)
         rhs = torch.cat((right, torch.ones_like(col_term).unsqueeze(-1), col_term.unsqueeze(-1)), -1)
-        return lhs @ rhs.transpose(-1, -2)
+
+        def block(start: int, stop: int, cols: slice = slice(None)) -> Tensor:
+            return lhs[..., start:stop, :] @ rhs[..., cols, :].transpose(-1, -2)
+        return block

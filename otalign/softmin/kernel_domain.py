@@ -85,7 +85,21 @@ class KernelDomain:
         """``LSE[(h - C) / eps]`` over columns (``axis=1``, ``h (..., m)`` -> ``(..., n)``) or over rows
         (``axis=0``, ``(..., n)`` -> ``(..., m)``), differentiable w.r.t. ``h`` and the cost; ``hint`` is not
         needed (the shift is exact)."""
-        return _KernelStep.apply(h / self.eps, self.token, self, axis)
+        h_scaled = h / self.eps
+        if not (torch.is_grad_enabled() and (h.requires_grad or self.token.requires_grad)):
+            with torch.no_grad():  # nothing to differentiate: no autograd node, nothing taped
+                return _lse(self, h_scaled, axis)[0]
+        return _KernelStep.apply(h_scaled, self.token, self, axis)
+
+
+def _lse(kernel: KernelDomain, h_scaled: Tensor, axis: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(LSE, w, K w)`` of one half-step (``w^T K`` for ``axis=0``)."""
+    top = h_scaled.amax(-1, keepdim=True)
+    if axis == 0:
+        top = kernel.geometry.reduce_rows(top, "max")
+    w = torch.exp(h_scaled - top)
+    sums = _matvec(kernel.matrix, w) if axis == 1 else kernel.geometry.reduce_rows(_rmatvec(kernel.matrix, w))
+    return sums.log() + top - kernel.offset, w, sums
 
 
 class _KernelToken(torch.autograd.Function):
@@ -114,14 +128,10 @@ class _KernelToken(torch.autograd.Function):
 class _KernelStep(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h_scaled: Tensor, token: Tensor, kernel: KernelDomain, axis: int) -> Tensor:
-        top = h_scaled.amax(-1, keepdim=True)
-        if axis == 0:
-            top = kernel.geometry.reduce_rows(top, "max")
-        w = torch.exp(h_scaled - top)
-        sums = _matvec(kernel.matrix, w) if axis == 1 else kernel.geometry.reduce_rows(_rmatvec(kernel.matrix, w))
+        out, w, sums = _lse(kernel, h_scaled, axis)
         ctx.kernel, ctx.axis = kernel, axis
         ctx.save_for_backward(w, sums)
-        return sums.log() + top - kernel.offset
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable

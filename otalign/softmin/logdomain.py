@@ -65,7 +65,7 @@ class LogDomain:
         self.geometry, self.eps, self.variant, self.block_rows = geometry, float(eps), variant, block_rows
 
     def __call__(self, h: Tensor, axis: int, hint: Optional[Tensor] = None) -> Tensor:
-        return logsumexp(self.geometry, h, self.eps, axis, hint, self.block_rows, self.variant)
+        return _logsumexp(self.geometry, h, self.eps, axis, hint, self.block_rows, self.variant)
 
 
 def logsumexp(
@@ -93,12 +93,22 @@ def logsumexp(
             Backward is the blocked recomputation for the first three.
     """
     _check_arguments(geometry, h, eps, axis, hint, block_rows, variant)
+    return _logsumexp(geometry, h, eps, axis, hint, block_rows, variant)
+
+
+def _logsumexp(geometry, h, eps, axis, hint, block_rows, variant) -> Tensor:
+    """:func:`logsumexp` without the argument checks (for a :class:`LogDomain`, whose half-steps pass shapes that
+    hold by construction)."""
     if variant == "native":
         return _native(geometry, h, eps, axis)
     if variant == "dense":
         block_rows = geometry.n
     hint = None if hint is None else hint.detach()
-    return _SoftMin.apply(h, float(eps), axis, hint, (block_rows, variant), geometry, *geometry.tensors())
+    tensors = geometry.tensors()
+    if not (torch.is_grad_enabled() and (h.requires_grad or any(t.requires_grad for t in tensors))):
+        with torch.no_grad():  # nothing to differentiate: no autograd node per half-step
+            return _forward(geometry, tensors, h, float(eps), axis, hint, block_rows, variant)
+    return _SoftMin.apply(h, float(eps), axis, hint, (block_rows, variant), geometry, *tensors)
 
 
 def _native(geometry: Geometry, h: Tensor, eps: float, axis: int) -> Tensor:
@@ -184,8 +194,15 @@ def _acceptable(log_sum: Tensor, terms: int) -> bool:
     """Whether sums computed with a guessed shift are as accurate as with the exact one: finite (no term
     overflowed), and large enough that the clamped terms (at most ``terms * e^floor``) are below the dtype's
     round-off relative to the sum."""
-    low = math.log(terms) + exp_floor(log_sum.dtype) - math.log(torch.finfo(log_sum.dtype).eps / 2)
-    return bool(((log_sum > low) & (log_sum < math.inf)).all())
+    offset = _LOW_OFFSET.get(log_sum.dtype)
+    if offset is None:
+        offset = exp_floor(log_sum.dtype) - math.log(torch.finfo(log_sum.dtype).eps / 2)
+    smallest, largest = torch.aminmax(log_sum)
+    return float(smallest) > math.log(terms) + offset and float(largest) < math.inf  # NaN fails both
+
+
+#: ``exp_floor - log(u / 2)`` per dtype (the part of :func:`_acceptable`'s bound that does not depend on the sum).
+_LOW_OFFSET = {dtype: exp_floor(dtype) - math.log(torch.finfo(dtype).eps / 2) for dtype in (torch.float32, torch.float64)}
 
 
 def _forward(geometry, tensors, h, eps, axis, hint, block_rows, variant) -> Tensor:
