@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 
+import otalign
 from otalign import Plan, PointCloud, Problem, solve
 
 RELAXATIONS = [(math.inf, math.inf), (1.0, 1.0), (0.5, 2.0), (math.inf, 0.3), (math.inf, 0.0)]
@@ -103,3 +104,40 @@ def test_explicit_plan_value_is_linear_cost(data):
     torch.testing.assert_close(plan.value, (P * data.C).sum(), rtol=1e-13, atol=0)
     torch.testing.assert_close(plan.marginals[0], data.a, rtol=1e-13, atol=0)
     assert torch.equal(plan.matrix, P)
+
+
+def _every_plan_type():
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(9, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(7, 2, generator=gen, dtype=torch.float64)
+    problem = otalign.Problem(otalign.PointCloud(x, y), eps=0.5)
+    gw = otalign.GWProblem(torch.cdist(x, x), torch.cdist(y, y), eps=0.5)
+    return {
+        "Plan": otalign.solve(problem, tol=1e-9),
+        "explicit Plan (pot emd)": otalign.solve(otalign.Problem(torch.cdist(x, y)), "pot", method="emd"),
+        "LowRankPlan": otalign.solve(problem, "lowrank", rank=2, max_iter=20, tol=0),
+        "GWPlan": otalign.solve(gw, tol=1e-6),
+    }, y
+
+
+def test_every_plan_type_follows_the_protocol_and_is_immutable():
+    import dataclasses
+
+    pytest.importorskip("ot")
+    plans, y = _every_plan_type()
+    for name, plan in plans.items():
+        assert isinstance(plan, otalign.plan.AnyPlan), name
+        rows = plan.matrix.sum(-1)
+        expected = (plan.matrix @ y) / rows.unsqueeze(-1)
+        torch.testing.assert_close(plan.barycentric_map(y), expected, rtol=1e-9, atol=1e-12, msg=name)
+        residual = plan.measured_residual()
+        assert residual.dtype == torch.float64 and residual.shape == ()
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            plan.converged = True
+
+
+def test_barycentric_map_of_a_massless_row_is_zero():
+    problem = otalign.Problem(torch.rand(3, 4, dtype=torch.float64), torch.tensor([0.5, 0.5, 0.0], dtype=torch.float64))
+    plan = otalign.solve(problem, tol=1e-10)
+    mapped = plan.barycentric_map(torch.randn(4, 2, dtype=torch.float64))
+    assert torch.equal(mapped[2], torch.zeros(2, dtype=torch.float64)) and torch.isfinite(mapped).all()

@@ -13,7 +13,7 @@ from .linearization import Linearization
 from .problem import GWProblem
 
 
-@dataclass
+@dataclass(frozen=True)
 class GWPlan:
     """A solved entropic (fused) GW problem.
 
@@ -83,6 +83,14 @@ class GWPlan:
     def apply(self, x: Tensor, axis: int = 1) -> Tensor:
         """``P @ x`` (axis=1, ``x (..., m, k)``) or ``P^T @ x`` (axis=0, ``x (..., n, k)``), blockwise."""
         return self.inner.apply(x, axis)
+
+    def barycentric_map(self, y: Tensor) -> Tensor:
+        """Where each ``x`` point goes: ``(P @ y) / (P 1)``, ``y (..., m, k)`` -> ``(..., n, k)``."""
+        return self.inner.barycentric_map(y)
+
+    def measured_residual(self) -> Tensor:
+        """Both marginal residuals of the plan as the user gets it, summed in float64 (``(...,)``)."""
+        return self.inner.measured_residual()
 
     @property
     def value(self) -> Tensor:
