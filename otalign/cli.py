@@ -76,7 +76,8 @@ FLAG_HELP = {
     "solver_options": "one option of the solver, KEY=VALUE (repeatable; values read as JSON when they parse: "
                       "--solver-option inner_iter=5)",
     "target": "the batch target plan: pairing (default), labels, domain-prior (--alpha, --beta), hierarchical "
-              "(--levels, --weights), or module:function for a callable (labels, domains, n_views) -> (VN, VN)",
+              "(--levels, --weights), or module:function for a callable (labels, domains, n_views) -> (VN, VN); "
+              "the module is searched in the current folder, then on PYTHONPATH; importing it runs its code",
     "alpha": "domain prior: weight of same-domain pairs",
     "beta": "domain prior: weight of cross-domain pairs",
     "levels": "hierarchical target: comma-separated levels from instance, label and the dataset's metadata "
