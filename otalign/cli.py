@@ -14,7 +14,7 @@ Under ``torchrun``, ``otalign train`` trains on several processes (``torchrun --
 train ...``).
 
 Errors: a bad argument, config file, checkpoint or device exits with status 2 and one line naming it; a diverged run
-exits with status 1; Ctrl-C exits with status 130 and says how to resume (``otalign train`` resumes from its last
+exits with status 1; Ctrl-C exits with status 130 (SIGTERM: 143) and says how to resume (``otalign train`` resumes from its last
 checkpoint when run again with the same command). Progress goes through ``logging`` (loggers under ``"otalign"``):
 unless logging is already configured, the command logs INFO to stderr; when stderr is not a terminal the trainer
 writes one line per epoch instead of a progress bar.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -89,24 +90,43 @@ FLAG_HELP = {
 LOSS_PARAMETERS = ("iterations", "rho", "q", "lam", "r1", "r2")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .training.config import Config, FIELDS
-
+def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
+    """The command's parser; ``train_flags=False`` leaves ``otalign train``'s flags out, so that ``otalign --help``,
+    ``--version`` and ``otalign demo`` parse without importing torch (the flags' defaults come from the training
+    settings, which import it)."""
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="otalign", description="Alignment as optimal transport: training and demo.")
     parser.add_argument("--version", action="version", version=f"otalign {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train one model from a config and flags")
-    train.add_argument("--config", type=Path, help="a .toml or .json config file; flags override it")
+    train = commands.add_parser("train", help="train one model from a config and flags",
+                                description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if train_flags:
+        _add_train_flags(train)
+    _add_demo(commands)
+    return parser
+
+
+TRAIN_DESCRIPTION = """Train one model from a config file and flags (flags override the file).
+
+A config file is TOML or JSON data, but its target = "module:function" imports that module and runs its
+code, as --target does: use config files you trust."""
+
+
+def _add_train_flags(train: argparse.ArgumentParser) -> None:
+    from .training.config import Config, FIELDS
+
+    train.add_argument("--config", type=Path, help="a .toml or .json config file; flags override it "
+                                                   "(a target = \"module:function\" in it runs that module's code)")
     defaults = Config()
+    helps = {**FLAG_HELP, "dataset": _dataset_help()}
     for name, spec in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         kind = str(spec.type)
         default = getattr(defaults, name)
         shown = default if default is not None else "the method's own" if name in LOSS_PARAMETERS else "unset"
-        helptext = f"{FLAG_HELP.get(name, name.replace('_', ' '))} (default: {shown})"
+        helptext = f"{helps.get(name, name.replace('_', ' '))} (default: {shown})"
         if name == "solver_options":
             train.add_argument("--solver-option", dest=name, action="append", type=_key_value, default=None,
                                metavar="KEY=VALUE", help=FLAG_HELP[name])
@@ -118,6 +138,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-after", type=_at_least_one, default=None, metavar="EPOCH",
                        help="stop (and checkpoint) after this epoch; rerun without it to resume")
 
+
+def _dataset_help() -> str:
+    """``--dataset``'s help: every registered modality's datasets (its first one is the default)."""
+    from .training.modality import available_modalities, get_modality
+
+    parts = []
+    for name in available_modalities():
+        try:
+            parts.append(f"{name}: {', '.join(get_modality(name).datasets)}")
+        except (ImportError, ValueError) as error:  # a broken plug-in must not break --help
+            parts.append(f"{name}: (unavailable: {_one_line(error)})")
+    return "dataset of --modality (the first is its default); " + "; ".join(parts)
+
+
+def _add_demo(commands) -> None:
     demo = commands.add_parser("demo", help="compare methods on real offline data, write report.md")
     demo.add_argument("--modality", choices=("images", "timeseries", "text"), default="images",
                       help="images: scikit-learn's digits (default); timeseries: JapaneseVowels; text: WordNet glosses")
@@ -131,7 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="tiny smoke run: 1 seed, 2 epochs, 400 samples")
     demo.add_argument("--workers", type=_at_least_one, default=None,
                       help="parallel runs (processes of one thread each; default one per CPU core, at most 8)")
-    return parser
 
 
 #: Errors that mean "the user asked for something that cannot be done": one line and exit status 2.
@@ -141,21 +175,41 @@ USER_ERRORS = (ValueError, TypeError, ModuleNotFoundError, OSError)
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``otalign`` console script; returns the exit status (see the module docstring for the
     statuses of errors)."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(train_flags="train" in argv)
     args = parser.parse_args(argv)
     restore_logging = _log_to_stderr()
+    restore_signal = _terminate_as_interrupt()
     try:
         if args.command == "train":
             return _train(args)
         return _demo(args)
-    except KeyboardInterrupt:
-        parser.exit(130, f"otalign {args.command}: interrupted; {_resume_hint(args)}\n")
+    except KeyboardInterrupt as error:
+        status, what = (143, "terminated (SIGTERM)") if isinstance(error, Terminated) else (130, "interrupted")
+        parser.exit(status, f"otalign {args.command}: {what}; {_resume_hint(args)}\n")
     except FloatingPointError as error:
         parser.exit(1, f"otalign {args.command}: error: {_one_line(error)}\n")
     except USER_ERRORS as error:
         parser.exit(2, f"otalign {args.command}: error: {_one_line(error)}\n")
     finally:
+        restore_signal()
         restore_logging()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or ``kill``'s stop), raised where the program runs so that it stops as on Ctrl-C."""
+
+
+def _terminate_as_interrupt() -> Callable[[], None]:
+    """Raise :class:`Terminated` on SIGTERM (main thread only); returns the function that restores the handler."""
+    def on_sigterm(signum, frame) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _at_least_one(text: str) -> int:
