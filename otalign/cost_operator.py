@@ -3,9 +3,9 @@
 Low-rank solvers only touch the cost through such products with thin matrices (``R (..., m, k)``, ``Q (..., n, k)``).
 :func:`cost_operator` picks the cheapest exact way for a geometry:
 
-* ``"factored"``: a :class:`~otalign.geometry.PointCloud` whose cost is an inner-product form (``"sqeuclidean"``,
-  ``"half_sqeuclidean"``, ``"negative_cosine"``, ``"cosine"``) is written ``C = A B^T`` with ``A (..., n, p)``,
-  ``B (..., m, p)``, ``p = d + 2``; a product costs O((n + m) p k) time and memory.
+* ``"factored"``: a :class:`~otalign.geometry.PointCloud` whose cost has factors (:meth:`otalign.costs.Cost.factors`:
+  the squared-Euclidean and cosine costs) is written ``C = A B^T`` with ``A (..., n, p)``, ``B (..., m, p)``,
+  ``p = d + 2``; a product costs O((n + m) p k) time and memory.
 * ``"dense"``: a :class:`~otalign.geometry.DenseCost` is multiplied directly (O(n m k) time, no extra memory).
 * ``"blocked"``: any other geometry (e.g. a point cloud with a custom cost) is recomputed in row blocks
   (O(n m k) time, one block of memory).
@@ -18,7 +18,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .geometry import _INNER_PRODUCT_COSTS, DenseCost, Geometry, PointCloud
+from .geometry import DenseCost, Geometry, PointCloud
 
 
 class CostOperator:
@@ -75,30 +75,11 @@ def cost_operator(geometry: Geometry) -> CostOperator:
         if geometry.mask is not None:
             raise ValueError("mask: masked costs (forbidden pairs) are not supported by low-rank cost products")
         return CostOperator(geometry, "dense")
-    if isinstance(geometry, PointCloud) and isinstance(geometry.cost_name, str):
-        form = _INNER_PRODUCT_COSTS.get(geometry.cost_name)
-        if form is not None:
-            return CostOperator(geometry, "factored", _factors(geometry.x, geometry.y, *form))
+    if isinstance(geometry, PointCloud):
+        factors = geometry.cost_function.factors(geometry.x, geometry.y)
+        if factors is not None:
+            return CostOperator(geometry, "factored", factors)
     return CostOperator(geometry, "blocked")
-
-
-def _factors(x: Tensor, y: Tensor, c0: float, alpha: float, beta: float, normalise: bool) -> tuple[Tensor, Tensor]:
-    """``A, B`` with ``A B^T = c0 + alpha (|x|^2 + |y|^2) - beta <x, y>`` (on unit vectors when ``normalise``).
-
-    Squared distances are translation invariant: both clouds are first centred on the mean of their two means,
-    which keeps ``|x|^2 + |y|^2 - 2 <x, y>`` from cancelling catastrophically for clouds far from the origin.
-    """
-    if normalise:
-        x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    elif alpha > 0:
-        centre = (x.mean(-2, keepdim=True) + y.mean(-2, keepdim=True)) / 2
-        x, y = x - centre, y - centre
-    ones_x = torch.ones_like(x[..., :1])
-    ones_y = torch.ones_like(y[..., :1])
-    A = torch.cat((c0 + alpha * (x * x).sum(-1, keepdim=True), ones_x, -beta * x), dim=-1)
-    B = torch.cat((ones_y, alpha * (y * y).sum(-1, keepdim=True), y), dim=-1)
-    return A, B
 
 
 __all__ = ["CostOperator", "cost_operator"]

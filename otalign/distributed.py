@@ -263,7 +263,7 @@ def _facts(local) -> dict[str, Any]:
     }
     if isinstance(geometry, PointCloud):
         facts["features (d)"] = geometry.x.shape[-1]
-        facts["cost"] = geometry.cost_name
+        facts["cost"] = repr(geometry.cost_function)
     return facts
 
 

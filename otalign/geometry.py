@@ -16,7 +16,7 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
-from .costs import CostFn, get_cost
+from .costs import Cost, CostFn, get_cost
 
 #: Elements per row block: 2^19 float32 values (2 MiB) kept the blocks in this CPU's L2 cache in our measurements.
 BLOCK_ELEMENTS = 1 << 19
@@ -193,22 +193,12 @@ class DenseCost(Geometry):
         return self.cost
 
 
-#: Costs of the form ``C_ij = c0 + alpha (|x_i|^2 + |y_j|^2) - beta <x_i, y_j>`` (on unit vectors when
-#: ``normalise``): ``name -> (c0, alpha, beta, normalise)``. Their logits need one matrix product.
-_INNER_PRODUCT_COSTS = {
-    "sqeuclidean": (0.0, 1.0, 2.0, False),
-    "half_sqeuclidean": (0.0, 0.5, 1.0, False),
-    "negative_cosine": (0.0, 0.0, 1.0, True),
-    "cosine": (1.0, 0.0, 1.0, True),
-}
-
-
 class PointCloud(Geometry):
     """Two point clouds ``x (n, d)`` and ``y (m, d)`` (or batched ``(B, n, d)``, ``(B, m, d)``) and a cost function.
 
     The cost is never stored: each block of rows is recomputed when a solver needs it, so a solve holds O((n+m)d)
-    memory plus one block. ``cost`` is a name from :data:`otalign.costs.COSTS` or a callable
-    ``(x_rows (..., k, d), y (..., m, d)) -> (..., k, m)``.
+    memory plus one block. ``cost`` is a name from :data:`otalign.costs.COSTS`, a :class:`~otalign.costs.Cost`, or a
+    callable ``(x_rows (..., k, d), y (..., m, d)) -> (..., k, m)`` (used exactly as given, whatever its name).
 
     Blocks are larger than for dense costs (:attr:`block_elements` = 2^21): each one is a matrix product, which
     wants many rows.
@@ -218,7 +208,7 @@ class PointCloud(Geometry):
         geom = PointCloud(torch.randn(20_000, 64), torch.randn(20_000, 64), cost="sqeuclidean")
     """
 
-    def __init__(self, x: Tensor, y: Optional[Tensor] = None, cost: Union[str, CostFn] = "sqeuclidean"):
+    def __init__(self, x: Tensor, y: Optional[Tensor] = None, cost: Union[str, Cost, CostFn] = "sqeuclidean"):
         y = x if y is None else y
         if not isinstance(x, Tensor) or not isinstance(y, Tensor):
             raise TypeError("x, y: point clouds must be tensors")
@@ -228,58 +218,44 @@ class PointCloud(Geometry):
             raise ValueError(f"x, y: batch and feature dimensions differ: {tuple(x.shape)} vs {tuple(y.shape)}")
         self.block_elements = 4 * BLOCK_ELEMENTS
         self.x, self.y = x, y
-        self.cost_fn: CostFn = get_cost(cost)
-        self.cost_name = cost if isinstance(cost, str) else getattr(cost, "__name__", "custom")
+        self.cost_function: Cost = get_cost(cost)
         self.n, self.m = x.shape[-2], y.shape[-2]
         self.batch = x.shape[0] if x.dim() == 3 else None
 
     def tensors(self) -> tuple[Tensor, ...]:
         return (self.x, self.y)
 
+    @property
+    def cost_name(self) -> str:
+        """The cost's name (``"custom"`` for a callable)."""
+        return self.cost_function.name
+
     def cost_bound(self) -> Optional[float]:
-        """An upper bound of ``max |C|`` from the points' norms, ``O((n + m) d)``, for the built-in costs
-        (``(max |x| + max |y|)^2`` for the squared Euclidean cost, ...); ``None`` for a custom callable. It is also
-        the size of the terms the cost is computed from (``|x|^2 + |y|^2 - 2 x.y``), so it bounds the cost's
-        rounding error: ``u * bound``."""
-        name = self.cost_name if isinstance(self.cost_name, str) else None
-        if name in ("negative_cosine", "cosine"):
-            return 1.0 if name == "negative_cosine" else 2.0
-        if name not in ("sqeuclidean", "half_sqeuclidean", "euclidean"):
-            return None
-        with torch.no_grad():
-            reach = float(self.x.detach().norm(dim=-1).max()) + float(self.y.detach().norm(dim=-1).max())
-        if name == "euclidean":
-            return reach
-        return reach * reach / (2.0 if name == "half_sqeuclidean" else 1.0)
+        """An upper bound of ``max |C|`` from the points' norms (:meth:`otalign.costs.Cost.bound`), ``O((n + m) d)``;
+        ``None`` for a custom callable."""
+        return self.cost_function.bound(self.x, self.y)
 
     def block(self, tensors: Sequence[Tensor], start: int, stop: int) -> Tensor:
         x, y = tensors
-        return self.cost_fn(x[..., start:stop, :], y)
+        return self.cost_function(x[..., start:stop, :], y)
 
     def with_tensors(self, tensors: Sequence[Tensor]) -> "PointCloud":
-        return PointCloud(tensors[0], tensors[1], self.cost_name if isinstance(self.cost_name, str) and
-                          self.cost_name in _INNER_PRODUCT_COSTS else self.cost_fn)
+        return PointCloud(tensors[0], tensors[1], self.cost_function)
 
     def logits(self, tensors, h_scaled, shift, axis, eps, start, stop) -> Tensor:
-        if self._inner_product_form() is None:
+        if self.cost_function.form is None:
             return super().logits(tensors, h_scaled, shift, axis, eps, start, stop)
         return self.logit_blocks(tensors, h_scaled, shift, axis, eps)(start, stop)
-
-    def _inner_product_form(self) -> Optional[tuple[float, float, float, bool]]:
-        return _INNER_PRODUCT_COSTS.get(self.cost_name) if isinstance(self.cost_name, str) else None
 
     def logit_blocks(self, tensors, h_scaled, shift, axis, eps) -> Callable[[int, int], Tensor]:
         """For the inner-product costs, each block of logits is one matrix product of augmented coordinates
         ``[x beta/eps, row term, 1] @ [y, 1, column term]^T`` (``(..., k, d + 2) @ (..., d + 2, m)``); both
         operands are built once per pass, so a block costs its product and nothing of size m."""
-        form = self._inner_product_form()
+        form = self.cost_function.form
         if form is None:
             return super().logit_blocks(tensors, h_scaled, shift, axis, eps)
-        c0, alpha, beta, normalise = form
-        x, y = tensors
-        if normalise:
-            x = x / x.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-            y = y / y.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        c0, alpha, beta = form.c0, form.alpha, form.beta
+        x, y = form.prepare(*tensors)
         x_term = (c0 + alpha * (x * x).sum(-1)) / eps
         y_term = alpha * (y * y).sum(-1) / eps
         if axis == 1:
@@ -302,7 +278,7 @@ class PointCloud(Geometry):
         :data:`TILE_ROWS` rows and the columns that fit :data:`BLOCK_ELEMENTS` x 2: each tile's matrix product then
         reads a cache-sized slice of the column operand instead of all of it, and its exponentials stay in cache."""
         if (block_rows is not None or self.device.type == "cuda" or self.block_rows() >= TILE_ROWS
-                or self._inner_product_form() is None):
+                or self.cost_function.form is None):
             yield from super().tiles(block_rows)
             return
         cols = max(1, 2 * BLOCK_ELEMENTS // (TILE_ROWS * (self.batch or 1)))

@@ -159,8 +159,8 @@ def _cost_lower_bound(geometry: Geometry) -> Optional[float]:
     """A lower bound of the cost known without a pass over it (``None`` if there is none)."""
     if isinstance(geometry, DenseCost):
         return min(geometry.bounds()[0], 0.0)  # forbidden entries count as 0 in the bounds
-    if isinstance(geometry, PointCloud) and geometry.cost_bound() is not None:
-        return -1.0 if geometry.cost_name == "negative_cosine" else 0.0
+    if isinstance(geometry, PointCloud):
+        return geometry.cost_function.lower_bound()
     return None
 
 

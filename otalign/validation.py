@@ -320,9 +320,9 @@ def _check_cost_function(geometry: PointCloud) -> None:
     """The built-in costs need finite squared norms (``|x|^2`` overflows for entries near the dtype's limit, and
     then every cost is inf or 0); a custom cost callable must map ``x`` rows ``(..., k, d)`` and ``y (..., m, d)``
     to a floating ``(..., k, m)`` block, checked on the first row. ``O((n + m) d)``."""
-    from .costs import COSTS
+    from .costs import CustomCost
 
-    if any(geometry.cost_fn is fn for fn in COSTS.values()):
+    if not isinstance(geometry.cost_function, CustomCost):
         if not checks_enabled():
             return
         for name, points in (("x", geometry.x), ("y", geometry.y)):

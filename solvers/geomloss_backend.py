@@ -19,9 +19,11 @@ expect a warning unless ``scaling`` is close to 1 or ``tol`` is loose). Backends
 from __future__ import annotations
 
 import math
+from typing import Optional
 
 import torch
 
+from otalign.costs import Euclidean
 from otalign.geometry import PointCloud
 from otalign.plan import Plan
 from otalign.problem import Problem
@@ -29,7 +31,6 @@ from otalign.solver import Init, Solver, import_backend
 
 from .registry import register
 
-_POWERS = {"half_sqeuclidean": 2, "euclidean": 1}
 
 
 @register("geomloss")
@@ -59,7 +60,8 @@ class GeomLossSolver(Solver):
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         geomloss = import_backend("geomloss", "geomloss", "geomloss")
         geometry = problem.geometry
-        if not isinstance(geometry, PointCloud) or geometry.cost_name not in _POWERS:
+        p = _power(geometry)
+        if p is None:
             raise ValueError(
                 "cost: the 'geomloss' solver needs a PointCloud with cost 'half_sqeuclidean' (p=2) or 'euclidean' (p=1)"
             )
@@ -69,7 +71,6 @@ class GeomLossSolver(Solver):
             raise ValueError("rho_a, rho_b: geomloss supports equal, positive relaxations only")
         if init is not None:
             raise ValueError("init: warm starts are not supported by the 'geomloss' backend")
-        p = _POWERS[geometry.cost_name]
         reach = None if math.isinf(problem.rho_a) else problem.rho_a ** (1 / p)
         loss = geomloss.SamplesLoss(
             "sinkhorn", p=p, blur=problem.eps ** (1 / p), reach=reach, scaling=self.scaling, debias=False,
@@ -82,6 +83,16 @@ class GeomLossSolver(Solver):
             measured = Plan(problem.detach(), f.detach(), g.detach(), steps, False)
             error = torch.maximum(*measured.marginal_residual)
         return Plan(problem, f, g, steps, tol > 0 and bool((error <= tol).all()), error, "unroll")
+
+
+def _power(geometry) -> Optional[int]:
+    """geomloss's ``p`` for a point cloud whose cost is ``|x - y|^p / p`` (p = 1 or 2), else ``None``."""
+    if not isinstance(geometry, PointCloud):
+        return None
+    cost = geometry.cost_function
+    if isinstance(cost, Euclidean):
+        return 1
+    return 2 if cost.squared_distance_scale == 0.5 else None
 
 
 def _schedule_length(geometry: PointCloud, eps: float, p: int, scaling: float) -> int:

@@ -1,7 +1,7 @@
 """Low-rank costs: the factorised squared-distance matrices and the linearised GW cost built from them.
 
 A squared-Euclidean cost between ``x (n, d)`` and ``y (m, d)`` is ``|x_i|^2 + |y_j|^2 - 2 <x_i, y_j>``, i.e.
-``C = A B^T`` with ``A = [|x|^2, 1, x]`` and ``B = [1, |y|^2, -2 y]`` (rank ``d + 2``). The linearisation of the
+``C = A B^T`` of rank ``d + 2`` (:meth:`otalign.costs.Cost.factors`). The linearisation of the
 GW energy of two such costs is again of the form ``row_i + col_j + <left_i, right_j>`` (:class:`LowRankCost`), so
 a GW solve over point clouds holds ``O((n + m) d)`` memory plus one block of rows.
 """
@@ -13,35 +13,22 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .. import costs
 from ..geometry import BLOCK_ELEMENTS, Geometry, PointCloud
 
 
 def squared_distance_scale(geometry: Geometry) -> Optional[float]:
-    """``1`` for a squared-Euclidean :class:`PointCloud`, ``1/2`` for a half squared-Euclidean one, else ``None``."""
+    """``s`` for a :class:`PointCloud` whose cost is ``s |x - y|^2`` (1 squared-Euclidean, 1/2 half), else ``None``."""
     if not isinstance(geometry, PointCloud):
         return None
-    if geometry.cost_fn is costs.sqeuclidean:
-        return 1.0
-    if geometry.cost_fn is costs.half_sqeuclidean:
-        return 0.5
-    return None
+    return geometry.cost_function.squared_distance_scale
 
 
 def factors(geometry: PointCloud) -> tuple[Tensor, Tensor]:
-    """``(A (..., n, d + 2), B (..., m, d + 2))`` with ``A B^T`` the geometry's (half) squared-distance matrix.
-
-    Unlike :func:`otalign.costs.sqeuclidean`, the product is not clamped at 0 (entries that should be 0 carry
-    rounding errors of either sign)."""
-    scale = squared_distance_scale(geometry)
-    if scale is None:
+    """``(A (..., n, d + 2), B (..., m, d + 2))`` with ``A B^T`` the geometry's (half) squared-distance matrix
+    (:meth:`otalign.costs.Cost.factors`: centred, not clamped at 0)."""
+    if squared_distance_scale(geometry) is None:
         raise ValueError("geometry: only (half) squared-Euclidean point clouds have a low-rank factorisation")
-    x, y = geometry.x, geometry.y
-    x2 = (x * x).sum(-1, keepdim=True) * scale
-    y2 = (y * y).sum(-1, keepdim=True) * scale
-    left = torch.cat((x2, torch.ones_like(x2), x), dim=-1)
-    right = torch.cat((torch.ones_like(y2), y2, y * (-2.0 * scale)), dim=-1)
-    return left, right
+    return geometry.cost_function.factors(geometry.x, geometry.y)
 
 
 class LowRankCost(Geometry):

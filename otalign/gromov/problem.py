@@ -162,7 +162,7 @@ def _intra_geometry(name: str, cost: Cost, loss: str) -> Geometry:
             raise ValueError(f"{name}: the point cloud's x and y differ in dtype or device")
         if cost.n != cost.m:
             raise ValueError(f"{name}: an intra-domain cost must be square, got {cost.n} x {cost.m} points")
-        geometry = PointCloud(x, y, cost.cost_fn)
+        geometry = PointCloud(x, y, cost.cost_function)
         if loss == "kl" or squared_distance_scale(geometry) is None:
             geometry = DenseCost(geometry.matrix())
     elif isinstance(cost, DenseCost):
@@ -194,7 +194,7 @@ def _check_pair(gx: Geometry, gy: Geometry) -> None:
 def _cross_geometry(cost: Cost, gx: Geometry, gy: Geometry) -> Geometry:
     if isinstance(cost, PointCloud):
         x, y = check_float_tensor("cost_xy.x", cost.x), check_float_tensor("cost_xy.y", cost.y)
-        geometry = PointCloud(x, y, cost.cost_fn)
+        geometry = PointCloud(x, y, cost.cost_function)
     elif isinstance(cost, DenseCost):
         geometry = DenseCost(check_float_tensor("cost_xy", cost.cost))
     elif isinstance(cost, Tensor):
