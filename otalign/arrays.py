@@ -47,10 +47,16 @@ def to_numpy(name: str, value: Any) -> Optional[np.ndarray]:
         return np.asarray(value)
     if isinstance(value, (list, tuple)):
         try:
-            return np.asarray(value)
+            array = np.asarray(value)
         except (TypeError, ValueError):
             raise TypeError(f"{name}: expected {ACCEPTED}, got a {type(value).__name__} that is not a rectangular "
                             f"array") from None
+        if array.dtype.kind in "US":  # NumPy would turn numbers mixed with strings into strings: refuse instead
+            items = np.asarray(value, dtype=object).ravel().tolist()
+            if not all(isinstance(v, (str, bytes)) for v in items):
+                kinds = sorted({type(v).__name__ for v in items})
+                raise TypeError(f"{name}: a {type(value).__name__} of mixed types ({', '.join(kinds)}); use one type")
+        return array
     return None
 
 
@@ -93,14 +99,18 @@ def as_tensor(name: str, value: Any, dtype: Optional[torch.dtype] = None,
     return out.to(device=device, dtype=dtype) if (dtype is not None or device is not None) else out
 
 
-def label_classes(*values: Any) -> Optional[np.ndarray]:
+def label_classes(*values: Any, names: Sequence[str] = ()) -> Optional[np.ndarray]:
     """One coding for several label arrays that must share codes (source and target labels): when any of
     ``values`` (``None`` entries skipped) holds strings or non-integral floats, the sorted distinct values of all of
-    them, to pass as :func:`as_labels`'s ``classes``; else ``None`` (integer codes are the labels themselves)."""
-    arrays = [_label_array(value) for value in values if value is not None]
+    them, to pass as :func:`as_labels`'s ``classes``; else ``None`` (integer codes are the labels themselves).
+    ``names``: the arguments' names, for errors."""
+    names = list(names) + [f"labels[{i}]" for i in range(len(names), len(values))]
+    given = [(name, value) for name, value in zip(names, values) if value is not None]
+    arrays = [_label_array(value, name) for name, value in given]
     if not any(_needs_coding(array) for array in arrays):
         return None
-    return _sorted_unique("labels", np.concatenate([np.asarray(array, dtype=object).ravel() for array in arrays]))
+    joined = ", ".join(name for name, _ in given)
+    return _sorted_unique(joined, np.concatenate([np.asarray(array, dtype=object).ravel() for array in arrays]))
 
 
 def as_labels(name: str, value: Any, classes: Optional[Sequence] = None,

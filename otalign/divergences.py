@@ -19,7 +19,8 @@ from .lookup import named_or_callable
 from .plan import Plan
 from .problem import safe_log
 from .targets import check_target
-from .validation import as_tensor, check_number, validation_enabled
+from .arrays import as_tensor
+from .validation import check_number, validation_enabled
 
 Divergence = Callable[[Plan, Tensor], Tensor]
 

@@ -98,7 +98,7 @@ class BaseTransport:
         xs, xt = xs.to(dtype), xt.to(device=xs.device, dtype=dtype)
         if xs.shape[1] != xt.shape[1]:
             raise ValueError(f"Xs, Xt: feature dimensions differ ({xs.shape[1]} vs {xt.shape[1]})")
-        classes = label_classes(ys, yt)  # string labels: one coding shared by both sides
+        classes = label_classes(ys, yt, names=("ys", "yt"))  # string labels: one coding shared by both sides
         labels_s = None if ys is None else as_labels("ys", ys, xs.shape[0], xs.device, classes)[0]
         labels_t = None if yt is None else as_labels("yt", yt, xt.shape[0], xs.device, classes)[0]
         with torch.no_grad():

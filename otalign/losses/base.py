@@ -65,7 +65,8 @@ from ..divergences import Divergence
 from ..distributed import ShardedGeometry
 from ..geometry import DenseCost
 from ..solver import Solver
-from ..validation import as_real, as_tensor, check_tensor, checks_enabled, is_finite, trusted
+from ..arrays import as_labels, as_tensor
+from ..validation import as_real, check_tensor, checks_enabled, is_finite, trusted
 from . import distributed
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -363,11 +364,10 @@ def _stack_views(views: Sequence[Tensor]) -> Tensor:
 
 
 def _check_labels(labels: Tensor, n: int, device: torch.device) -> Tensor:
-    labels = as_tensor("labels", labels)
+    """Labels as int64 codes (:func:`otalign.arrays.as_labels`: integers, booleans, floats or strings alike)."""
+    labels = as_labels("labels", labels)
     if labels.dim() != 1 or labels.shape[0] != n:
         raise ValueError(f"labels: expected shape ({n},) (one label per sample), got {tuple(labels.shape)}")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"labels: expected integer class ids, got dtype {labels.dtype}")
     return labels.to(device=device, dtype=torch.int64)
 
 
