@@ -66,7 +66,7 @@ from ..distributed import ShardedGeometry
 from ..geometry import DenseCost
 from ..solver import Solver
 from ..arrays import as_labels, as_tensor
-from ..validation import as_real, check_tensor, checks_enabled, is_finite, trusted
+from ..validation import as_real, check_tensor, checks_enabled, is_finite, trusted, validation_enabled
 from . import distributed
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -152,6 +152,7 @@ class ContrastiveLoss(nn.Module):
     # ----------------------------------------------------------------- input handling
     def prepare(self, views: Sequence[Tensor], labels: Optional[Tensor], target: Optional[Tensor]) -> Batch:
         """Check the inputs, stack the views, gather across ranks if asked, and build the target."""
+        refuse_compiled_validation()
         if self.gather_distributed and distributed.is_distributed():
             return Batch(*distributed.sharded_batch(self, views, labels, target))
         stacked, labels = self._check_inputs(views, labels, target)
@@ -361,6 +362,21 @@ def _stack_views(views: Sequence[Tensor]) -> Tensor:
         if checks_enabled() and not (bool(torch.isfinite(z.sum())) or bool(torch.isfinite(z).all())):  # fast
             raise ValueError(f"{name}: contains NaN or inf")
     return torch.cat(list(views), dim=0)
+
+
+#: Why a loss cannot be compiled with value checks on (dynamo shows it in the error's debug context).
+COMPILE_HINT = (
+    "otalign: the value checks of a loss (NaN embeddings, negative targets) read tensor values, which "
+    "torch.compile(fullgraph=True) cannot trace: call otalign.set_validation(False) before compiling the loss"
+)
+
+
+def refuse_compiled_validation() -> None:
+    """Raise :data:`COMPILE_HINT` while ``torch.compile`` traces a loss with validation on, instead of dynamo's
+    "could not guard on data-dependent expression" deep inside a check. Without ``fullgraph`` dynamo falls back to
+    running the loss eagerly, where the checks run as usual."""
+    if validation_enabled() and torch.compiler.is_compiling():
+        raise RuntimeError(COMPILE_HINT)
 
 
 def _check_labels(labels: Tensor, n: int, device: torch.device) -> Tensor:
