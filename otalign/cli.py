@@ -73,7 +73,8 @@ FLAG_HELP = {
     "knn_k": "neighbours of the weighted kNN evaluation",
     "wdm_eps": "entropic strength of the Wasserstein dependency measure (WDM) estimate",
     "solver": "the loss's OT solver: sinkhorn (default), unbalanced (translation-invariant, for finite rho), "
-              "proximal (proximal-point multistep), or a name registered with otalign.solvers.register",
+              "proximal (proximal-point multistep: another objective, the GCA divergence at eps / iterations; it warns), "
+              "or a name registered with otalign.solvers.register",
     "solver_options": "one option of the solver, KEY=VALUE (repeatable; values read as JSON when they parse: "
                       "--solver-option inner_iter=5)",
     "target": "the batch target plan: pairing (default), labels, domain-prior (--alpha, --beta), hierarchical "

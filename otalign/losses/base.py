@@ -221,6 +221,8 @@ class AlignmentLoss(ContrastiveLoss):
             :class:`~otalign.Solver` instance. Solvers that cannot run a fixed number of unrolled iterations on a
             dense cost with excluded self-pairs (``"geomloss"``) are refused with the reason.
         solver_options: the named solver's constructor options, e.g. ``{"inner_iter": 5}`` for ``"proximal"``.
+            With ``"proximal"`` the loss is a different objective from the GCA paper's multistep one (a warning
+            says so; :data:`PROXIMAL_WARNING`): the proximal plan after T steps is the entropic plan at eps / T.
         reduction, gather_distributed: see :class:`ContrastiveLoss`.
         compat: ``None`` (default, the correct maths) or ``"authors"`` (module docstring).
 
@@ -253,6 +255,8 @@ class AlignmentLoss(ContrastiveLoss):
         self.iterations = iterations
         self.compat = compat
         instance = _solver(solver, solver_options, type(self).__name__)
+        if instance.name == "proximal":
+            warnings.warn(PROXIMAL_WARNING.format(loss=type(self).__name__), UserWarning, stacklevel=3)
         self.aligner = Aligner(
             instance,
             divergence,
@@ -363,6 +367,17 @@ def _stack_views(views: Sequence[Tensor]) -> Tensor:
             raise ValueError(f"{name}: contains NaN or inf")
     return torch.cat(list(views), dim=0)
 
+
+#: The warning of an alignment loss built on the proximal-point solver. Measured on 64 pairs of 16-d embeddings
+#: (``z1 = z0 + 0.3 noise``, temperature 0.5): GCA-InfoNCE 3.10 with "sinkhorn" at T = 2 and 10, 1.71 / 0.0026 with
+#: "proximal"; GCA-UOT 1.50 / 1.51 against -3.2 / -924; GCA-RINCE -3.12 against -13.7 / -1.6e5.
+PROXIMAL_WARNING = (
+    "{loss}(solver='proximal'): the proximal-point plan after T steps is the entropic plan at eps / T (it tends to "
+    "unregularised OT), so this loss is the GCA divergence at temperature eps / T, not the GCA paper's multistep "
+    "objective (Sinkhorn iterations at eps): its KL term tends to 0 and its robust term grows like exp(q T / eps) "
+    "with the number of steps (GCA-UOT: -924 at T=10 against +1.5 with 'sinkhorn'). Use solver='sinkhorn' for the "
+    "GCA losses as defined"
+)
 
 #: Why a loss cannot be compiled with value checks on (dynamo shows it in the error's debug context).
 COMPILE_HINT = (
