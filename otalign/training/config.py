@@ -262,6 +262,9 @@ def load_config(
     apply ``overrides`` (keys whose value is ``None`` are ignored: "not given on the command line").
 
     A TOML file may put its settings at the top level or under a ``[train]`` table.
+
+    A config file executes code: ``target = "module:function"`` imports that module (running its top-level code)
+    and calls the function on every batch, as ``--target`` does. Load only config files you trust.
     """
     values: dict[str, Any] = {}
     if path is not None:
