@@ -308,7 +308,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .training.demo import DEMOS, run_demo, short_table
+    from .training.demo import DEMOS, run_count, run_demo, short_table
     from .training.methods import get_method
 
     default = DEMOS[args.modality].methods
@@ -320,10 +320,10 @@ def _demo(args: argparse.Namespace) -> int:
     _check_out(args.out)
     results = run_demo(args.out, seeds=args.seeds, epochs=args.epochs, methods=methods, quick=args.quick,
                        workers=args.workers, modality=args.modality)
-    runs = len(results["results"]) * len(methods) * results["seeds"]
+    runs = run_count(len(results["results"]), len(methods), results["seeds"])
     print()
     print(short_table(results))
-    print(f"\n{runs} training runs in {results['seconds']:.0f} s. Report: {(args.out / 'report.md').resolve()}")
+    print(f"\n{runs} in {results['seconds']:.0f} s. Report: {(args.out / 'report.md').resolve()}")
     return 0
 
 

@@ -51,11 +51,12 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--workers", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "report.md" in printed and "GCA-UOT" in printed
+    assert "report.md" in printed and "GCAUOT" in printed
+    assert "14 runs (12 training runs, 2 evaluations of the untrained encoder)" in printed  # the counter's total
     report = (out / "report.md").read_text()
     for heading in ("## clean", "## corrupted"):
         assert heading in report
-    for label in ("InfoNCE", "GCA-INCE", "RINCE", "GCA-RINCE", "GCA-UOT", "BYOL", "untrained encoder"):
+    for label in ("InfoNCE", "GCAInfoNCE", "RINCE", "GCARINCE", "GCAUOT", "BYOL", "untrained encoder"):
         assert f"| {label} |" in report
     for figure in ("accuracy.png", "knn.png", "loss_clean.png", "loss_corrupted.png", "plans_clean.png",
                    "plans_corrupted.png"):
