@@ -1,4 +1,4 @@
-"""One conversion rule at every public entry point: NumPy arrays, lists and pandas objects give the same result as
+"""otalign.arrays: one conversion rule at every public entry point: NumPy arrays, lists and pandas objects give the same result as
 torch tensors; labels may be integers, floats, booleans or strings (compared by equality only)."""
 
 from __future__ import annotations
