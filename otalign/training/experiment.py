@@ -25,13 +25,16 @@ RESULTS = "results.json"
 PLAN_SAMPLES = 32  # samples in the batch whose plan is drawn (a 64 x 64 plan for two views)
 
 
-def train(config: Config, data: Optional[TensorData] = None, *, stop_after: Optional[int] = None) -> Trainer:
+def train(config: Config, data: Optional[TensorData] = None, *, stop_after: Optional[int] = None,
+          check_evaluation: bool = False) -> Trainer:
     """Seed, build the data (unless given), networks and model of ``config``, train (resuming from
-    ``out/checkpoint.pt`` when allowed), and return the :class:`Trainer` (``.model``, ``.history``, ``.device``)."""
+    ``out/checkpoint.pt`` when allowed), and return the :class:`Trainer` (``.model``, ``.history``, ``.device``).
+    ``check_evaluation``: refuse, before training, evaluation settings the data cannot satisfy
+    (:func:`check_evaluation_settings`)."""
     info, device = setup(config.device)
     seed_everything(config.seed)
     data = data if data is not None else load_data(config, device)
-    if config.held_out_domain is None:  # else run_experiment checks the evaluation's data, every domain included
+    if check_evaluation:
         check_evaluation_settings(config, data)
     encoder, projector = build_networks(config, data.in_shape)
     model = build_model(config, encoder, projector, distributed=info.enabled, meta_names=tuple(data.train_meta))
@@ -67,7 +70,7 @@ def run_experiment(
     if config.held_out_domain is not None:  # evaluated on every domain, the held-out one included
         evaluation_data = load_data(config.replace(held_out_domain=None), torch.device("cpu"))
         check_evaluation_settings(config, evaluation_data)
-    trainer = train(config, data, stop_after=stop_after)
+    trainer = train(config, data, stop_after=stop_after, check_evaluation=evaluation_data is None)
     result: dict[str, Any] = {"config": config.to_dict(), "history": trainer.history}
     if stop_after is not None and trainer.epoch < config.epochs:
         return result
