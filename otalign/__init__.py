@@ -6,60 +6,28 @@ against a target plan). Solvers live in :mod:`otalign.solvers`, targets in :mod:
 :mod:`otalign.divergences`, cost functions in :mod:`otalign.costs`.
 """
 
-import importlib
-import sys
-import types
+from . import costs, distributed, divergences, gromov, losses, metrics, targets
+from .aligner import Aligner, Alignment
+from .geometry import DenseCost, Geometry, PointCloud
+from .lowrank_plan import LowRankPlan
+from .gromov import GWProblem
+from .plan import Plan
+from .problem import Problem
+from .solve import solve
+from .solver import ConvergenceWarning, Solver
+from .validation import set_validation, validation, validation_enabled
+from ._layout import import_mapped
+
+solvers = import_mapped("solvers")  # registers the built-in solvers (the core reaches them only via the registry)
 
 __version__ = "0.1.0"
 
-#: Public names and the module that defines each: imported on first access, so ``import otalign`` (and the
-#: ``otalign --help`` command) does not import torch until a name is used.
-_EXPORTS = {
-    "Aligner": "aligner",
-    "Alignment": "aligner",
-    "ConvergenceWarning": "solver",
-    "DenseCost": "geometry",
-    "Geometry": "geometry",
-    "GWProblem": "gromov",
-    "LowRankPlan": "lowrank_plan",
-    "Plan": "plan",
-    "PointCloud": "geometry",
-    "Problem": "problem",
-    "Solver": "solver",
-    "set_validation": "validation",
-    "solve": "solve",
-    "validation_enabled": "validation",
-}
-#: Subpackages reachable as attributes (``otalign.losses``...), imported on first access too.
-_SUBMODULES = ("costs", "distributed", "divergences", "gromov", "losses", "metrics", "modalities", "solvers",
-               "targets")
 
-
-class _Package(types.ModuleType):
-    """The ``otalign`` module: public names resolved lazily; the function ``otalign.solve`` is never replaced by
-    the submodule ``otalign.solve`` (which the import system would otherwise set as the package's attribute)."""
-
-    def __getattr__(self, name: str):
-        if name in _EXPORTS:
-            value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        elif name in _SUBMODULES:
-            value = importlib.import_module(f"{__name__}.{name}")
-        else:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        if name not in ("solvers", "modalities"):  # those two stay out of the namespace until imported
-            types.ModuleType.__setattr__(self, name, value)
-        return value
-
-    def __setattr__(self, name: str, value) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-    def __dir__(self) -> list[str]:
-        return sorted(set(super().__dir__()) | set(_EXPORTS) | set(_SUBMODULES))
-
-
-sys.modules[__name__].__class__ = _Package
+def __getattr__(name: str):
+    """``otalign.modalities`` on first access (its plug-ins import heavy libraries only when used)."""
+    if name == "modalities":
+        return import_mapped(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = [
     "Aligner",
@@ -80,7 +48,9 @@ __all__ = [
     "losses",
     "metrics",
     "solve",
+    "solvers",
     "set_validation",
+    "validation",
     "targets",
     "validation_enabled",
 ]

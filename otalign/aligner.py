@@ -11,6 +11,7 @@ from torch import Tensor
 from .divergences import Divergence, anchor_weights, get_divergence
 from .geometry import Geometry
 from .plan import Plan
+from .registry import resolve_solver
 from .problem import REFERENCES, Problem
 from .solve import solve
 from .solver import GRAD_MODES, Init, Solver
@@ -64,14 +65,7 @@ class Aligner:
         grad: str = "unroll",
         **options,
     ):
-        if isinstance(solver, str):
-            from . import solvers
-
-            solver = solvers.get(solver, **options)
-        elif not isinstance(solver, Solver):
-            raise TypeError(f"solver: expected a solver name or a Solver instance, got {type(solver).__name__}")
-        elif options:
-            raise TypeError(f"options {sorted(options)}: pass options to the solver's constructor")
+        solver = resolve_solver(solver, options)
         check_eps(eps)
         check_rho("rho_a", rho_a)
         check_rho("rho_b", rho_b)

@@ -196,6 +196,18 @@ class ShardedGeometry(Geometry):
         return out
 
     @property
+    def structured(self) -> bool:
+        return self.local.structured
+
+    @property
+    def masked(self) -> bool:
+        return self.local.masked
+
+    @property
+    def process_local(self) -> Geometry:
+        return self.local
+
+    @property
     def n_global(self) -> int:
         return sum(self.row_counts)
 
@@ -267,39 +279,6 @@ def _facts(local) -> dict[str, Any]:
     return facts
 
 
-def check_sharded_problem(cost: "ShardedGeometry", a, b, eps, rho_a, rho_b, reference, mask):
-    """:func:`otalign.problem_checks.check_problem` for rows split across ranks: the local checks run on every rank and
-    their outcome is agreed on before anything else (skipped inside ``trusted()``, whose caller vouches for its
-    inputs), so that every rank raises if one does; then the global conditions (total masses, eps against the
-    largest cost, no column forbidden on every rank) are checked on all-reduced quantities, the same on every rank.
-    Returns ``(geometry, a, b)``."""
-    from .problem_checks import check_problem_globally, check_problem_locally
-    from .validation import checks_enabled
-
-    facts = {"eps": _plain(eps), "rho_a": _plain(rho_a), "rho_b": _plain(rho_b), "reference": reference,
-             "a given": a is not None, "mask given": mask is not None,
-             "b": None if not isinstance(b, Tensor) else (tuple(b.shape), str(b.dtype))}
-    with agreement(facts, cost.group) if checks_enabled() else contextlib.nullcontext():
-        local, a, b, largest_cost, numbers = check_problem_locally(cost.local, a, b, eps, rho_a, rho_b, reference,
-                                                                   mask, cost.n_global)
-    geometry = cost.with_local(local)
-    if largest_cost is not None:
-        largest = torch.tensor(largest_cost, dtype=torch.float64, device=geometry.device)
-        largest_cost = float(geometry.reduce_rows(largest, "max"))
-    if getattr(local, "mask", None) is not None and checks_enabled():
-        allowed = (~local.mask.expand(local.cost.shape)).sum(-2, dtype=torch.float64)
-        if bool((geometry.reduce_rows(allowed) == 0).any()):
-            raise ValueError("mask: forbids every pair of some column on every rank; that mass could not be moved")
-    if checks_enabled() and bool((geometry.reduce_rows(a.sum(-1)) <= 0).any()):
-        raise ValueError("a: total mass (over all ranks) must be positive")
-    check_problem_globally(geometry, a, b, *numbers, largest_cost, reference)
-    return geometry, a, b
-
-
-def _plain(value):
-    return value.item() if isinstance(value, Tensor) and value.numel() == 1 else value
-
-
 __all__ = [
     "DistributedInputError",
     "ShardedGeometry",
@@ -307,6 +286,5 @@ __all__ = [
     "agreement",
     "all_reduce_max",
     "all_reduce_sum",
-    "check_sharded_problem",
     "local_rows",
 ]

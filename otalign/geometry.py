@@ -38,6 +38,19 @@ class Geometry:
     #: Number of processes the rows are split across (:class:`otalign.distributed.ShardedGeometry`); 1 here.
     shards: int = 1
 
+    #: Whether the cost is given by structure (points, factors) rather than as a matrix in memory.
+    structured: bool = True
+
+    @property
+    def masked(self) -> bool:
+        """Whether some pairs are forbidden (infinite cost from a mask)."""
+        return False
+
+    @property
+    def process_local(self) -> "Geometry":
+        """The geometry of the rows this process holds (itself, unless the rows are sharded)."""
+        return self
+
     @property
     def n_global(self) -> int:
         """Rows of the whole problem (all ranks' rows for a sharded geometry)."""
@@ -138,6 +151,8 @@ class DenseCost(Geometry):
     pass over the cost or a device-to-host read.
     """
 
+    structured = False
+
     def __init__(self, cost: Tensor, mask: Optional[Tensor] = None, bounds: Optional[tuple[float, float]] = None):
         if mask is not None:
             cost = cost.masked_fill(mask, torch.inf)
@@ -147,6 +162,10 @@ class DenseCost(Geometry):
         self._transposed: Optional[Tensor] = None
         self.n, self.m = cost.shape[-2], cost.shape[-1]
         self.batch = cost.shape[0] if cost.dim() == 3 else None
+
+    @property
+    def masked(self) -> bool:
+        return self.mask is not None
 
     def tensors(self) -> tuple[Tensor, ...]:
         return (self.cost,)

@@ -1,7 +1,7 @@
 """Implicit differentiation of the Sinkhorn fixed point (``grad="implicit"``).
 
 At convergence the potentials ``h = (f, g)`` satisfy ``h = T(h, theta)``, where ``T`` is one Jacobi sweep of the
-half-steps (:meth:`Problem.update_f` with the old ``g``, :meth:`Problem.update_g` with the old ``f``) and ``theta``
+half-steps (:func:`otalign.halfstep.row_step` with the old ``g``, :func:`~otalign.halfstep.col_step` with the old ``f``) and ``theta``
 the cost tensors and masses. With ``v = dL/dh``, the implicit function theorem gives
 
     dL/dtheta = w^T dT/dtheta,    where  J^T w = v,   J = I - dT/dh = [[I, la Prow], [lb Pcol^T, I]],
@@ -28,7 +28,9 @@ import warnings
 import torch
 from torch import Tensor
 
+from .halfstep import col_step, row_step
 from .problem import Problem
+from .softmin import LogDomain
 
 
 def implicit_potentials(problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
@@ -57,8 +59,9 @@ class _ImplicitFixedPoint(torch.autograd.Function):
         with torch.enable_grad():
             live = [t.detach().requires_grad_(need) for t, need in zip((a, b, *tensors), wants)]
             stepped = problem.with_tensors(live[2:], live[0], live[1])
-            f_next, _ = stepped.update_f(g)
-            g_next, _ = stepped.update_g(f)
+            softmin = LogDomain(stepped.geometry, stepped.eps)
+            f_next, _ = row_step(stepped, g, softmin)
+            g_next, _ = col_step(stepped, f, softmin)
             inputs = [t for t, need in zip(live, wants) if need]
             outputs = [(f_next, w_f), (g_next, w_g)]
             outputs = [(o, w) for o, w in outputs if o.requires_grad]

@@ -13,7 +13,7 @@ from .plan import MarginalQuantities
 from .problem import Problem
 
 
-@dataclass
+@dataclass(frozen=True)
 class LowRankPlan(MarginalQuantities):
     """A transport plan of non-negative rank at most ``r``, ``P = Q diag(1/g) R^T`` (Scetbon, Cuturi & Peyre 2021).
 
@@ -87,11 +87,21 @@ class LowRankPlan(MarginalQuantities):
         cols = self.R @ (self.Q.sum(-2) / self.g).unsqueeze(-1)
         return rows.squeeze(-1), cols.squeeze(-1)
 
+    def measured_residual(self) -> Tensor:
+        """The larger of ``|P 1 - a|_1`` and ``|P^T 1 - b|_1`` from the factors in float64, ``(...,)`` (balanced
+        problems only: every low-rank side is hard)."""
+        with torch.no_grad():
+            Q, R, g = (x.detach().double() for x in (self.Q, self.R, self.g))
+            rows = Q @ (R.sum(-2) / g).unsqueeze(-1)
+            cols = R @ (Q.sum(-2) / g).unsqueeze(-1)
+            a, b = self.problem.a.detach().double(), self.problem.b.detach().double()
+            return torch.maximum((rows.squeeze(-1) - a).abs().sum(-1), (cols.squeeze(-1) - b).abs().sum(-1))
+
     @property
     def operator(self) -> CostOperator:
         """The cost products of the problem (:func:`otalign.cost_operator.cost_operator`)."""
         if self._operator is None:
-            self._operator = cost_operator(self.problem.geometry)
+            object.__setattr__(self, "_operator", cost_operator(self.problem.geometry))
         return self._operator
 
     @property

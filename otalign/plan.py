@@ -1,15 +1,73 @@
-"""What every solver returns."""
+"""What every solver returns: the plan protocol, and the Gibbs-form :class:`Plan` of the Sinkhorn-type solvers.
+
+Every plan type (:class:`Plan`, :class:`~otalign.LowRankPlan`, :class:`~otalign.gromov.GWPlan`) offers what
+:class:`AnyPlan` lists: its problem, marginals and their residuals, ``apply`` and ``barycentric_map``, its values,
+``converged`` / ``iterations`` / ``error``, and ``matrix`` on demand. Plans are immutable (frozen dataclasses; what
+they compute on demand is cached, never changed).
+
+``converged`` is a measurement on the returned plan: :func:`certify` keeps a solver's claim only if both marginal
+residuals of the plan the user gets, summed in float64, are at most ``tol``.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Protocol, TypeVar, runtime_checkable
 
 import torch
 from torch import Tensor
 
 from .problem import Problem, dual_mass_term, marginal_penalty, optimal_marginal, safe_log, where_positive
+from .halfstep import log_col_marginal, log_row_marginal
 from .softmin import logsumexp
+
+
+@runtime_checkable
+class AnyPlan(Protocol):
+    """What every plan offers (shapes: rows ``n`` are the source side, columns ``m`` the target side)."""
+
+    problem: object
+    iterations: int
+    converged: bool
+    error: Optional[Tensor]
+    grad: str
+
+    @property
+    def matrix(self) -> Tensor: ...
+
+    @property
+    def marginals(self) -> tuple[Tensor, Tensor]: ...
+
+    @property
+    def marginal_error(self) -> tuple[Tensor, Tensor]: ...
+
+    @property
+    def value(self) -> Tensor: ...
+
+    @property
+    def value_linear(self) -> Optional[Tensor]: ...
+
+    def apply(self, x: Tensor, axis: int = 1) -> Tensor: ...
+
+    def barycentric_map(self, y: Tensor) -> Tensor: ...
+
+    def measured_residual(self) -> Tensor: ...
+
+
+PlanT = TypeVar("PlanT")
+
+
+def certify(plan: PlanT, tol: float) -> PlanT:
+    """``plan`` with ``converged`` measured on it: a claim of convergence is kept only if
+    :meth:`AnyPlan.measured_residual` (both marginal residuals of the returned plan, accumulated in float64) is at
+    most ``tol``; otherwise a copy with ``converged=False`` and ``error`` = that residual."""
+    if tol <= 0 or not plan.converged:
+        return plan
+    residual = plan.measured_residual()
+    if bool((residual <= tol).all()):
+        return plan
+    return dataclasses.replace(plan, converged=False, error=residual.to(plan.problem.dtype))
 
 
 class MarginalQuantities:
@@ -18,6 +76,13 @@ class MarginalQuantities:
 
     problem: Problem
     marginals: tuple[Tensor, Tensor]
+
+    def barycentric_map(self, y: Tensor) -> Tensor:
+        """Where each source point goes: ``(P @ y) / (P 1)``, ``y (..., m, k)`` -> ``(..., n, k)`` (POT's
+        barycentric projection, ``ot.da``'s ``transform``). A row with no mass maps to 0."""
+        rows = self.marginals[0]
+        safe = torch.where(rows > 0, rows, torch.ones_like(rows))
+        return torch.where((rows > 0).unsqueeze(-1), self.apply(y) / safe.unsqueeze(-1), torch.zeros_like(rows).unsqueeze(-1))
 
     @property
     def marginal_error(self) -> tuple[Tensor, Tensor]:
@@ -32,7 +97,7 @@ class MarginalQuantities:
         return self.problem.sum_rows(self.marginals[0])
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan(MarginalQuantities):
     """A solved (or partly solved) entropic OT problem.
 
@@ -76,10 +141,9 @@ class Plan(MarginalQuantities):
     def log_matrix(self) -> Tensor:
         """``log P``, ``(..., n, m)``; computed once and kept, so several divergences of one plan share it."""
         if self._log_matrix is None:
-            if self.explicit is not None:
-                self._log_matrix = safe_log(self.explicit)
-            else:
-                self._log_matrix = self.problem.log_plan_block(self.f, self.g, 0, self.problem.n)
+            log_matrix = safe_log(self.explicit) if self.explicit is not None else self.problem.log_plan_block(
+                self.f, self.g, 0, self.problem.n)
+            object.__setattr__(self, "_log_matrix", log_matrix)
         return self._log_matrix
 
     @property
@@ -95,15 +159,41 @@ class Plan(MarginalQuantities):
     def marginals(self) -> tuple[Tensor, Tensor]:
         """Row sums ``P 1`` ``(..., n)`` and column sums ``P^T 1`` ``(..., m)``, computed blockwise."""
         if self._marginals is None and self.explicit is not None:
-            self._marginals = (self.explicit.sum(-1), self.explicit.sum(-2))
+            object.__setattr__(self, "_marginals", (self.explicit.sum(-1), self.explicit.sum(-2)))
         if self._marginals is None:
             p = self.problem
             h_g = self.g if p.log_reference_b() is None else self.g + p.eps * p.log_b
             h_f = self.f if p.log_reference_a() is None else self.f + p.eps * p.log_a
-            rows = p.log_row_marginal(self.f, logsumexp(p.geometry, h_g, p.eps, 1)).exp()
-            cols = p.log_col_marginal(self.g, logsumexp(p.geometry, h_f, p.eps, 0)).exp()
-            self._marginals = (rows, cols)
+            rows = log_row_marginal(p, self.f, logsumexp(p.geometry, h_g, p.eps, 1)).exp()
+            cols = log_col_marginal(p, self.g, logsumexp(p.geometry, h_f, p.eps, 0)).exp()
+            object.__setattr__(self, "_marginals", (rows, cols))
         return self._marginals
+
+    def measured_residual(self) -> Tensor:
+        """The larger of the two :attr:`marginal_residual` of :attr:`matrix` as the user gets it (each block formed
+        in the problem's dtype, exactly as :attr:`matrix` forms it, then summed in float64), ``(...,)`` float64.
+        One pass over the cost; no autograd."""
+        p = self.problem.detach()
+        with torch.no_grad():
+            f, g = self.f.detach(), self.g.detach()
+            if self.explicit is not None:
+                matrix = self.explicit.detach().double()
+                rows, cols = matrix.sum(-1), matrix.sum(-2)
+            else:
+                tensors = p.geometry.tensors()
+                parts = []
+                cols = torch.zeros(p.batch_shape + (p.m,), dtype=torch.float64, device=p.device)
+                for start, stop in p.geometry.row_blocks():
+                    block = p.log_plan_block(f, g, start, stop, tensors).exp_().double()
+                    parts.append(block.sum(-1))
+                    cols += block.sum(-2)
+                rows = torch.cat(parts, dim=-1)
+            cols = p.geometry.reduce_rows(cols)
+            out = []
+            for marginal, potential, mass, rho in ((rows, f, p.a, p.rho_a), (cols, g, p.b, p.rho_b)):
+                target = optimal_marginal(potential.double(), mass.double(), rho)
+                out.append(rows.new_zeros(marginal.shape[:-1]) if target is None else (marginal - target).abs().sum(-1))
+            return torch.maximum(p.geometry.reduce_rows(out[0]), out[1])
 
     @property
     def marginal_residual(self) -> tuple[Tensor, Tensor]:

@@ -19,7 +19,6 @@ import torch
 from torch import Tensor
 
 from .geometry import Geometry
-from .softmin import logsumexp
 from .validation import is_inf
 
 REFERENCES = ("product", "uniform")
@@ -158,45 +157,6 @@ class Problem:
 
     def log_reference_b(self) -> Optional[Tensor]:
         return self.log_b if self.reference == "product" else None
-
-    # ----------------------------------------------------------------- Sinkhorn half-steps
-    def update_f(
-        self, g: Tensor, hint: Optional[Tensor] = None, block_rows: Optional[int] = None, kernel: str = "blocked"
-    ):
-        """Row half-step: ``f = lambda_a (eps ca - eps LSE_j[(g_j - C_ij)/eps + log R_b,j])``.
-
-        ``ca = log a`` for the uniform reference, 0 for the product one. ``block_rows`` and ``kernel`` choose the
-        soft-min implementation (:func:`otalign.softmin.logsumexp`). Returns ``(f, lse)``; ``lse`` is the raw
-        log-sum-exp (``(..., n)``), the next call's ``hint`` and the input of :meth:`log_row_marginal`
-        (``None`` for a free side, whose potential is 0).
-        """
-        return self._half_step(g, self.log_reference_b(), self.log_a, self.lambda_a, 1, hint, block_rows, kernel)
-
-    def update_g(
-        self, f: Tensor, hint: Optional[Tensor] = None, block_rows: Optional[int] = None, kernel: str = "blocked"
-    ):
-        """Column half-step, the mirror of :meth:`update_f`. Returns ``(g, lse)``."""
-        return self._half_step(f, self.log_reference_a(), self.log_b, self.lambda_b, 0, hint, block_rows, kernel)
-
-    def _half_step(self, other, log_ref_other, log_mass, lam, axis, hint, block_rows, kernel):
-        if lam == 0.0:
-            size = self.n if axis == 1 else self.m
-            return other.new_zeros(self.batch_shape + (size,)), None
-        h = other if log_ref_other is None else other + self.eps * log_ref_other
-        lse = logsumexp(self.geometry, h, self.eps, axis, hint=hint, block_rows=block_rows, kernel=kernel)
-        target = -lse if self.reference == "product" else log_mass - lse
-        return (lam * self.eps) * target, lse
-
-    def log_row_marginal(self, f: Tensor, lse_rows: Tensor) -> Tensor:
-        """``log (P 1)`` from ``f`` and the ``lse`` that :meth:`update_f` returned for the current ``g``."""
-        log_ra = self.log_reference_a()
-        out = f / self.eps + lse_rows
-        return out if log_ra is None else out + log_ra
-
-    def log_col_marginal(self, g: Tensor, lse_cols: Tensor) -> Tensor:
-        log_rb = self.log_reference_b()
-        out = g / self.eps + lse_cols
-        return out if log_rb is None else out + log_rb
 
     # ----------------------------------------------------------------- plan pieces
     def log_plan_block(self, f: Tensor, g: Tensor, start: int, stop: int, tensors=None) -> Tensor:

@@ -3,16 +3,19 @@ argument checks of :mod:`otalign.validation`. Every error names the argument and
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Optional
+from typing import Optional, Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
-from .distributed import ShardedGeometry, check_sharded_problem
-from .geometry import Geometry, PointCloud
+from .distributed import ShardedGeometry, agreement
+from .geometry import DenseCost, Geometry, PointCloud
 from .validation import (
-    MASS_RTOL, _check_geometry, check_eps, check_masses, check_rho, checks_enabled, is_finite, is_inf,
+    MASS_RTOL, _check_finite, _float_dtype, as_tensor, check_eps, check_float_tensor, check_rho, check_same_device,
+    check_tensor, checks_enabled, is_finite, is_inf,
 )
 
 
@@ -119,3 +122,159 @@ def _check_mass_range(total_a: Tensor, total_b: Tensor, dtype: torch.dtype, refe
 def _local(geometry: Geometry) -> Geometry:
     """This rank's geometry of a sharded one, else the geometry itself."""
     return geometry.local if isinstance(geometry, ShardedGeometry) else geometry
+
+
+def check_sharded_problem(cost: ShardedGeometry, a, b, eps, rho_a, rho_b, reference, mask):
+    """:func:`otalign.problem_checks.check_problem` for rows split across ranks: the local checks run on every rank and
+    their outcome is agreed on before anything else (skipped inside ``trusted()``, whose caller vouches for its
+    inputs), so that every rank raises if one does; then the global conditions (total masses, eps against the
+    largest cost, no column forbidden on every rank) are checked on all-reduced quantities, the same on every rank.
+    Returns ``(geometry, a, b)``."""
+    facts = {"eps": plain_number(eps), "rho_a": plain_number(rho_a), "rho_b": plain_number(rho_b), "reference": reference,
+             "a given": a is not None, "mask given": mask is not None,
+             "b": None if not isinstance(b, Tensor) else (tuple(b.shape), str(b.dtype))}
+    with agreement(facts, cost.group) if checks_enabled() else contextlib.nullcontext():
+        local, a, b, largest_cost, numbers = check_problem_locally(cost.local, a, b, eps, rho_a, rho_b, reference,
+                                                                   mask, cost.n_global)
+    geometry = cost.with_local(local)
+    if largest_cost is not None:
+        largest = torch.tensor(largest_cost, dtype=torch.float64, device=geometry.device)
+        largest_cost = float(geometry.reduce_rows(largest, "max"))
+    if getattr(local, "mask", None) is not None and checks_enabled():
+        allowed = (~local.mask.expand(local.cost.shape)).sum(-2, dtype=torch.float64)
+        if bool((geometry.reduce_rows(allowed) == 0).any()):
+            raise ValueError("mask: forbids every pair of some column on every rank; that mass could not be moved")
+    if checks_enabled() and bool((geometry.reduce_rows(a.sum(-1)) <= 0).any()):
+        raise ValueError("a: total mass (over all ranks) must be positive")
+    check_problem_globally(geometry, a, b, *numbers, largest_cost, reference)
+    return geometry, a, b
+
+
+def plain_number(value):
+    return value.item() if isinstance(value, Tensor) and value.numel() == 1 else value
+
+
+def check_masses(
+    name: str, mass: Optional[Tensor], size: int, batch: Optional[int], like: Tensor, default_size: Optional[int] = None
+) -> Tensor:
+    """Masses of shape ``(size,)`` or ``(batch, size)``; ``None`` gives ``1 / default_size`` each (default ``size``;
+    the global row count when the rows are sharded)."""
+    default_size = size if default_size is None else default_size
+    if mass is None:
+        shape = (size,) if batch is None else (batch, size)
+        return torch.full(shape, 1.0 / default_size, dtype=like.dtype, device=like.device)
+    mass = as_tensor(name, mass, like)
+    check_same_device(name, mass, like)
+    mass = check_float_tensor(name, mass).to(like.dtype)
+    expected = [(size,)] + ([(batch, size)] if batch is not None else [])
+    if tuple(mass.shape) not in expected:
+        raise ValueError(f"{name}: expected shape {' or '.join(map(str, expected))}, got {tuple(mass.shape)}")
+    if checks_enabled() and (mass < 0).any():
+        raise ValueError(f"{name}: masses must be non-negative, found {mass.min().item():g}")
+    if checks_enabled() and default_size == size and (mass.sum(-1) <= 0).any():  # a shard may hold none
+        raise ValueError(f"{name}: total mass must be positive")
+    if batch is not None and mass.dim() == 1:
+        mass = mass.expand(batch, size)
+    return mass
+
+
+def _check_geometry(
+    cost: Union[Tensor, Geometry], mask: Optional[Tensor], columns_elsewhere: bool = False
+) -> tuple[Geometry, Optional[float]]:
+    """The validated geometry and ``max |C|`` for a cost matrix, an upper bound of it for a point cloud with a
+    built-in cost (:meth:`PointCloud.cost_bound`), ``None`` for other geometries. ``columns_elsewhere``: these are
+    some ranks' rows only, so a column may be forbidden in all of them."""
+    if isinstance(cost, PointCloud):
+        if mask is not None:
+            raise ValueError("mask: only supported for cost matrices, not point clouds")
+        if cost.x.device != cost.y.device:
+            raise ValueError(f"x, y: devices differ ({cost.x.device} vs {cost.y.device})")
+        x = check_float_tensor("x", cost.x)
+        y = check_float_tensor("y", cost.y)
+        if x.dtype != y.dtype:
+            raise TypeError(f"x, y: dtypes differ ({x.dtype} vs {y.dtype})")
+        geometry = cost.with_tensors((x, y))
+        _check_cost_function(geometry)
+        return geometry, geometry.cost_bound() if checks_enabled() else None  # reads the points' norms
+    if isinstance(cost, Geometry) and not isinstance(cost, DenseCost):
+        return cost, None
+    if isinstance(cost, DenseCost) and mask is None:  # keep its mask (already applied) and any known bounds
+        _check_cost_shape(cost.cost)
+        geometry = cost.with_tensors([_float_dtype("cost", cost.cost)])
+        if cost.mask is not None:
+            _check_mask(cost.mask, geometry.cost, columns_elsewhere)
+        return geometry, _largest_cost(geometry)
+    if isinstance(cost, DenseCost):
+        if cost.mask is not None:  # forbid both masks' pairs
+            mask = _check_mask(mask, cost.cost, columns_elsewhere) | cost.mask
+        cost = cost.cost
+    if not isinstance(cost, (Tensor, np.ndarray, list, tuple)):
+        raise TypeError(f"cost: expected a tensor (n, m) / (B, n, m) or a Geometry, got {type(cost).__name__}")
+    cost = as_tensor("cost", cost)
+    _check_cost_shape(cost)
+    cost = _float_dtype("cost", cost)
+    if mask is not None:
+        mask = _check_mask(mask, cost, columns_elsewhere)
+    geometry = DenseCost(cost, mask)
+    return geometry, _largest_cost(geometry)
+
+
+def _check_cost_shape(cost: Tensor) -> None:
+    if cost.dim() not in (2, 3):
+        raise ValueError(f"cost: expected shape (n, m) or (B, n, m), got {tuple(cost.shape)}")
+
+
+def _largest_cost(geometry: DenseCost) -> float:
+    """``max |C|`` over the allowed pairs: the geometry's known bounds when value checks are off, else measured
+    (one pass; forbidden pairs' values do not matter) and checked finite."""
+    if checks_enabled() or geometry.bounds_unknown:
+        low, high = geometry.measure_bounds()
+        _check_finite("cost", low, high)
+    else:
+        low, high = geometry.bounds()
+    return max(-low, high)
+
+
+def _check_cost_function(geometry: PointCloud) -> None:
+    """The built-in costs need finite squared norms (``|x|^2`` overflows for entries near the dtype's limit, and
+    then every cost is inf or 0); a custom cost callable must map ``x`` rows ``(..., k, d)`` and ``y (..., m, d)``
+    to a floating ``(..., k, m)`` block, checked on the first row. ``O((n + m) d)``."""
+    from .costs import CustomCost
+
+    if not isinstance(geometry.cost_function, CustomCost):
+        if not checks_enabled():
+            return
+        for name, points in (("x", geometry.x), ("y", geometry.y)):
+            if not bool(torch.isfinite(points.detach().square().sum(-1)).all()):
+                raise ValueError(
+                    f"{name}: squared norms overflow {points.dtype} (entries too large for the "
+                    f"{geometry.cost_name!r} cost); rescale the points"
+                )
+        return
+    expected = geometry.batch_shape + (1, geometry.m)
+    with torch.no_grad():
+        probe = geometry.block(geometry.tensors(), 0, 1)
+    if not isinstance(probe, Tensor) or tuple(probe.shape) != expected:
+        got = tuple(probe.shape) if isinstance(probe, Tensor) else type(probe).__name__
+        raise ValueError(
+            f"cost: a cost function must map x rows (..., k, d) and y (..., m, d) to (..., k, m); for one row it "
+            f"returned {got}, expected {expected}"
+        )
+    if not probe.is_floating_point():
+        raise TypeError(f"cost: the cost function returned dtype {probe.dtype}, expected a floating dtype")
+
+
+def _check_mask(mask: Tensor, cost: Tensor, columns_elsewhere: bool = False) -> Tensor:
+    if isinstance(mask, (np.ndarray, list, tuple)):
+        mask = as_tensor("mask", mask, cost)
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
+        raise TypeError("mask: expected a bool tensor (True = forbidden pair)")
+    check_same_device("mask", mask, cost)
+    check_tensor("mask", mask)
+    try:
+        full = mask.expand_as(cost)
+    except RuntimeError:
+        raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to the cost {tuple(cost.shape)}") from None
+    if checks_enabled() and (full.all(-1).any() or (not columns_elsewhere and full.all(-2).any())):
+        raise ValueError("mask: forbids every pair of some row or column; that mass could not be transported")
+    return mask

@@ -1,16 +1,42 @@
-"""``otalign.solve``: one entry point for every solver."""
+"""``otalign.solve``: one entry point for every solver and every problem kind."""
 
 from __future__ import annotations
 
-from typing import Union
+from typing import TYPE_CHECKING, Any, Callable, Union, overload
 
 from .plan import Plan
 from .problem import Problem
-from .solver import Init, Solver
+from .registry import resolve_solver
+from .solver import Init, Solver, run_solver
+
+if TYPE_CHECKING:
+    from .gromov import GWPlan, GWProblem
+    from .lowrank_plan import LowRankPlan
+
+#: Problem kinds other than the linear :class:`Problem`: ``type -> solve function`` (GW registers its own).
+_PROBLEM_KINDS: dict[type, Callable[..., Any]] = {}
+
+
+def register_problem_kind(kind: type, solve_function: Callable[..., Any]) -> None:
+    """Let :func:`solve` dispatch problems of type ``kind`` to ``solve_function(problem, solver, *, max_iter, tol,
+    grad, init, **options)`` (how :mod:`otalign.gromov` adds GW problems without the linear core importing it)."""
+    if not isinstance(kind, type) or not callable(solve_function):
+        raise TypeError("kind, solve_function: expected a class and a callable")
+    _PROBLEM_KINDS[kind] = solve_function
+
+
+@overload
+def solve(problem: "GWProblem", solver: Union[str, Solver] = ..., *, max_iter: int = ..., tol: float = ...,
+          grad: str = ..., init: Any = ..., **options) -> "GWPlan": ...
+
+
+@overload
+def solve(problem: Problem, solver: Union[str, Solver] = ..., *, max_iter: int = ..., tol: float = ...,
+          grad: str = ..., init: Init = ..., **options) -> Union[Plan, "LowRankPlan"]: ...
 
 
 def solve(
-    problem: Problem,
+    problem,
     solver: Union[str, Solver] = "sinkhorn",
     *,
     max_iter: int = 1000,
@@ -18,8 +44,12 @@ def solve(
     grad: str = "unroll",
     init: Init = None,
     **options,
-) -> Plan:
+):
     """Solve ``problem`` with a registered solver (by name) or a :class:`Solver` instance.
+
+    The solver's declared capabilities are checked before it runs (a ``ValueError`` naming ``solver`` for what it
+    does not support: rows split across processes, batches, masks, relaxed marginals, a gradient mode, ...), and
+    ``plan.converged`` is measured on the returned plan: both marginal residuals at most ``tol``.
 
     Args:
         problem: the :class:`Problem`, or a :class:`~otalign.gromov.GWProblem` (then this is
@@ -28,7 +58,8 @@ def solve(
             :class:`~otalign.LowRankPlan`; needs ``rank=``), a name registered with
             :func:`otalign.solvers.register`, or an instance.
         max_iter: iteration cap (outer steps for ``"proximal"``).
-        tol: stopping tolerance (see each solver); ``0`` runs exactly ``max_iter`` iterations.
+        tol: stopping tolerance on the returned plan's marginal residuals (L1, mass units); ``0`` runs exactly
+            ``max_iter`` iterations and leaves ``converged=False``.
         grad: ``"unroll"`` | ``"implicit"`` | ``"envelope"`` | ``"detach"`` (see :class:`Solver`).
         init: warm start: a previous :class:`Plan` or ``(f, g)`` (for ``"lowrank"``: a previous
             :class:`~otalign.LowRankPlan` or ``(Q, R, g)``).
@@ -40,20 +71,11 @@ def solve(
         >>> plan = otalign.solve(otalign.Problem(torch.cdist(x, y) ** 2, eps=0.1))
         >>> plan.value, plan.marginal_error
     """
-    from .gromov import GWProblem, solve_gw
-
-    if isinstance(problem, GWProblem):  # options may include solve_gw's inner_max_iter, inner_tol, ...
-        return solve_gw(problem, solver, max_iter=max_iter, tol=tol, grad=grad, init=init, **options)
+    for kind, solve_function in _PROBLEM_KINDS.items():
+        if isinstance(problem, kind):
+            return solve_function(problem, solver, max_iter=max_iter, tol=tol, grad=grad, init=init, **options)
     if not isinstance(problem, Problem):
-        raise TypeError(f"problem: expected an otalign.Problem or GWProblem, got {type(problem).__name__}")
-    if isinstance(solver, str):
-        from . import solvers
-
-        instance = solvers.get(solver, **options)
-    elif isinstance(solver, Solver):
-        if options:
-            raise TypeError(f"options {sorted(options)}: pass options to the solver's constructor, not to solve()")
-        instance = solver
-    else:
-        raise TypeError(f"solver: expected a solver name or a Solver instance, got {type(solver).__name__}")
-    return instance(problem, max_iter=max_iter, tol=tol, grad=grad, init=init)
+        kinds = ", ".join(["otalign.Problem"] + [k.__name__ for k in _PROBLEM_KINDS])
+        raise TypeError(f"problem: expected one of {kinds}, got {type(problem).__name__}")
+    instance = resolve_solver(solver, options)
+    return run_solver(instance, problem, max_iter=max_iter, tol=tol, grad=grad, init=init)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import math
 import warnings
-from typing import Optional, Union
+from typing import Mapping, Optional, Union
 
 import torch
 from torch import Tensor
 
+from .capabilities import check_supported, required
 from .geometry import DenseCost, Geometry, PointCloud
-from .plan import Plan
+from .halfstep import log_row_marginal
+from .plan import Plan, certify
 from .problem import Problem
 from .softmin import logsumexp
 from .validation import check_number, check_positive_int, validation_enabled
@@ -26,10 +27,12 @@ class ConvergenceWarning(UserWarning):
 
 
 class Solver:
-    """Base class of every solver. Subclasses implement :meth:`run`; ``__call__`` adds the differentiation modes.
+    """Base class of every solver. Subclasses implement :meth:`run` and declare :attr:`supports`.
 
-    ``run(problem, max_iter, tol, init)`` returns a :class:`Plan` computed with autograd recording whatever the
-    solver does (``grad="unroll"``). The modes:
+    ``run(problem, max_iter, tol, init)`` returns a plan computed with autograd recording whatever the solver does
+    (``grad="unroll"``). :func:`run_solver` (what :func:`otalign.solve` and calling a solver do) checks the
+    arguments and the declared capabilities before :meth:`run`, and measures ``converged`` on the returned plan
+    after it. The gradient modes:
 
     * ``"unroll"``: gradients through every iteration (what GCA's fixed-iteration losses need).
     * ``"implicit"``: solve without a graph, then differentiate the fixed point (implicit function theorem);
@@ -37,86 +40,108 @@ class Solver:
     * ``"envelope"``: no graph; :attr:`Plan.value` is the dual at the detached potentials, whose gradient is the
       gradient of the optimal value (Danskin). The plan matrix is then not differentiated through the solve.
     * ``"detach"``: no gradients at all.
+
+    Subclasses override :meth:`run` and, where their plan is not a Gibbs-form :class:`Plan`, :meth:`attach` and
+    :meth:`check_result`; never ``__call__`` (the checks would be bypassed: it is refused).
     """
 
     name: str = "solver"
-    #: Whether the solver's fixed point is the Sinkhorn fixed point of the problem (so "implicit" applies).
-    sinkhorn_fixed_point: bool = True
-    #: Why the solver cannot run exactly ``max_iter`` iterations (``tol=0``) of its scheme with autograd through them
-    #: on a dense cost with forbidden pairs, which is what the contrastive losses need; empty when it can.
-    cannot_unroll: str = ""
-    #: Whether the solver runs on rows split across processes (:mod:`otalign.distributed`): it reaches the cost only
-    #: through the soft-min and the Problem / Plan reductions.
-    sharded_rows: bool = True
+    #: The capabilities this solver supports (:data:`otalign.capabilities.CAPABILITIES`). The default is the
+    #: basic solve only: a dense, unbatched, balanced, single-process problem under the product reference, with
+    #: gradients through the run (``"unroll"``) or none (``"detach"``).
+    supports: frozenset = frozenset({"dense", "unroll", "detach"})
+    #: Why a capability is missing, where the reason helps the user (``capability -> reason``).
+    limitations: Mapping[str, str] = {}
     #: What the non-convergence warning suggests: ``(name, advice)`` pairs, each ``name`` an argument of
     #: :func:`otalign.solve` or :class:`Problem`, or an option of this solver's constructor (tested).
     remedies: tuple[tuple[str, str], ...] = (("max_iter", "raise max_iter"), ("eps", "use a larger eps"))
 
-    def __init__(self, **options):
-        if options:
-            raise TypeError(f"{type(self).__name__}: unknown option(s) {sorted(options)}")
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "__call__" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: override run / attach / check_result, not __call__ (it runs the "
+                            f"argument and capability checks every solve needs)")
 
-    def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
+    def run(self, problem: Problem, max_iter: int, tol: float, init: Init):
         raise NotImplementedError
 
-    def __call__(
-        self,
-        problem: Problem,
-        *,
-        max_iter: int = 1000,
-        tol: float = 1e-6,
-        grad: str = "unroll",
-        init: Init = None,
-    ) -> Plan:
-        if not isinstance(problem, Problem):
-            raise TypeError(f"problem: expected an otalign.Problem, got {type(problem).__name__}")
-        if not isinstance(grad, str) or grad not in GRAD_MODES:
-            raise ValueError(f"grad: expected one of {GRAD_MODES}, got {grad!r}")
-        max_iter = check_positive_int("max_iter", max_iter)
-        tol = check_number("tol", tol)
-        if problem.geometry.shards > 1 and not self.sharded_rows:
-            raise ValueError(f"problem: the {self.name!r} solver needs all rows in one process; its rows are split "
-                             f"across {problem.geometry.shards} ranks (use 'sinkhorn' or 'unbalanced')")
-        if grad == "unroll":
-            plan = self.run(problem, max_iter, tol, init)
-        else:
-            with torch.no_grad():
-                plan = self.run(problem.detach(), max_iter, tol, init)
-            plan = self._attach(problem, plan, grad)
-        if validation_enabled():
-            _check_finite(plan)
-            _check_plan_range(plan)
-        if tol > 0 and plan.converged and not self.residuals_measured():
-            _confirm_convergence(plan, tol)
-        if tol > 0 and not plan.converged:
-            err = "n/a" if plan.error is None else f"{float(plan.error.max()):.3g}"
-            advice = ", ".join(text for _, text in self.remedies)
-            warnings.warn(
-                f"{self.name}: no convergence after {plan.iterations} iterations (error {err} > tol {tol:g}); "
-                f"{advice}",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        return plan
+    def refine(self, problem: Problem, plan, max_iter: int, tol: float):
+        """Continue a solve whose ``converged`` the measurement on its plan refuted, for at most ``max_iter`` more
+        iterations from ``plan`` (``None``: this solver cannot; the plan is then reported as not converged)."""
+        return None
 
-    def residuals_measured(self) -> bool:
-        """Whether this solver's ``converged=True`` already means both :attr:`Plan.marginal_residual` of the
-        returned plan are at most ``tol`` (then :meth:`__call__` does not measure them again: two passes over the
-        cost saved per solve). ``False`` unless a solver guarantees it."""
-        return False
+    def __call__(self, problem: Problem, *, max_iter: int = 1000, tol: float = 1e-6, grad: str = "unroll",
+                 init: Init = None):
+        return run_solver(self, problem, max_iter=max_iter, tol=tol, grad=grad, init=init)
 
-    def _attach(self, problem: Problem, plan: Plan, grad: str) -> Plan:
+    def attach(self, problem: Problem, plan: Plan, grad: str) -> Plan:
+        """The plan of a solve run without a graph, re-attached to ``problem`` for ``grad`` (not ``"unroll"``)."""
         f, g = plan.f.detach(), plan.g.detach()
         if grad == "detach":
             problem = problem.detach()
         elif grad == "implicit":
-            if not self.sinkhorn_fixed_point:
-                raise ValueError(f"grad: 'implicit' is not available for the {self.name!r} solver")
             from .implicit import implicit_potentials
 
             f, g = implicit_potentials(problem, f, g)
         return Plan(problem, f, g, plan.iterations, plan.converged, plan.error, grad, plan.iterates, plan.explicit,
                     None if plan.log_mass is None else plan.log_mass.detach())
+
+    def check_result(self, plan) -> None:
+        """Raise on a result that is not finite or overflows its dtype (with validation on)."""
+        if isinstance(plan, Plan):
+            _check_finite(plan)
+            _check_plan_range(plan)
+
+
+def run_solver(solver: Solver, problem: Problem, *, max_iter: int = 1000, tol: float = 1e-6, grad: str = "unroll",
+               init: Init = None):
+    """Run ``solver`` on ``problem``: check the arguments and the solver's capabilities (before any work), run,
+    attach the gradient mode, check the result, and measure ``converged`` on the returned plan
+    (:func:`otalign.plan.certify`); warn when the solve did not converge."""
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem: expected an otalign.Problem, got {type(problem).__name__}")
+    if not isinstance(grad, str) or grad not in GRAD_MODES:
+        raise ValueError(f"grad: expected one of {GRAD_MODES}, got {grad!r}")
+    max_iter = check_positive_int("max_iter", max_iter)
+    tol = check_number("tol", tol)
+    check_supported(solver, required(problem, grad, init))
+    if grad == "unroll":
+        plan, refuted = _run_certified(solver, problem, max_iter, tol, init)
+    else:
+        with torch.no_grad():
+            plan, refuted = _run_certified(solver, problem.detach(), max_iter, tol, init)
+        plan = solver.attach(problem, plan, grad)
+    if validation_enabled():
+        solver.check_result(plan)
+    if tol > 0 and not plan.converged:
+        err = "n/a" if plan.error is None else f"{float(plan.error.max()):.3g}"
+        advice = ", ".join(text for _, text in solver.remedies)
+        if refuted:
+            advice = (f"the returned plan's marginal residual stays at {err} in {problem.dtype}: solve in float64 or "
+                      f"use a larger tol; " + advice)
+        warnings.warn(
+            f"{solver.name}: no convergence after {plan.iterations} iterations (error {err} > tol {tol:g}); {advice}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+    return plan
+
+
+def _run_certified(solver: Solver, problem: Problem, max_iter: int, tol: float, init: Init):
+    """``(plan, refuted)``: the solver's plan with ``converged`` measured on it; a refuted claim is refined once
+    (:meth:`Solver.refine`) with the iterations left."""
+    plan = solver.run(problem, max_iter, tol, init)
+    claimed = plan.converged
+    plan = certify(plan, tol)
+    refuted = claimed and not plan.converged
+    left = max_iter - plan.iterations
+    if refuted and left > 0:
+        refined = solver.refine(problem, plan, left, tol)
+        if refined is not None:
+            claimed = refined.converged
+            plan = certify(refined, tol)
+            refuted = claimed and not plan.converged
+    return plan, refuted
 
 
 def import_backend(module: str, solver: str, extra: str):
@@ -194,7 +219,7 @@ def _check_plan_range(plan: Plan) -> None:
         detached = p.detach()
         log_ref_b = detached.log_reference_b()
         h = g if log_ref_b is None else g + p.eps * log_ref_b
-        log_rows = detached.log_row_marginal(f, logsumexp(detached.geometry, h, p.eps, 1))
+        log_rows = log_row_marginal(detached, f, logsumexp(detached.geometry, h, p.eps, 1))
         log_mass = torch.logsumexp(log_rows, dim=-1)
         largest = float(log_mass.amax())
     if largest > limit or math.isnan(largest):
@@ -207,23 +232,6 @@ def _raise_overflow(p: Problem, largest: float) -> None:
         f"relaxed marginals (rho_a={p.rho_a:g}, rho_b={p.rho_b:g}) the optimal plan grows like "
         f"R exp(-C / eps); use float64, a larger eps or rho, or a cost with a larger minimum"
     )
-
-
-def _confirm_convergence(plan: Plan, tol: float) -> None:
-    """Keep ``plan.converged`` only if both marginal residuals (:attr:`Plan.marginal_residual`, L1 in mass units)
-    are at most ``tol``, measured on the returned plan itself; otherwise set it to ``False`` and ``error`` to the
-    larger residual. Runs on detached copies, so the plan's cached marginals keep their autograd graph."""
-    with torch.no_grad():
-        explicit = None if plan.explicit is None else plan.explicit.detach()
-        copy = dataclasses.replace(
-            plan, problem=plan.problem.detach(), f=plan.f.detach(), g=plan.g.detach(), explicit=explicit,
-            _marginals=None,
-        )
-        rows, cols = copy.marginal_residual
-        error = torch.maximum(rows, cols)
-    if not bool((error <= tol).all()):
-        plan.converged = False
-        plan.error = error
 
 
 def initial_potentials(problem: Problem, init: Init) -> tuple[Tensor, Tensor]:
@@ -251,4 +259,17 @@ def initial_potentials(problem: Problem, init: Init) -> tuple[Tensor, Tensor]:
         raise ValueError("init: potentials contain NaN or +inf")
     # -inf is the potential of a zero mass under the uniform reference; the solver recomputes it from the other side
     f, g = (x.detach().to(problem.dtype) for x in (f, g))
-    return f.masked_fill(f == -math.inf, 0.0), g.masked_fill(g == -math.inf, 0.0)
+    f, g = f.masked_fill(f == -math.inf, 0.0), g.masked_fill(g == -math.inf, 0.0)
+    return recentre(problem, f, g)
+
+
+def recentre(problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
+    """Remove the gauge of a balanced warm start: ``(f + t, g - t)`` is the same plan for any ``t``, so a start far
+    out along it (``(f + 1e6, g - 1e6)``, or ``(1e30, -1e30)``) is moved back to ``max f = max g``, computed in
+    float64, before the first step (the first row half-step reads only ``g``). Relaxed problems have no gauge."""
+    if not problem.is_balanced:
+        return f, g
+    top_f, top_g = f.double().amax(-1, keepdim=True), g.double().amax(-1, keepdim=True)
+    top_f = problem.geometry.reduce_rows(top_f, "max")  # every rank's rows when sharded
+    shift = (top_g - top_f) / 2
+    return (f.double() + shift).to(f.dtype), (g.double() - shift).to(g.dtype)

@@ -1,4 +1,5 @@
-"""Input checks. Every error names the argument and says what was wrong.
+"""Argument checks (a leaf module: it imports no other otalign module). Every error names the argument and says
+what was wrong; the checks of a whole problem are in :mod:`otalign.problem_checks`.
 
 Checks that read tensor values (finiteness, signs, mass totals, mask coverage) cost a pass over the data and, on a
 GPU, a device-to-host read that stalls the stream. They run at the public entry points while
@@ -19,24 +20,51 @@ from __future__ import annotations
 import math
 import operator
 import threading
-from typing import Any, Optional, Union
+from typing import Any, Optional
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .geometry import DenseCost, Geometry, PointCloud
 
 class _Switches(threading.local):
     trusted_depth = 0
+    override: Optional[bool] = None
 
 
 _GLOBAL = {"enabled": True}
 _LOCAL = _Switches()
 
 
+class validation:
+    """``with otalign.validation(False): ...``: value checks off (or on) inside the block, in this thread only;
+    the previous setting returns on exit. Checks change which errors are raised, never a result: solves compute the
+    same numbers either way.
+
+    Example::
+
+        >>> with otalign.validation(False):
+        ...     loss = loss_fn(z0, z1)        # no device-to-host read
+    """
+
+    def __init__(self, enabled: bool):
+        if not isinstance(enabled, bool):
+            raise TypeError(f"enabled: expected True or False, got {enabled!r}")
+        self.enabled = enabled
+        self._previous: list[Optional[bool]] = []
+
+    def __enter__(self) -> "validation":
+        self._previous.append(_LOCAL.override)
+        _LOCAL.override = self.enabled
+        return self
+
+    def __exit__(self, *exc) -> None:
+        _LOCAL.override = self._previous.pop()
+
+
 def set_validation(enabled: bool) -> None:
-    """Switch the value checks of every public entry point on (default) or off, process-wide.
+    """Switch the value checks of every public entry point on (default) or off, process-wide (the default of
+    every thread that is not inside a :class:`validation` block).
 
     Off, a GCA loss's forward and backward make no device-to-host read (a training step never stalls the GPU
     stream) and can be compiled with ``torch.compile(fullgraph=True)``; bad values (NaN embeddings, negative
@@ -53,13 +81,16 @@ def set_validation(enabled: bool) -> None:
 
 
 def validation_enabled() -> bool:
-    """Whether value checks are switched on globally (:func:`set_validation`)."""
-    return _GLOBAL["enabled"]
+    """Whether value checks are switched on here: the innermost :class:`validation` block of this thread, else
+    :func:`set_validation`'s process-wide setting."""
+    override = _LOCAL.override
+    return _GLOBAL["enabled"] if override is None else override
 
 
 def checks_enabled() -> bool:
-    """Whether value checks run here: switched on globally and not inside a :class:`trusted` block."""
-    return _GLOBAL["enabled"] and _LOCAL.trusted_depth == 0
+    """Whether value checks run here: :func:`validation_enabled` and not inside a :class:`trusted` block (the
+    library's own internal calls on inputs it validated once)."""
+    return validation_enabled() and _LOCAL.trusted_depth == 0
 
 
 class trusted:
@@ -233,129 +264,3 @@ def check_rho(name: str, rho) -> float:
     if not value >= 0:  # NaN fails the comparison too
         raise ValueError(f"{name}: must be >= 0 (inf = hard constraint, 0 = free), got {value}")
     return value
-
-
-def check_masses(
-    name: str, mass: Optional[Tensor], size: int, batch: Optional[int], like: Tensor, default_size: Optional[int] = None
-) -> Tensor:
-    """Masses of shape ``(size,)`` or ``(batch, size)``; ``None`` gives ``1 / default_size`` each (default ``size``;
-    the global row count when the rows are sharded)."""
-    default_size = size if default_size is None else default_size
-    if mass is None:
-        shape = (size,) if batch is None else (batch, size)
-        return torch.full(shape, 1.0 / default_size, dtype=like.dtype, device=like.device)
-    mass = as_tensor(name, mass, like)
-    check_same_device(name, mass, like)
-    mass = check_float_tensor(name, mass).to(like.dtype)
-    expected = [(size,)] + ([(batch, size)] if batch is not None else [])
-    if tuple(mass.shape) not in expected:
-        raise ValueError(f"{name}: expected shape {' or '.join(map(str, expected))}, got {tuple(mass.shape)}")
-    if checks_enabled() and (mass < 0).any():
-        raise ValueError(f"{name}: masses must be non-negative, found {mass.min().item():g}")
-    if checks_enabled() and default_size == size and (mass.sum(-1) <= 0).any():  # a shard may hold none
-        raise ValueError(f"{name}: total mass must be positive")
-    if batch is not None and mass.dim() == 1:
-        mass = mass.expand(batch, size)
-    return mass
-
-
-def _check_geometry(
-    cost: Union[Tensor, Geometry], mask: Optional[Tensor], columns_elsewhere: bool = False
-) -> tuple[Geometry, Optional[float]]:
-    """The validated geometry and ``max |C|`` for a cost matrix, an upper bound of it for a point cloud with a
-    built-in cost (:meth:`PointCloud.cost_bound`), ``None`` for other geometries. ``columns_elsewhere``: these are
-    some ranks' rows only, so a column may be forbidden in all of them."""
-    if isinstance(cost, PointCloud):
-        if mask is not None:
-            raise ValueError("mask: only supported for cost matrices, not point clouds")
-        if cost.x.device != cost.y.device:
-            raise ValueError(f"x, y: devices differ ({cost.x.device} vs {cost.y.device})")
-        x = check_float_tensor("x", cost.x)
-        y = check_float_tensor("y", cost.y)
-        if x.dtype != y.dtype:
-            raise TypeError(f"x, y: dtypes differ ({x.dtype} vs {y.dtype})")
-        geometry = cost.with_tensors((x, y))
-        _check_cost_function(geometry)
-        return geometry, geometry.cost_bound() if checks_enabled() else None  # reads the points' norms
-    if isinstance(cost, Geometry) and not isinstance(cost, DenseCost):
-        return cost, None
-    if isinstance(cost, DenseCost) and mask is None:  # keep its mask (already applied) and any known bounds
-        _check_cost_shape(cost.cost)
-        geometry = cost.with_tensors([_float_dtype("cost", cost.cost)])
-        if cost.mask is not None:
-            _check_mask(cost.mask, geometry.cost, columns_elsewhere)
-        return geometry, _largest_cost(geometry)
-    if isinstance(cost, DenseCost):
-        if cost.mask is not None:  # forbid both masks' pairs
-            mask = _check_mask(mask, cost.cost, columns_elsewhere) | cost.mask
-        cost = cost.cost
-    if not isinstance(cost, (Tensor, np.ndarray, list, tuple)):
-        raise TypeError(f"cost: expected a tensor (n, m) / (B, n, m) or a Geometry, got {type(cost).__name__}")
-    cost = as_tensor("cost", cost)
-    _check_cost_shape(cost)
-    cost = _float_dtype("cost", cost)
-    if mask is not None:
-        mask = _check_mask(mask, cost, columns_elsewhere)
-    geometry = DenseCost(cost, mask)
-    return geometry, _largest_cost(geometry)
-
-
-def _check_cost_shape(cost: Tensor) -> None:
-    if cost.dim() not in (2, 3):
-        raise ValueError(f"cost: expected shape (n, m) or (B, n, m), got {tuple(cost.shape)}")
-
-
-def _largest_cost(geometry: DenseCost) -> float:
-    """``max |C|`` over the allowed pairs: the geometry's known bounds when value checks are off, else measured
-    (one pass; forbidden pairs' values do not matter) and checked finite."""
-    if checks_enabled() or geometry.bounds_unknown:
-        low, high = geometry.measure_bounds()
-        _check_finite("cost", low, high)
-    else:
-        low, high = geometry.bounds()
-    return max(-low, high)
-
-
-def _check_cost_function(geometry: PointCloud) -> None:
-    """The built-in costs need finite squared norms (``|x|^2`` overflows for entries near the dtype's limit, and
-    then every cost is inf or 0); a custom cost callable must map ``x`` rows ``(..., k, d)`` and ``y (..., m, d)``
-    to a floating ``(..., k, m)`` block, checked on the first row. ``O((n + m) d)``."""
-    from .costs import CustomCost
-
-    if not isinstance(geometry.cost_function, CustomCost):
-        if not checks_enabled():
-            return
-        for name, points in (("x", geometry.x), ("y", geometry.y)):
-            if not bool(torch.isfinite(points.detach().square().sum(-1)).all()):
-                raise ValueError(
-                    f"{name}: squared norms overflow {points.dtype} (entries too large for the "
-                    f"{geometry.cost_name!r} cost); rescale the points"
-                )
-        return
-    expected = geometry.batch_shape + (1, geometry.m)
-    with torch.no_grad():
-        probe = geometry.block(geometry.tensors(), 0, 1)
-    if not isinstance(probe, Tensor) or tuple(probe.shape) != expected:
-        got = tuple(probe.shape) if isinstance(probe, Tensor) else type(probe).__name__
-        raise ValueError(
-            f"cost: a cost function must map x rows (..., k, d) and y (..., m, d) to (..., k, m); for one row it "
-            f"returned {got}, expected {expected}"
-        )
-    if not probe.is_floating_point():
-        raise TypeError(f"cost: the cost function returned dtype {probe.dtype}, expected a floating dtype")
-
-
-def _check_mask(mask: Tensor, cost: Tensor, columns_elsewhere: bool = False) -> Tensor:
-    if isinstance(mask, (np.ndarray, list, tuple)):
-        mask = as_tensor("mask", mask, cost)
-    if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-        raise TypeError("mask: expected a bool tensor (True = forbidden pair)")
-    check_same_device("mask", mask, cost)
-    check_tensor("mask", mask)
-    try:
-        full = mask.expand_as(cost)
-    except RuntimeError:
-        raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to the cost {tuple(cost.shape)}") from None
-    if checks_enabled() and (full.all(-1).any() or (not columns_elsewhere and full.all(-2).any())):
-        raise ValueError("mask: forbids every pair of some row or column; that mass could not be transported")
-    return mask

@@ -6,7 +6,11 @@ Sinkhorn for finite rho), ``"proximal"`` (proximal-point multistep, IPOT-style),
 Add your own with :func:`register`.
 """
 
-from .registry import available, get, register
+if __name__ == "solvers":  # imported from a checkout's root as a top-level package: a second, separate registry
+    raise ImportError("solvers/ is installed as otalign.solvers: `import otalign` (from a checkout, `pip install -e .` or "
+                      "PYTHONPATH=.) and use otalign.solvers")
+
+from .registry import available, get, register, unregister
 from .sinkhorn import Sinkhorn
 from .unbalanced import TranslationInvariantSinkhorn
 from .proximal import ProximalPoint
@@ -16,6 +20,7 @@ from .lowrank import LowRankSinkhorn
 
 __all__ = [
     "register",
+    "unregister",
     "get",
     "available",
     "Sinkhorn",

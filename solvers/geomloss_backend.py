@@ -42,11 +42,15 @@ class GeomLossSolver(Solver):
         backend: ``"tensorized"`` (default), ``"online"``, ``"multiscale"`` or ``"auto"``.
     """
 
-    sharded_rows = False
-    cannot_unroll = (
-        "geomloss anneals eps on its own schedule (max_iter does not apply, so there are no iterates to unroll) and "
-        "needs point clouds, while a contrastive loss solves a dense cost with excluded self-pairs"
-    )
+    supports = frozenset({"unroll", "implicit", "envelope", "detach", "batched", "relaxed", "geometry"})
+    limitations = {
+        "sharded": "geomloss needs all rows in one process",
+        "dense": "geomloss solves point clouds (PointCloud with cost 'half_sqeuclidean' or 'euclidean')",
+        "uniform_reference": "geomloss uses the product reference",
+        "warm_start": "geomloss anneals eps from its own start",
+        "fixed_iterations": "geomloss anneals eps on its own schedule (max_iter does not apply, so there are no iterates to unroll) and "
+        "needs point clouds, while a contrastive loss solves a dense cost with excluded self-pairs",
+    }
     remedies = (
         ("scaling", "raise the solver option scaling towards 1 (e.g. 0.9)"),
         ("eps", "use a larger eps"),
@@ -60,17 +64,18 @@ class GeomLossSolver(Solver):
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         geomloss = import_backend("geomloss", "geomloss", "geomloss")
         geometry = problem.geometry
+        if problem.batch_shape:  # one solve per element: geomloss's schedule reads the diameter of all it is given
+            parts = [self.run(_element(problem, i), max_iter, tol, init) for i in range(problem.batch_shape[0])]
+            error = torch.stack([part.error for part in parts])
+            return Plan(problem, torch.stack([part.f for part in parts]), torch.stack([part.g for part in parts]),
+                        max(part.iterations for part in parts), all(part.converged for part in parts), error, "unroll")
         p = _power(geometry)
         if p is None:
             raise ValueError(
                 "cost: the 'geomloss' solver needs a PointCloud with cost 'half_sqeuclidean' (p=2) or 'euclidean' (p=1)"
             )
-        if problem.reference != "product":
-            raise ValueError("reference: geomloss uses the product reference; build the Problem with reference='product'")
         if problem.rho_a != problem.rho_b or problem.rho_a == 0:
             raise ValueError("rho_a, rho_b: geomloss supports equal, positive relaxations only")
-        if init is not None:
-            raise ValueError("init: warm starts are not supported by the 'geomloss' backend")
         reach = None if math.isinf(problem.rho_a) else problem.rho_a ** (1 / p)
         loss = geomloss.SamplesLoss(
             "sinkhorn", p=p, blur=problem.eps ** (1 / p), reach=reach, scaling=self.scaling, debias=False,
@@ -83,6 +88,14 @@ class GeomLossSolver(Solver):
             measured = Plan(problem.detach(), f.detach(), g.detach(), steps, False)
             error = torch.maximum(*measured.marginal_residual)
         return Plan(problem, f, g, steps, tol > 0 and bool((error <= tol).all()), error, "unroll")
+
+
+def _element(problem: Problem, i: int) -> Problem:
+    """Element ``i`` of a batched point-cloud problem."""
+    geometry = problem.geometry
+    cloud = PointCloud(geometry.x[i], geometry.y[i], geometry.cost_function) if isinstance(geometry, PointCloud) \
+        else geometry
+    return Problem(cloud, problem.a[i], problem.b[i], problem.eps, problem.rho_a, problem.rho_b, problem.reference)
 
 
 def _power(geometry) -> Optional[int]:

@@ -29,8 +29,8 @@ from torch import Tensor
 from otalign.cost_operator import cost_operator
 from otalign.lowrank_plan import LowRankPlan, factor_entropy, linear_value
 from otalign.problem import Problem, safe_log
-from otalign.solver import GRAD_MODES, ConvergenceWarning, Solver
-from otalign.validation import check_number, check_positive_int, validation_enabled
+from otalign.solver import ConvergenceWarning, Solver
+from otalign.validation import check_number, check_positive_int
 
 from .lowrank_steps import INITIALIZERS, RESCALES, dykstra, initial_factors, mirror_kernels
 from .registry import register
@@ -76,11 +76,18 @@ class LowRankSinkhorn(Solver):
         >>> plan.value_linear, plan.Q.shape, plan.g                     # (10**6, 10) factors, no n x m
     """
 
-    sinkhorn_fixed_point = False
-    cannot_unroll = (
-        "a low-rank plan has no dual potentials and cannot exclude forbidden pairs (masked costs), both of which the "
-        "contrastive losses use; use it through otalign.solve(problem, 'lowrank', rank=...)"
-    )
+    supports = frozenset({"unroll", "envelope", "detach", "batched", "uniform_reference", "warm_start", "dense",
+                          "geometry"})
+    limitations = {
+        "implicit": "no fixed-point equation is implemented for this non-convex problem; use 'unroll' or 'envelope'",
+        "relaxed": "the low-rank solver supports balanced problems only (rho = inf)",
+        "masked": "cost products cannot carry forbidden pairs (infinite costs)",
+        "sharded": "the factors couple all rows",
+        "fixed_iterations": ("a low-rank plan has no dual potentials and cannot exclude forbidden pairs (masked "
+                             "costs), both of which the contrastive losses use; use it through "
+                             "otalign.solve(problem, 'lowrank', rank=...)"),
+    }
+    remedies = (("max_iter", "raise max_iter"),)
 
     def __init__(
         self,
@@ -109,37 +116,20 @@ class LowRankSinkhorn(Solver):
         self.inner_tol = check_number("inner_tol", inner_tol)
         self.inner_max_iter = check_positive_int("inner_max_iter", inner_max_iter)
 
-    def __call__(
-        self, problem: Problem, *, max_iter: int = 1000, tol: float = 1e-6, grad: str = "unroll",
-        init: LowRankInit = None,
-    ) -> LowRankPlan:
-        if not isinstance(problem, Problem):
-            raise TypeError(f"problem: expected an otalign.Problem, got {type(problem).__name__}")
-        if not isinstance(grad, str) or grad not in GRAD_MODES:
-            raise ValueError(f"grad: expected one of {GRAD_MODES}, got {grad!r}")
-        if grad == "implicit":
-            raise ValueError("grad: 'implicit' is not available for the 'lowrank' solver; use 'unroll' or 'envelope'")
-        max_iter = check_positive_int("max_iter", max_iter)
-        tol = check_number("tol", tol)
-        if grad == "unroll":
-            plan = self.run(problem, max_iter, tol, init)
-        else:
-            with torch.no_grad():
-                plan = self.run(problem.detach(), max_iter, tol, init)
-            plan = replace(plan, problem=problem if grad == "envelope" else problem.detach(), grad=grad, _operator=None)
-        for name, x in (("Q", plan.Q), ("R", plan.R), ("g", plan.g)) if validation_enabled() else ():
+    def attach(self, problem: Problem, plan: LowRankPlan, grad: str) -> LowRankPlan:
+        """Factors computed without a graph, kept detached: ``"envelope"`` differentiates :attr:`LowRankPlan.value`
+        through the cost only, ``"detach"`` nothing."""
+        return replace(plan, problem=problem if grad == "envelope" else problem.detach(), grad=grad, _operator=None)
+
+    def check_result(self, plan: LowRankPlan) -> None:
+        for name, x in (("Q", plan.Q), ("R", plan.R), ("g", plan.g)):
             if not bool(torch.isfinite(x).all()):
                 raise FloatingPointError(f"lowrank: the factor {name} is not finite; this is a bug, please report it "
-                                         f"with the problem ({problem!r}) and the solver options")
+                                         f"with the problem ({plan.problem!r}) and the solver options")
         projection = float(plan.projection_error.max()) if plan.projection_error is not None else 0.0
         if projection > self.inner_tol:
             warnings.warn(f"lowrank: the last projection stopped at marginal error {projection:.3g} > inner_tol "
-                          f"{self.inner_tol:g}; raise inner_max_iter or inner_tol", ConvergenceWarning, stacklevel=3)
-        elif tol > 0 and not plan.converged:
-            err = "n/a" if plan.error is None else f"{float(plan.error.max()):.3g}"
-            warnings.warn(f"lowrank: no convergence after {plan.iterations} steps (relative change {err} > tol "
-                          f"{tol:g}); raise max_iter", ConvergenceWarning, stacklevel=3)
-        return plan
+                          f"{self.inner_tol:g}; raise inner_max_iter or inner_tol", ConvergenceWarning, stacklevel=4)
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: LowRankInit) -> LowRankPlan:
         self._check(problem)

@@ -42,12 +42,15 @@ class POTSolver(Solver):
         unbalanced_method: POT's method name for unbalanced problems (default ``"sinkhorn"``).
     """
 
-    sharded_rows = False
-    cannot_unroll = (
-        "POT's Sinkhorn updates the columns first, from its own starting scalings, so its plan after T iterations "
+    supports = frozenset({"unroll", "implicit", "envelope", "detach", "batched", "relaxed", "uniform_reference",
+                          "dense", "geometry"})
+    limitations = {
+        "sharded": "POT needs all rows in one process",
+        "warm_start": "POT starts from its own scalings",
+        "fixed_iterations": "POT's Sinkhorn updates the columns first, from its own starting scalings, so its plan after T iterations "
         "and the gauge of its potentials (which the robust term reads) are not the ones the loss defines; use POT as a "
-        "reference for converged solves (otalign.solve(problem, 'pot'))"
-    )
+        "reference for converged solves (otalign.solve(problem, 'pot'))",
+    }
 
     def __init__(self, method: Optional[str] = None, unbalanced_method: str = "sinkhorn"):
         super().__init__()
@@ -55,12 +58,11 @@ class POTSolver(Solver):
             raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
         self.method = method
         self.unbalanced_method = unbalanced_method
-        self.sinkhorn_fixed_point = method != "emd"
+        if method == "emd":
+            self.supports = self.supports - {"implicit"}
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         ot = import_backend("ot", "pot", "pot")
-        if init is not None:
-            raise ValueError("init: warm starts are not supported by the 'pot' backend")
         method = self.method or ("sinkhorn_log" if problem.is_balanced else "unbalanced")
         if method in ("sinkhorn", "sinkhorn_log", "emd") and not problem.is_balanced:
             raise ValueError(f"method: POT's {method!r} needs a balanced problem (rho_a = rho_b = inf)")

@@ -26,6 +26,7 @@ from typing import Optional
 
 import torch
 
+from otalign.capabilities import ALL
 from otalign.plan import Plan
 from otalign.problem import Problem
 from otalign.solver import Init, Solver, initial_potentials
@@ -48,7 +49,8 @@ class ProximalPoint(Solver):
     of the plan between outer steps, ``|P_k - P_{k-1}|_1`` (module docstring).
     """
 
-    sinkhorn_fixed_point = False
+    supports = ALL - {"implicit"}
+    limitations = {"implicit": "its plan is not the Sinkhorn fixed point of the problem"}
     remedies = (
         ("max_iter", "raise max_iter (outer steps)"),
         ("inner_iter", "raise the solver option inner_iter"),
@@ -64,7 +66,7 @@ class ProximalPoint(Solver):
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         f, g = initial_potentials(problem, init)
         iterates = [] if self.keep_iterates else None
-        rough = max(tol, 1e-3 * float(torch.maximum(problem.a.sum(-1), problem.b.sum(-1)).max()))
+        rough = 0.0 if tol == 0 else max(tol, 1e-3 * float(torch.maximum(problem.a.sum(-1), problem.b.sum(-1)).max()))
         previous = None
         error = None
         converged = False

@@ -8,15 +8,17 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from otalign.absorption import AbsorbedKernel, absorption_allows
+from otalign.capabilities import ALL
 from otalign.geometry import DenseCost
+from otalign.halfstep import col_step, log_col_marginal, log_row_marginal, row_step
 from otalign.plan import Plan
 from otalign.problem import Problem, optimal_marginal
-from otalign.scaling import ScalingKernel, spread_allows
-from otalign.softmin import KERNELS, Kernel
+from otalign.softmin import KERNEL_OPTIONS, LogDomain, SoftMin, choose_softmin
 from otalign.solver import Init, Solver, initial_potentials
-from otalign.validation import check_number, check_positive_int, validation_enabled
+from otalign.validation import check_number, check_positive_int
 
+from .acceleration import check as acceleration_options
+from .acceleration import make as make_accelerator
 from .registry import register
 
 
@@ -42,14 +44,19 @@ class Sinkhorn(Solver):
             or inputs without ``requires_grad``), the absorbed kernel domain (:mod:`otalign.absorption`: one
             matrix-vector product per half-step at any eps, certified equal to the log domain up to rounding; one
             extra n x m matrix, so for dense costs up to 2^27 entries and point clouds up to 2^24); else the
-            blocked log-domain soft-min. ``"absorbed"`` forces the absorbed kernel;
-            ``"blocked"``, ``"dense"``, ``"compiled"`` or ``"native"`` force a log-domain soft-min implementation
-            (:func:`otalign.softmin.logsumexp`; ``"compiled"`` is a fused ``torch.compile`` kernel for dense costs
+            blocked log-domain soft-min (:func:`otalign.softmin.choose_softmin`). ``"absorbed"`` forces the absorbed
+            kernel; ``"blocked"``, ``"dense"``, ``"compiled"`` or ``"native"`` force a log-domain variant
+            (:class:`otalign.softmin.LogDomain`; ``"compiled"`` is a fused ``torch.compile`` kernel for dense costs
             that compiles on first use). Inside a ``torch.compile`` region the plain ``"native"`` soft-min is always
             used.
         check_every: measure the stopping criterion every k iterations (fewer host syncs on GPU).
+        acceleration: ``None`` (plain Sinkhorn), ``"momentum"`` (adaptive over-relaxation; ``omega`` fixes the
+            relaxation in [1, 2)) or ``"anderson"`` (Anderson mixing of the last ``memory`` column potentials); see
+            :mod:`otalign.solvers.acceleration`. Same fixed point, fewer iterations where plain Sinkhorn is slow
+            (small eps); a step that increases the residual falls back to a plain one.
     """
 
+    supports = ALL
     remedies = (
         ("max_iter", "raise max_iter"),
         ("eps_scaling", "anneal eps with the solver option eps_scaling=0.5"),
@@ -64,8 +71,13 @@ class Sinkhorn(Solver):
         block_rows: Optional[int] = None,
         check_every: int = 1,
         kernel: str = "auto",
+        acceleration: Optional[str] = None,
+        omega: Optional[float] = None,
+        memory: int = 5,
     ):
         super().__init__()
+        acceleration_options(acceleration, omega, memory)
+        self.acceleration, self.omega, self.memory = acceleration, omega, memory
         if eps_scaling is not None:
             eps_scaling = check_number("eps_scaling", eps_scaling, strict=True)
             if not eps_scaling < 1:
@@ -75,10 +87,9 @@ class Sinkhorn(Solver):
         self.keep_iterates = keep_iterates
         self.block_rows = None if block_rows is None else check_positive_int("block_rows", block_rows)
         self.check_every = check_positive_int("check_every", check_every)
-        if kernel not in ("auto", "absorbed") and kernel not in KERNELS:
-            raise ValueError(f"kernel: expected 'auto', 'absorbed' or one of {KERNELS}, got {kernel!r}")
+        if kernel not in KERNEL_OPTIONS:
+            raise ValueError(f"kernel: expected one of {KERNEL_OPTIONS}, got {kernel!r}")
         self.kernel = kernel
-        self.softmin_kernel = "blocked" if kernel in ("auto", "absorbed") else kernel
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         f, g = initial_potentials(problem, init)
@@ -86,34 +97,16 @@ class Sinkhorn(Solver):
         if self.eps_scaling is not None:
             for eps in annealing_schedule(problem, self.eps_scaling):
                 staged = problem.with_eps(eps)
-                stage = self.iterate(staged, f, g, self.scaling_iter, 0.0, softmin=self.softmin_for(staged, 0.0))
+                stage = self.iterate(staged, f, g, self.scaling_iter, 0.0)
                 f, g, sweeps = stage.f, stage.g, sweeps + stage.iterations
-        softmin = self.softmin_for(problem, tol)
-        plan = self.iterate(problem, f, g, max_iter, tol, sweeps, softmin)
-        if isinstance(softmin, ScalingKernel) and validation_enabled() and not _finite(plan):
-            plan = self.iterate(problem, f, g, max_iter, tol, sweeps, self.softmin_kernel)
-        return plan
+        return self.iterate(problem, f, g, max_iter, tol, sweeps)
 
-    def softmin_for(self, problem: Problem, tol: float) -> Kernel:
-        """The soft-min implementation of a solve: plain ``torch.logsumexp`` while ``torch.compile`` traces; with
-        ``kernel="auto"``, the kernel domain for a fixed number of iterations on a dense cost of small spread / eps;
-        else the log-domain kernel asked for."""
-        if torch.compiler.is_compiling():
-            return "native"
-        if self.kernel == "auto" and tol == 0 and spread_allows(problem.geometry, problem.eps):
-            return ScalingKernel(problem.geometry, problem.eps)
-        if self.kernel == "absorbed" or (
-                self.kernel == "auto" and absorption_allows(problem.geometry, _needs_grad(problem))):
-            return AbsorbedKernel(problem.geometry, problem.eps)
-        return self.softmin_kernel
-
-    def residuals_measured(self) -> bool:
-        """:meth:`iterate` stops on both marginal residuals of the very potentials it returns, so ``converged`` is
-        already confirmed, as long as a subclass keeps this class's loop (an ``after_iteration`` hook that moved
-        the marginals would break that)."""
-        cls = type(self)
-        return (cls.run is Sinkhorn.run and cls.iterate is Sinkhorn.iterate
-                and cls.after_iteration is Sinkhorn.after_iteration)
+    def refine(self, problem: Problem, plan: Plan, max_iter: int, tol: float) -> Plan:
+        """Continue in the exact log domain from ``plan`` (whose own stopping measurement, e.g. the absorbed
+        kernel's product, was refuted by the measurement on the returned plan)."""
+        variant = "blocked" if self.kernel in ("auto", "absorbed") else self.kernel
+        softmin = LogDomain(problem.geometry, problem.eps, variant, self.block_rows)
+        return self.iterate(problem, plan.f, plan.g, max_iter, tol, plan.iterations, softmin)
 
     def after_iteration(self, problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
         """Hook run after each full iteration (the translation-invariant solver moves the potentials here)."""
@@ -121,11 +114,13 @@ class Sinkhorn(Solver):
 
     def iterate(
         self, problem: Problem, f: Tensor, g: Tensor, max_iter: int, tol: float, done: int = 0,
-        softmin: Optional[Kernel] = None,
+        softmin: Optional[SoftMin] = None,
     ) -> Plan:
         """Run up to ``max_iter`` iterations from ``(f, g)``; ``done`` earlier sweeps are added to the count.
-        ``softmin`` is the soft-min implementation (default: the log-domain kernel of the ``kernel`` option)."""
-        softmin = self.softmin_kernel if softmin is None else softmin
+        ``softmin`` is the soft-min implementation (default: :func:`otalign.softmin.choose_softmin` for this
+        problem, the ``kernel`` option and ``tol``)."""
+        if softmin is None:
+            softmin = choose_softmin(problem, self.kernel, tol, self.block_rows)
         iterates: Optional[list[tuple[Tensor, Tensor]]] = [] if self.keep_iterates else None
         hint_f = hint_g = None
         error: Optional[Tensor] = None
@@ -134,21 +129,28 @@ class Sinkhorn(Solver):
         last_column_step: Optional[tuple[Tensor, Tensor]] = None  # (g, its lse) of the current (f, g)
         converged = False
         iterations = 0
+        accelerator = make_accelerator(self.acceleration, self.omega, self.memory)
         for it in range(max_iter):
             check = tol > 0 and it % self.check_every == 0
-            f_next, hint_f = problem.update_f(g, hint_f, self.block_rows, softmin)
-            if check and measured:  # (f, g) follows a column step: both its marginals are at hand
+            f_next, hint_f = row_step(problem, g, softmin, hint_f)
+            if (check or accelerator is not None) and measured:  # both marginals of (f, g) are at hand
                 error = _residual(problem, f, g, hint_f, log_cols)
-                if bool((error <= tol).all()):
+                if accelerator is not None:
+                    accelerator.observe(error)
+                if check and bool((error <= tol).all()):
                     converged = True
                     break
+            if accelerator is not None:
+                f_next = accelerator.row(f, f_next)
             if iterates is not None:
                 iterates.append((f_next, g))
-            g_next, hint_g = problem.update_g(f_next, hint_g, self.block_rows, softmin)
-            measured = tol > 0 and (it + 1) % self.check_every == 0
+            g_next, hint_g = col_step(problem, f_next, softmin, hint_g)
+            if accelerator is not None:
+                g_next = accelerator.col(g, g_next)
+            measured = (tol > 0 and (it + 1) % self.check_every == 0) or accelerator is not None
             if measured and hint_g is not None:  # the translation of after_iteration leaves the marginals as they are
                 with torch.no_grad():
-                    log_cols = problem.log_col_marginal(g_next, hint_g)
+                    log_cols = log_col_marginal(problem, g_next, hint_g)
             f, g = self.after_iteration(problem, f_next, g_next)
             last_column_step = None if hint_g is None else (g_next, hint_g)
             iterations += 1
@@ -162,7 +164,7 @@ def _residual(problem: Problem, f: Tensor, g: Tensor, lse_rows: Optional[Tensor]
     with torch.no_grad():
         error = f.new_zeros(problem.batch_shape)
         if lse_rows is not None:
-            rows = problem.log_row_marginal(f, lse_rows).exp()
+            rows = log_row_marginal(problem, f, lse_rows).exp()
             error = problem.sum_rows((rows - optimal_marginal(f, problem.a, problem.rho_a)).abs())  # all ranks' rows
         if log_cols is not None:
             target = optimal_marginal(g, problem.b, problem.rho_b)
@@ -206,15 +208,4 @@ def _log_mass(problem: Problem, column_step: Optional[tuple[Tensor, Tensor]]) ->
         return None
     with torch.no_grad():
         g, lse = column_step
-        return torch.logsumexp(problem.log_col_marginal(g.detach(), lse.detach()), dim=-1)
-
-
-def _needs_grad(problem: Problem) -> bool:
-    """Whether autograd would differentiate through the iterations of ``problem``."""
-    tensors = (*problem.geometry.tensors(), problem.a, problem.b)
-    return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
-
-
-def _finite(plan: Plan) -> bool:
-    bad_rows = (~torch.isfinite(plan.f)).sum(-1, dtype=torch.float64)  # this rank's rows when sharded
-    return not bool(plan.problem.geometry.reduce_rows(bad_rows).any()) and bool(torch.isfinite(plan.g).all())
+        return torch.logsumexp(log_col_marginal(problem, g.detach(), lse.detach()), dim=-1)

@@ -90,6 +90,17 @@ def one_torch_thread():
     torch.set_num_threads(previous)
 
 
+@pytest.fixture
+def registry_cleanup():
+    """Solvers a test registers are gone after it (the registry is process-wide)."""
+    from otalign.registry import _REGISTRY
+
+    before = dict(_REGISTRY)
+    yield
+    _REGISTRY.clear()
+    _REGISTRY.update(before)
+
+
 def pytest_collection(session) -> None:
     """Say what the silent part of a run is: collecting imports torch, POT, torchvision and hypothesis once
     (about 20 s of wall time on an idle 2-core machine, minutes on a loaded one) before the first test runs."""

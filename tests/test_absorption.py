@@ -1,4 +1,4 @@
-"""The absorbed kernel-domain soft-min (``otalign.absorption``) against the log domain.
+"""The absorbed kernel-domain soft-min (``otalign.softmin.absorbed``) against the log domain.
 
 Its claim is that every half-step it answers with a product equals the log-domain soft-min up to rounding (a
 certificate decides, per half-step), and that it falls back to the log domain otherwise. So: random states and
@@ -17,8 +17,8 @@ import torch
 
 import otalign
 from otalign import DenseCost, PointCloud, Problem
-from otalign.absorption import AbsorbedKernel
-from otalign.scaling import ScalingKernel
+from otalign.softmin import AbsorbedKernel, choose_softmin
+from otalign.softmin import KernelDomain
 from otalign.softmin import logsumexp
 from otalign.solvers import Sinkhorn
 from otalign.solvers.unbalanced import TranslationInvariantSinkhorn
@@ -56,7 +56,7 @@ def test_every_half_step_equals_the_log_domain(dtype, seed):
             # moves from 1e-4 eps (the product answers) to 300 eps (the certificate fails, the log domain answers)
             move = eps * float(10 ** (6.5 * torch.rand((), generator=gen) - 4))
             h = h + (move * torch.randn(h.shape, generator=gen, dtype=torch.float64)).to(dtype)
-            assert_matches(logsumexp(geometry, h, eps, axis, kernel=kernel), C, h, eps, axis)
+            assert_matches(kernel(h, axis), C, h, eps, axis)
         assert kernel.products > 0 and kernel.absorptions > 0
 
 
@@ -67,17 +67,17 @@ def test_small_moves_use_the_product_and_large_ones_rebuild_the_kernel():
     geometry = DenseCost(C)
     kernel = AbsorbedKernel(geometry, eps)
     h = torch.zeros(20)
-    logsumexp(geometry, h, eps, 1, kernel=kernel)
+    kernel(h, 1)
     assert (kernel.products, kernel.absorptions) == (0, 1)
     for _ in range(5):
         h = h + 0.1 * eps * torch.randn(20, generator=gen)
-        assert_matches(logsumexp(geometry, h, eps, 1, kernel=kernel), C, h, eps, 1)
+        assert_matches(kernel(h, 1), C, h, eps, 1)
     assert (kernel.products, kernel.absorptions) == (5, 1)
     assert (kernel.matrix == 0).any()  # entries below e^-40 were dropped
     # every column but one moves far down: rows whose entry in that column was dropped now have nothing left
     h = h - 1000 * eps
     h[7] += 1000 * eps
-    assert_matches(logsumexp(geometry, h, eps, 1, kernel=kernel), C, h, eps, 1)
+    assert_matches(kernel(h, 1), C, h, eps, 1)
     assert (kernel.products, kernel.absorptions) == (5, 2)
 
 
@@ -88,7 +88,7 @@ def test_differentiable_inputs_go_to_the_log_domain():
     kernel = AbsorbedKernel(DenseCost(C.detach()), 0.01)
     geometry = DenseCost(C)
     kernel.geometry = geometry
-    out = logsumexp(geometry, h, 0.01, 1, kernel=kernel)
+    out = kernel(h, 1)
     expected = exact(C, h, 0.01, 1)
     torch.testing.assert_close(out, expected)
     grads = torch.autograd.grad(out.sum(), (C, h))
@@ -160,7 +160,7 @@ def test_float32_at_small_eps_is_as_accurate_as_the_log_domain():
 
 
 def _picked(problem: Problem, tol: float) -> object:
-    return Sinkhorn().softmin_for(problem, tol)
+    return choose_softmin(problem, "auto", tol)
 
 
 def test_auto_picks_the_absorbed_kernel_only_without_a_gradient_through_the_iterations():
@@ -168,25 +168,25 @@ def test_auto_picks_the_absorbed_kernel_only_without_a_gradient_through_the_iter
     assert isinstance(_picked(problem, 1e-6), AbsorbedKernel)
     assert isinstance(_picked(problem, 0.0), AbsorbedKernel)
     small_spread = _problem(0, eps=10.0)
-    assert isinstance(_picked(small_spread, 0.0), ScalingKernel)  # fixed iterations, differentiable: unchanged
+    assert isinstance(_picked(small_spread, 0.0), KernelDomain)  # fixed iterations, differentiable: unchanged
     C = problem.geometry.cost.clone().requires_grad_()
     differentiable = Problem(C, problem.a, problem.b, eps=0.001)
-    assert _picked(differentiable, 1e-6) == "blocked"
+    assert _picked(differentiable, 1e-6).variant == "blocked"
     with torch.no_grad():
         assert isinstance(_picked(differentiable, 1e-6), AbsorbedKernel)
     masked = Problem(DenseCost(problem.geometry.cost, mask=torch.eye(24, 17, dtype=torch.bool)), eps=0.001)
-    assert _picked(masked, 1e-6) == "blocked"
+    assert _picked(masked, 1e-6).variant == "blocked"
     cloud = Problem(PointCloud(torch.randn(10, 3), torch.randn(12, 3)), eps=0.01)
     assert isinstance(_picked(cloud, 1e-6), AbsorbedKernel)  # 120 entries: a small kernel
 
 
 def test_auto_keeps_large_online_geometries_online(monkeypatch):
-    import otalign.absorption as absorption
+    import otalign.softmin.absorbed as absorption
 
     monkeypatch.setattr(absorption, "MAX_ELEMENTS_ONLINE", 119)
     monkeypatch.setattr(absorption, "MAX_ELEMENTS", 119)
-    assert _picked(Problem(PointCloud(torch.randn(10, 3), torch.randn(12, 3)), eps=0.01), 1e-6) == "blocked"
-    assert _picked(Problem(torch.rand(10, 12), eps=0.01), 1e-6) == "blocked"
+    assert _picked(Problem(PointCloud(torch.randn(10, 3), torch.randn(12, 3)), eps=0.01), 1e-6).variant == "blocked"
+    assert _picked(Problem(torch.rand(10, 12), eps=0.01), 1e-6).variant == "blocked"
     monkeypatch.setattr(absorption, "MAX_ELEMENTS", 120)
     assert isinstance(_picked(Problem(torch.rand(10, 12), eps=0.01), 1e-6), AbsorbedKernel)
 
@@ -230,13 +230,13 @@ def test_point_clouds_solve_as_in_the_log_domain(cost):
 def test_the_product_never_forms_denormal_numbers(dtype):
     """Kept kernel entries are >= e^-T (smaller ones are dropped when the kernel is rebuilt) and weights are raised
     to >= e^-W, with T + W inside the normal range: every product term is 0 or a normal number."""
-    from otalign.absorption import _LIMITS
+    from otalign.softmin.absorbed import _LIMITS
 
     floor_t, floor_w, _ = _LIMITS[dtype]
     C = torch.rand(50, 40, generator=torch.Generator().manual_seed(0), dtype=torch.float64).to(dtype)
     eps = 1e-3  # spread / eps = 1000: most entries fall below e^-T
     kernel = AbsorbedKernel(DenseCost(C), eps)
-    logsumexp(DenseCost(C), torch.zeros(40, dtype=dtype), eps, 1, kernel=kernel)
+    kernel(torch.zeros(40, dtype=dtype), 1)
     kept = kernel.matrix[kernel.matrix > 0]
     assert (kernel.matrix == 0).any() and float(kept.min()) >= math.exp(-floor_t) * (1 - 1e-6)
     assert math.exp(-floor_t - floor_w) > torch.finfo(dtype).tiny

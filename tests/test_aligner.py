@@ -99,7 +99,7 @@ def test_bad_arguments():
         aligner(C, targets.paired(N + 1), mask=MASK)
     with pytest.raises(ValueError, match=r"^target:.*non-negative"):
         aligner(C, -targets.paired(N), mask=MASK)
-    with pytest.raises(TypeError, match=r"^options"):
+    with pytest.raises(ValueError, match=r"^options"):
         Aligner(Sinkhorn(), eps=0.3, keep_iterates=True)
     with pytest.raises(ValueError, match=r"^divergence:"):
         Aligner(divergence="hellinger")

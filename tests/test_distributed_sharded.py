@@ -208,12 +208,18 @@ def agreement_worker(rank, init_file, out_dir):
             random.append((name, broken_rank, attempt(name, broken_rank, rank)))
         healthy = attempt("none", -1, rank)
         x, y, _ = broken_inputs("none", False)
-        try:
-            otalign.solve(otalign.Problem(ShardedGeometry(otalign.PointCloud(x, y)), eps=0.1), "pot")
-            refused = "no error"
-        except ValueError as error:
-            refused = str(error)
-        torch.save({"messages": messages, "random": random, "healthy": healthy, "pot": refused},
+        refused = {}
+        for name in solvers.available():  # every solver that does not declare "sharded" is refused on every rank
+            if "sharded" in otalign.registry.solver_class(name).supports:
+                continue
+            options = {"rank": 2} if name == "lowrank" else {}
+            try:
+                otalign.solve(otalign.Problem(ShardedGeometry(otalign.PointCloud(x, y, "half_sqeuclidean")),
+                                              eps=0.1), name, **options)
+                refused[name] = "no error"
+            except ValueError as error:
+                refused[name] = str(error)
+        torch.save({"messages": messages, "random": random, "healthy": healthy, "refused": refused},
                    os.path.join(out_dir, f"r{rank}.pt"))
     finally:
         dist.destroy_process_group()
@@ -232,7 +238,9 @@ def test_invalid_inputs_on_one_rank_raise_on_every_rank(tmp_path):
         for name, broken_rank, message in saved[rank]["random"]:
             assert BREAKAGES[name][0] in message and f"rank {broken_rank}" in message, (name, broken_rank, message)
         assert saved[rank]["healthy"] == "no error"
-        assert "'pot' solver needs all rows in one process" in saved[rank]["pot"]
+        assert {"pot", "geomloss", "lowrank"} <= set(saved[rank]["refused"])
+        for name, message in saved[rank]["refused"].items():
+            assert message.startswith(f"solver: {name!r} does not support rows split across processes"), message
 
 
 # --------------------------------------------------------------------------- in-process checks (a one-rank group)

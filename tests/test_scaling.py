@@ -11,7 +11,8 @@ import torch
 import otalign
 from otalign import Problem, solve
 from otalign.solvers import Sinkhorn
-from otalign.scaling import ScalingKernel, spread_allows
+from otalign.softmin import KernelDomain, choose_softmin
+from otalign.softmin.kernel_domain import spread_allows
 
 RHOS = [(math.inf, math.inf), (0.5, 2.0), (math.inf, 0.0), (0.0, 0.7), (math.inf, 0.3)]
 
@@ -65,8 +66,8 @@ def test_fused_gradcheck(rho):
 
     def potentials(cost, a, b):
         problem = Problem(cost, a, b * a.sum() / b.sum(), eps=0.4, rho_a=rho[0], rho_b=rho[1])
-        kernel = Sinkhorn().softmin_for(problem, 0.0)
-        assert isinstance(kernel, ScalingKernel)
+        kernel = choose_softmin(problem, "auto", 0.0)
+        assert isinstance(kernel, KernelDomain)
         plan = Sinkhorn().iterate(problem, torch.zeros(5, dtype=torch.float64), torch.zeros(4, dtype=torch.float64),
                                   3, 0.0, softmin=kernel)
         return plan.f, plan.g

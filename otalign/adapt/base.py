@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..plan import Plan
+from ..registry import resolve_solver
 from ..validation import check_number, check_positive_int
 from . import ground, mapping
 from ..arrays import label_classes
@@ -71,6 +72,8 @@ class BaseTransport:
         check_number("limit_max", self.limit_max, finite=False)
         if self.out_of_sample_map not in OUT_OF_SAMPLE_MAPS:
             raise ValueError(f"out_of_sample_map: expected one of {OUT_OF_SAMPLE_MAPS}, got {self.out_of_sample_map!r}")
+        if hasattr(self, "solver"):
+            resolve_solver(self.solver)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())

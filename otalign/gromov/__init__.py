@@ -11,5 +11,8 @@ from .geometry import LowRankCost
 from .plan import GWPlan
 from .problem import LOSSES, GWProblem
 from .solve import GW_GRAD_MODES, solve_gw
+from ..solve import register_problem_kind
+
+register_problem_kind(GWProblem, solve_gw)
 
 __all__ = ["GWAligner", "GWPlan", "GWProblem", "GW_GRAD_MODES", "LOSSES", "LowRankCost", "solve_gw"]

@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..geometry import DenseCost, Geometry
 from .geometry import LowRankCost, factors, squared_distance_scale
-from .iterate import AnyPlan
+from .start import AnyPlan
 from .problem import GWProblem
 
 #: Floor of ``C_y`` inside ``log`` for the kl loss (POT's).

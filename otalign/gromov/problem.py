@@ -26,7 +26,8 @@ from torch import Tensor
 from ..arrays import as_tensor
 from ..geometry import DenseCost, Geometry, PointCloud
 from .geometry import squared_distance_scale
-from ..validation import MASS_RTOL, check_eps, check_float_tensor, check_masses, check_number, check_rho
+from ..problem_checks import check_masses
+from ..validation import MASS_RTOL, check_eps, check_float_tensor, check_number, check_rho
 
 LOSSES = ("square", "kl")
 Cost = Union[Tensor, Geometry]

@@ -22,10 +22,10 @@ from torch import Tensor
 from ..geometry import BLOCK_ELEMENTS
 from ..plan import Plan
 from ..problem import Problem
-from ..solver import ConvergenceWarning, Solver
+from ..registry import resolve_solver
+from ..solver import ConvergenceWarning, Solver, run_solver
 from ..validation import check_number, check_positive_int
-from .inner import linear_solve
-from .iterate import AnyPlan, MatrixPlan, ProductPlan, plan_rows
+from .start import AnyPlan, MatrixPlan, ProductPlan, plan_rows
 from .linearization import Linearization, inner_geometry
 from .plan import GWPlan
 from .problem import GWProblem
@@ -140,15 +140,7 @@ def solve_gw(
 
 
 def _solver(solver, options) -> Solver:
-    if isinstance(solver, str):
-        from .. import solvers
-
-        return solvers.get(solver, **options)
-    if isinstance(solver, Solver):
-        if options:
-            raise TypeError(f"options {sorted(options)}: pass options to the solver's constructor")
-        return solver
-    raise TypeError(f"solver: expected a solver name or a Solver instance, got {type(solver).__name__}")
+    return resolve_solver(solver, options)
 
 
 def _initial(problem: GWProblem, init: GWInit) -> tuple[AnyPlan, Optional[tuple[Tensor, Tensor]]]:
@@ -196,7 +188,7 @@ def _run(problem, current, potentials, instance, max_iter, tol, inner_max_iter, 
         init = (f_prev, g_prev) if (warm_init and f_prev is not None) else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # reported once, for the last step, below
-            plan = linear_solve(instance, linear, inner_max_iter, inner_tol, init)
+            plan = run_solver(instance, linear, max_iter=inner_max_iter, tol=inner_tol, grad="unroll", init=init)
         inner_missed = inner_tol > 0 and not plan.converged
         if not bool(torch.isfinite(plan.mass).all()):
             raise FloatingPointError(

@@ -60,10 +60,12 @@ from typing_extensions import TypedDict
 
 from .. import targets as _targets
 from ..aligner import Aligner
+from ..capabilities import check_supported
 from ..costs import negative_cosine
 from ..divergences import Divergence
 from ..distributed import ShardedGeometry
 from ..geometry import DenseCost
+from ..registry import resolve_solver
 from ..solver import Solver
 from ..arrays import as_labels, as_tensor
 from ..validation import as_real, check_tensor, checks_enabled, is_finite, trusted, validation_enabled
@@ -311,23 +313,8 @@ class AlignmentLoss(ContrastiveLoss):
 
 def _solver(solver: Union[str, Solver], options: Optional[Mapping[str, Any]], loss: str) -> Solver:
     """The solver instance a loss runs: a registered name with ``options``, or an instance (no options)."""
-    if options is not None and not isinstance(options, Mapping):
-        raise TypeError(f"solver_options: expected a dict of the solver's options, got {type(options).__name__}")
-    if isinstance(solver, Solver):
-        if options:
-            raise ValueError("solver_options: pass options to the Solver instance's constructor instead")
-        instance = solver
-    elif isinstance(solver, str):
-        from .. import solvers
-
-        try:
-            instance = solvers.get(solver, **dict(options or {}))
-        except TypeError as error:
-            raise ValueError(f"solver_options: {error}") from None
-    else:
-        raise TypeError(f"solver: expected a solver name or an otalign.Solver instance, got {type(solver).__name__}")
-    if instance.cannot_unroll:
-        raise ValueError(f"solver: {instance.name!r} cannot serve {loss}: {instance.cannot_unroll}")
+    instance = resolve_solver(solver, options, options_name="solver_options")
+    check_supported(instance, ("fixed_iterations", "unroll", "masked", "dense"), context=f"needed by {loss}")
     return instance
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
+from ..registry import resolve_solver
+
 OPTIMISERS = ("sgd", "adam", "adamw", "lars")
 CORRUPT_VIEWS = ("first", "second", "both")
 
@@ -165,6 +167,7 @@ class Config:
             raise ValueError(f"corrupt_view: expected one of {CORRUPT_VIEWS}, got {self.corrupt_view!r}")
         if not isinstance(self.solver_options, dict) or not all(isinstance(k, str) for k in self.solver_options):
             raise ValueError(f"solver_options: expected a table of option names to values, got {self.solver_options!r}")
+        resolve_solver(self.solver, self.solver_options, options_name="solver_options")
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (JSON-serialisable)."""

@@ -45,7 +45,7 @@ def test_bad_arguments():
         GWAligner(grad="implicit")
     with pytest.raises(ValueError, match="loss"):
         GWAligner(loss="l2")
-    with pytest.raises(TypeError, match="options"):
+    with pytest.raises(ValueError, match="options"):
         from otalign.solvers import Sinkhorn
         GWAligner(Sinkhorn(), kernel="dense")
     with pytest.raises(ValueError, match="target"):

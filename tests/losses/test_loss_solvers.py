@@ -114,22 +114,22 @@ def test_gca_uot_on_the_translation_invariant_solver_matches_its_reference(rho):
 @pytest.mark.parametrize("cls", [InfoNCE, RINCE, GCAInfoNCE, GCARINCE, GCAUOT])
 def test_pot_is_refused_with_the_reason(cls):
     """POT's T-iteration scheme starts with a column step from its own scalings: a different plan and gauge."""
-    with pytest.raises(ValueError, match=r"solver: 'pot' cannot serve .*updates the columns first"):
+    with pytest.raises(ValueError, match=r"solver: 'pot' does not support exactly max_iter iterations.*updates the columns first"):
         cls(solver="pot")
 
 
 @pytest.mark.parametrize("cls", [InfoNCE, SupCon, RINCE, GCAInfoNCE, GCARINCE, GCAUOT])
 def test_geomloss_is_refused_with_the_reason(cls):
-    with pytest.raises(ValueError, match=r"solver: 'geomloss' cannot serve .*no iterates to unroll"):
+    with pytest.raises(ValueError, match=r"solver: 'geomloss' does not support exactly max_iter iterations.*no iterates to unroll"):
         cls(solver="geomloss")
 
 
 def test_solver_argument_errors_name_the_argument():
     with pytest.raises(ValueError, match="solver: unknown solver 'nope'"):
         GCAInfoNCE(solver="nope")
-    with pytest.raises(ValueError, match="solver_options: .*unexpected keyword argument .inner_iter."):
+    with pytest.raises(ValueError, match="solver_options: the 'sinkhorn' solver has no option.*inner_iter"):
         GCAInfoNCE(solver="sinkhorn", solver_options={"inner_iter": 3})
-    with pytest.raises(ValueError, match="solver_options: pass options to the Solver instance"):
+    with pytest.raises(ValueError, match="solver_options: .* given with a solver instance"):
         GCAInfoNCE(solver=ProximalPoint(), solver_options={"inner_iter": 3})
     with pytest.raises(TypeError, match="solver_options: expected a dict"):
         GCAInfoNCE(solver="proximal", solver_options=[("inner_iter", 3)])

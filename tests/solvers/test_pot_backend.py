@@ -74,7 +74,7 @@ def test_gradient_through_pot_matches_native_implicit(data):
 def test_bad_arguments(data):
     with pytest.raises(ValueError, match=r"^method:"):
         solve(Problem(data.C, data.a, data.b, rho_a=1.0), "pot", method="sinkhorn")
-    with pytest.raises(ValueError, match=r"^init:"):
+    with pytest.raises(ValueError, match=r"^solver: 'pot' does not support a warm start"):
         plan = solve(Problem(data.C, data.a, data.b), tol=1e-6)
         solve(Problem(data.C, data.a, data.b), "pot", init=plan)
 

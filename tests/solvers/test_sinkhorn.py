@@ -15,6 +15,7 @@ import torch
 import otalign
 from otalign import PointCloud, Problem, solve
 from otalign.costs import cosine_distance, negative_cosine
+from otalign.solvers import Sinkhorn
 
 ot = pytest.importorskip("ot")
 
@@ -278,23 +279,50 @@ def test_otalign_converges_where_pot_scaling_sinkhorn_fails(one_thread):
 def test_plan_knows_its_total_mass_and_the_solve_makes_no_extra_pass(solver, rho, monkeypatch):
     """The last column half-step gives the column marginal, so ``plan.log_mass`` comes free and the overflow
     check after the solve reads it instead of making one more pass over the cost: 2 soft-min calls per iteration."""
-    import otalign.problem as problem_module
     import otalign.solver as solver_module
+    import otalign.solvers.sinkhorn as sinkhorn_module
 
     gen = torch.Generator().manual_seed(0)
     x = 3 * torch.randn(2, 40, 3, generator=gen, dtype=torch.float64)
     y = 3 * torch.randn(2, 30, 3, generator=gen, dtype=torch.float64)
     problem = Problem(PointCloud(x, y), eps=0.05, rho_a=rho, rho_b=rho)  # spread / eps ~ 10^4: no bound helps
     calls = []
-    real = problem_module.logsumexp
+    real_choose, real_logsumexp = sinkhorn_module.choose_softmin, solver_module.logsumexp
 
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
+    def counting(real):
+        def call(*args, **kwargs):
+            calls.append(1)
+            return real(*args, **kwargs)
+        return call
 
-    monkeypatch.setattr(problem_module, "logsumexp", counting)
-    monkeypatch.setattr(solver_module, "logsumexp", counting)  # the overflow check's pass, when it makes one
+    monkeypatch.setattr(sinkhorn_module, "choose_softmin", lambda *args: counting(real_choose(*args)))
+    monkeypatch.setattr(solver_module, "logsumexp", counting(real_logsumexp))  # the overflow check's pass, if made
     plan = solve(problem, solver, max_iter=7, tol=0)
     assert len(calls) == 2 * 7
     monkeypatch.undo()
     torch.testing.assert_close(plan.log_mass, plan.matrix.sum((-1, -2)).log(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("check_every", [2, 5])
+def test_check_every_measures_less_often_and_stops_at_a_checked_iteration(check_every):
+    """``check_every=k`` measures the stopping rule every k iterations: the same plan as ``k=1`` up to the extra
+    iterations it runs, and the iteration count is a multiple of k (plus the first check)."""
+    gen = torch.Generator().manual_seed(5)
+    problem = Problem(torch.rand(12, 9, generator=gen, dtype=torch.float64), eps=0.05)
+    every = solve(problem, "sinkhorn", tol=1e-10)
+    sparse = solve(problem, "sinkhorn", tol=1e-10, check_every=check_every)
+    assert sparse.converged and sparse.iterations >= every.iterations
+    assert sparse.iterations % check_every == 0
+    torch.testing.assert_close(sparse.matrix, every.matrix, rtol=1e-7, atol=1e-10)
+
+
+@pytest.mark.slow
+def test_compiled_kernel_on_cpu_equals_the_blocked_log_domain():
+    """``kernel="compiled"`` (a fused torch.compile soft-min) on the CPU: same iterates as the eager blocked path."""
+    pytest.importorskip("torch._inductor")
+    gen = torch.Generator().manual_seed(6)
+    problem = Problem(torch.rand(64, 48, generator=gen), eps=0.02)
+    compiled = solve(problem, Sinkhorn(kernel="compiled"), max_iter=30, tol=0)
+    blocked = solve(problem, Sinkhorn(kernel="blocked"), max_iter=30, tol=0)
+    torch.testing.assert_close(compiled.f, blocked.f, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(compiled.g, blocked.g, rtol=1e-5, atol=1e-6)

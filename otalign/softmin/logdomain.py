@@ -1,4 +1,4 @@
-"""The one soft-min primitive every native solver reduces through.
+"""The log-domain soft-min: exact at any eps, blocked, online for point clouds (:class:`LogDomain`).
 
 ``logsumexp(geometry, h, eps, axis)`` computes, for a cost ``C`` given by ``geometry``,
 
@@ -35,15 +35,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence
 
 import torch
 from torch import Tensor
 
-from .absorption import AbsorbedKernel
+from ..geometry import DenseCost, Geometry
 from .compiled import fused_row_logsumexp
-from .geometry import DenseCost, Geometry
-from .scaling import ScalingKernel
 
 
 
@@ -52,10 +50,22 @@ def exp_floor(dtype: torch.dtype) -> float:
     return -700.0 if dtype == torch.float64 else -80.0
 
 
-KERNELS = ("blocked", "dense", "compiled", "native")
-#: A soft-min implementation: a name of :data:`KERNELS` or a prepared kernel of one solve
-#: (:class:`~otalign.scaling.ScalingKernel`, :class:`~otalign.absorption.AbsorbedKernel`).
-Kernel = Union[str, ScalingKernel, AbsorbedKernel]
+#: The log-domain variants: eager row blocks, one dense block, a fused ``torch.compile`` kernel, plain
+#: ``torch.logsumexp``.
+VARIANTS = ("blocked", "dense", "compiled", "native")
+
+
+class LogDomain:
+    """The log-domain soft-min of one solve (a :class:`~otalign.softmin.SoftMin`): :func:`logsumexp` bound to a
+    geometry, eps, variant (:data:`VARIANTS`) and block size."""
+
+    def __init__(self, geometry: Geometry, eps: float, variant: str = "blocked", block_rows: Optional[int] = None):
+        if variant not in VARIANTS:
+            raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
+        self.geometry, self.eps, self.variant, self.block_rows = geometry, float(eps), variant, block_rows
+
+    def __call__(self, h: Tensor, axis: int, hint: Optional[Tensor] = None) -> Tensor:
+        return logsumexp(self.geometry, h, self.eps, axis, hint, self.block_rows, self.variant)
 
 
 def logsumexp(
@@ -65,7 +75,7 @@ def logsumexp(
     axis: int,
     hint: Optional[Tensor] = None,
     block_rows: Optional[int] = None,
-    kernel: Kernel = "blocked",
+    variant: str = "blocked",
 ) -> Tensor:
     """Blocked, clamped, differentiable ``LSE[(h - C) / eps]`` along ``axis`` (see the module docstring).
 
@@ -76,25 +86,19 @@ def logsumexp(
         axis: 1 reduces over columns (one value per row), 0 reduces over rows (one value per column).
         hint: optional guess of the output (e.g. the previous iteration's), used as the stabilising shift.
         block_rows: rows per block; default from :data:`otalign.geometry.BLOCK_ELEMENTS`.
-        kernel: ``"blocked"`` (eager row blocks; point clouds recompute each block), ``"dense"`` (one block:
+        variant: ``"blocked"`` (eager row blocks; point clouds recompute each block), ``"dense"`` (one block:
             the whole matrix, fastest for small problems), ``"compiled"`` (a fused ``torch.compile`` kernel for
-            dense costs, :mod:`otalign.compiled`; other geometries use the blocked path), ``"native"`` (the whole
-            matrix through ``torch.logsumexp`` and autograd's own backward: what ``torch.compile`` traces), or a
-            :class:`~otalign.scaling.ScalingKernel` built for this geometry and eps (the kernel-domain half-step),
-            or an :class:`~otalign.absorption.AbsorbedKernel` (a certified product half-step, no gradient).
+            dense costs, :mod:`otalign.softmin.compiled`; other geometries use the blocked path), ``"native"`` (the
+            whole matrix through ``torch.logsumexp`` and autograd's own backward: what ``torch.compile`` traces).
             Backward is the blocked recomputation for the first three.
     """
-    if isinstance(kernel, ScalingKernel):
-        return kernel.logsumexp(h / eps, axis)
-    if isinstance(kernel, AbsorbedKernel):
-        return kernel.logsumexp(h, axis, None if hint is None else hint.detach(), block_rows)
-    _check_arguments(geometry, h, eps, axis, hint, block_rows, kernel)
-    if kernel == "native":
+    _check_arguments(geometry, h, eps, axis, hint, block_rows, variant)
+    if variant == "native":
         return _native(geometry, h, eps, axis)
-    if kernel == "dense":
+    if variant == "dense":
         block_rows = geometry.n
     hint = None if hint is None else hint.detach()
-    return _SoftMin.apply(h, float(eps), axis, hint, (block_rows, kernel), geometry, *geometry.tensors())
+    return _SoftMin.apply(h, float(eps), axis, hint, (block_rows, variant), geometry, *geometry.tensors())
 
 
 def _native(geometry: Geometry, h: Tensor, eps: float, axis: int) -> Tensor:
@@ -104,12 +108,12 @@ def _native(geometry: Geometry, h: Tensor, eps: float, axis: int) -> Tensor:
     return geometry.reduce_rows(torch.logsumexp(h.unsqueeze(-1) / eps - cost / eps, dim=-2), "logsumexp")
 
 
-def _check_arguments(geometry, h, eps, axis, hint, block_rows, kernel) -> None:
+def _check_arguments(geometry, h, eps, axis, hint, block_rows, variant) -> None:
     """Cheap checks (types, shapes, devices; no pass over the data): this runs at every half-step."""
     if isinstance(axis, bool) or axis not in (0, 1) or not isinstance(axis, int):
         raise ValueError(f"axis: expected 0 or 1, got {axis!r}")
-    if not isinstance(kernel, str) or kernel not in KERNELS:
-        raise ValueError(f"kernel: expected one of {KERNELS}, got {kernel!r}")
+    if not isinstance(variant, str) or variant not in VARIANTS:
+        raise ValueError(f"variant: expected one of {VARIANTS}, got {variant!r}")
     if not isinstance(geometry, Geometry):
         raise TypeError(f"geometry: expected an otalign Geometry (e.g. DenseCost), got {type(geometry).__name__}")
     if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not (0 < eps < float("inf")):
@@ -184,10 +188,10 @@ def _acceptable(log_sum: Tensor, terms: int) -> bool:
     return bool(((log_sum > low) & (log_sum < math.inf)).all())
 
 
-def _forward(geometry, tensors, h, eps, axis, hint, block_rows, kernel) -> Tensor:
+def _forward(geometry, tensors, h, eps, axis, hint, block_rows, variant) -> Tensor:
     h_scaled = h / eps
     terms = geometry.m if axis == 1 else geometry.n_global
-    if kernel == "compiled" and isinstance(geometry, DenseCost):
+    if variant == "compiled" and isinstance(geometry, DenseCost):
         cost = tensors[0] if axis == 1 else geometry.transposed()
         fused = fused_row_logsumexp(cost, h_scaled, hint, eps, exp_floor(h.dtype))
         if fused is not None and hint is not None and not _acceptable(fused[1], terms):
@@ -205,9 +209,9 @@ def _forward(geometry, tensors, h, eps, axis, hint, block_rows, kernel) -> Tenso
 class _SoftMin(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h, eps, axis, hint, blocking, geometry, *tensors):
-        block_rows, kernel = blocking
+        block_rows, variant = blocking
         with torch.no_grad():
-            out = _forward(geometry, tensors, h, eps, axis, hint, block_rows, kernel)
+            out = _forward(geometry, tensors, h, eps, axis, hint, block_rows, variant)
         ctx.eps, ctx.axis, ctx.block_rows, ctx.geometry = eps, axis, block_rows, geometry
         ctx.save_for_backward(h, out, *tensors)
         return out

@@ -1,7 +1,7 @@
 """Absorbed kernel-domain soft-min: matrix-vector speed at any eps, with a certified error bound.
 
 A log-domain Sinkhorn half-step reads every cost entry and takes one exponential per entry. The plain kernel
-domain (:mod:`otalign.scaling`) replaces that by one matrix-vector product with ``K = exp(-C / eps)``, but ``K``
+domain (:mod:`otalign.softmin.kernel_domain`) replaces that by one matrix-vector product with ``K = exp(-C / eps)``, but ``K``
 underflows once the cost's spread is large against eps. Absorption keeps the kernel in range by rebuilding it
 around the current potentials,
 
@@ -19,7 +19,7 @@ slow a CPU product down by up to 12x). Together these change output ``i``'s sum 
 ``e^-T sum_j w_j + e^-W sum_j K~_ij``.
 A half-step is accepted only if that bound is below the dtype's unit round-off times ``S_i`` for every output;
 accepted outputs therefore equal the log-domain soft-min up to rounding. Otherwise the half-step runs in the log
-domain (:func:`otalign.softmin.logsumexp`) and the kernel is rebuilt around its exact result, normalised along that
+domain (:func:`otalign.softmin.logdomain.logsumexp`) and the kernel is rebuilt around its exact result, normalised along that
 half-step's axis (rows sum to 1 after a row step, columns after a column step).
 
 Cost: one extra ``n x m`` matrix, one product per accepted half-step, and one log-domain half-step plus one pass
@@ -38,7 +38,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .geometry import DenseCost, Geometry
+from ..geometry import DenseCost, Geometry
+from .logdomain import exp_floor, logsumexp
 
 #: ``(T, W, round-off)`` per dtype: kernel entries below ``e^-T`` are dropped, weights below ``e^-W`` raised to it.
 _LIMITS = {torch.float32: (40.0, 45.0, 2.0**-24), torch.float64: (300.0, 300.0, 2.0**-53)}
@@ -80,17 +81,18 @@ class AbsorbedKernel:
 
     Example::
 
-        >>> kernel = AbsorbedKernel(DenseCost(C), eps=0.01)
-        >>> lse = softmin.logsumexp(DenseCost(C), g, 0.01, axis=1, kernel=kernel)   # (n,), = the log domain's
+        >>> softmin = AbsorbedKernel(DenseCost(C), eps=0.01)
+        >>> lse = softmin(g, axis=1)   # (n,), = the log domain's LSE_j[(g_j - C_ij) / eps]
     """
 
-    def __init__(self, geometry: Geometry, eps: float):
+    def __init__(self, geometry: Geometry, eps: float, block_rows: Optional[int] = None):
         if not supported(geometry):
             raise ValueError("kernel: the absorbed kernel needs a float32 or float64 geometry in one process, "
                              "without a mask")
         self.geometry = geometry
         self.tensors = tuple(t.detach() for t in geometry.tensors())
         self.eps = float(eps)
+        self.block_rows = block_rows
         self.matrix: Optional[Tensor] = None
         self.alpha: Optional[Tensor] = None
         self.beta: Optional[Tensor] = None
@@ -99,11 +101,11 @@ class AbsorbedKernel:
         self.products = 0
         self.absorptions = 0
 
-    def logsumexp(self, h: Tensor, axis: int, hint: Optional[Tensor], block_rows: Optional[int]) -> Tensor:
-        """``LSE[(h - C) / eps]`` along ``axis`` (as :func:`otalign.softmin.logsumexp`). Inputs that autograd
-        would differentiate go to the (differentiable) log domain: the product half-step has no backward."""
-        from .softmin import logsumexp  # the log domain (that module imports this one)
-
+    def __call__(self, h: Tensor, axis: int, hint: Optional[Tensor] = None) -> Tensor:
+        """``LSE[(h - C) / eps]`` along ``axis`` (as :func:`otalign.softmin.logdomain.logsumexp`). Inputs that
+        autograd would differentiate go to the (differentiable) log domain: the product half-step has no backward."""
+        block_rows = self.block_rows
+        hint = None if hint is None else hint.detach()
         if torch.is_grad_enabled() and (h.requires_grad or any(t.requires_grad for t in self.geometry.tensors())):
             return logsumexp(self.geometry, h, self.eps, axis, hint=hint, block_rows=block_rows)
         with torch.no_grad():
@@ -141,7 +143,6 @@ class AbsorbedKernel:
         """A log-domain row half-step that rebuilds the kernel in the same pass: each block of a dense cost holds
         whole rows, so its exact row maxima are at hand; ``K~_ij = exp(h_j - C_ij/eps - max_i)`` (entries <= 1).
         Returns the exact ``lse`` (the sums are taken before dropping entries, as the log domain takes them)."""
-        from .softmin import exp_floor  # (that module imports this one)
 
         geometry = self.geometry
         floor_t = _LIMITS[h_scaled.dtype][0]

@@ -24,8 +24,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .distributed import ShardedGeometry
-from .geometry import DenseCost, Geometry
+from ..geometry import DenseCost, Geometry
 
 #: Largest cost spread / eps for which the kernel domain is used, per dtype.
 SPREAD_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
@@ -47,7 +46,7 @@ def spread_allows(geometry: Geometry, eps: float) -> bool:
 
 def _dense(geometry: Geometry) -> Geometry:
     """The dense cost of this process's rows (the wrapped block of a sharded geometry)."""
-    return geometry.local if isinstance(geometry, ShardedGeometry) else geometry
+    return geometry.process_local
 
 
 def _matvec(kernel: Tensor, w: Tensor) -> Tensor:
@@ -58,8 +57,9 @@ def _rmatvec(kernel: Tensor, w: Tensor) -> Tensor:
     return (w.unsqueeze(-2) @ kernel).squeeze(-2)
 
 
-class ScalingKernel:
-    """``K = exp(-(C - min C) / eps)`` of one solve, and its soft-min ``LSE[h - C / eps]`` (module docstring).
+class KernelDomain:
+    """``K = exp(-(C - min C) / eps)`` of one solve, and its soft-min ``LSE[(h - C) / eps]`` (module docstring; a
+    :class:`~otalign.softmin.SoftMin`).
 
     Args:
         geometry: a :class:`DenseCost` ``(n, m)`` or ``(B, n, m)`` (forbidden pairs are ``+inf``: ``K = 0``).
@@ -67,8 +67,8 @@ class ScalingKernel:
 
     Example::
 
-        >>> kernel = ScalingKernel(DenseCost(C), eps=0.5)
-        >>> lse_rows = kernel.logsumexp(g / 0.5, axis=1)    # (n,) = LSE_j[g_j / eps - C_ij / eps]
+        >>> softmin = KernelDomain(DenseCost(C), eps=0.5)
+        >>> lse_rows = softmin(g, axis=1)    # (n,) = LSE_j[(g_j - C_ij) / eps]
     """
 
     def __init__(self, geometry: DenseCost, eps: float):
@@ -81,17 +81,18 @@ class ScalingKernel:
         self.cols: list[Tensor] = []
         self.token = _KernelToken.apply(self.cost, self)
 
-    def logsumexp(self, h_scaled: Tensor, axis: int) -> Tensor:
-        """``LSE[h_scaled - C / eps]`` over columns (``axis=1``, ``h_scaled (..., m)`` -> ``(..., n)``) or over
-        rows (``axis=0``, ``(..., n)`` -> ``(..., m)``), differentiable w.r.t. ``h_scaled`` and the cost."""
-        return _KernelStep.apply(h_scaled, self.token, self, axis)
+    def __call__(self, h: Tensor, axis: int, hint: Optional[Tensor] = None) -> Tensor:
+        """``LSE[(h - C) / eps]`` over columns (``axis=1``, ``h (..., m)`` -> ``(..., n)``) or over rows
+        (``axis=0``, ``(..., n)`` -> ``(..., m)``), differentiable w.r.t. ``h`` and the cost; ``hint`` is not
+        needed (the shift is exact)."""
+        return _KernelStep.apply(h / self.eps, self.token, self, axis)
 
 
 class _KernelToken(torch.autograd.Function):
     """Builds ``K``; its backward turns the taped rank-one terms into ``dL/dC`` in one matrix product."""
 
     @staticmethod
-    def forward(ctx, cost: Tensor, kernel: ScalingKernel) -> Tensor:
+    def forward(ctx, cost: Tensor, kernel: KernelDomain) -> Tensor:
         offset = -kernel.geometry.reduce_rows(-cost.detach().amin((-1, -2), keepdim=True), "max") / kernel.eps
         kernel.matrix = torch.sub(offset, cost, alpha=1.0 / kernel.eps).exp_()  # one n x m allocation
         kernel.offset = offset.squeeze(-1)
@@ -101,7 +102,7 @@ class _KernelToken(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, _unused: Tensor):
-        kernel: ScalingKernel = ctx.kernel
+        kernel: KernelDomain = ctx.kernel
         if not kernel.rows:
             return None, None
         kernel_bar = torch.stack(kernel.rows, -1) @ torch.stack(kernel.cols, -1).transpose(-1, -2)
@@ -112,7 +113,7 @@ class _KernelToken(torch.autograd.Function):
 
 class _KernelStep(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, h_scaled: Tensor, token: Tensor, kernel: ScalingKernel, axis: int) -> Tensor:
+    def forward(ctx, h_scaled: Tensor, token: Tensor, kernel: KernelDomain, axis: int) -> Tensor:
         top = h_scaled.amax(-1, keepdim=True)
         if axis == 0:
             top = kernel.geometry.reduce_rows(top, "max")
@@ -126,7 +127,7 @@ class _KernelStep(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_lse: Tensor):
         w, sums = ctx.saved_tensors
-        kernel: ScalingKernel = ctx.kernel
+        kernel: KernelDomain = ctx.kernel
         if ctx.axis == 0:  # every rank's rows feed each column: sum the ranks' gradients
             grad_lse = kernel.geometry.reduce_rows(grad_lse)
         q = grad_lse / sums
