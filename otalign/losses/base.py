@@ -369,7 +369,8 @@ PROXIMAL_WARNING = (
 #: Why a loss cannot be compiled with value checks on (dynamo shows it in the error's debug context).
 COMPILE_HINT = (
     "otalign: the value checks of a loss (NaN embeddings, negative targets) read tensor values, which "
-    "torch.compile(fullgraph=True) cannot trace: call otalign.set_validation(False) before compiling the loss"
+    "torch.compile(fullgraph=True) cannot trace: call otalign.set_validation(False) before compiling the loss (or "
+    "run the compiled loss inside `with otalign.validation(False):`)"
 )
 
 
