@@ -269,11 +269,12 @@ def _resume_hint(args: argparse.Namespace) -> str:
 def _config(args: argparse.Namespace):
     """The :class:`~otalign.training.config.Config` of ``otalign train``: the config file, then the flags."""
     from .training.config import FIELDS, load_config
+    from .training.modality import with_defaults
 
     overrides = {name: getattr(args, name) for name in FIELDS}
     if overrides["solver_options"] is not None:
         overrides["solver_options"] = dict(overrides["solver_options"])
-    return load_config(args.config, overrides)
+    return with_defaults(load_config(args.config, overrides))
 
 
 def _train(args: argparse.Namespace) -> int:

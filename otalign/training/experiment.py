@@ -17,6 +17,7 @@ from .data import TensorData, build_networks, load_data
 from .distributed import barrier, setup, unwrap
 from .evaluate import EVAL_STREAM, evaluate
 from .methods import build_model, get_method
+from .modality import with_defaults
 from .models import ContrastiveModel, SSLModel
 from .rng import derived_seed, generator, seed_everything
 from .trainer import Trainer
@@ -31,6 +32,7 @@ def train(config: Config, data: Optional[TensorData] = None, *, stop_after: Opti
     ``out/checkpoint.pt`` when allowed), and return the :class:`Trainer` (``.model``, ``.history``, ``.device``).
     ``check_evaluation``: refuse, before training, evaluation settings the data cannot satisfy
     (:func:`check_evaluation_settings`)."""
+    config = with_defaults(config)
     info, device = setup(config.device)
     seed_everything(config.seed)
     data = data if data is not None else load_data(config, device)
@@ -66,6 +68,7 @@ def run_experiment(
         >>> result["evaluation"]["probe_few"]
     """
     start = time.perf_counter()
+    config = with_defaults(config)
     evaluation_data = None
     if config.held_out_domain is not None:  # evaluated on every domain, the held-out one included
         evaluation_data = load_data(config.replace(held_out_domain=None), torch.device("cpu"))
