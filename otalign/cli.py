@@ -14,7 +14,7 @@ Under ``torchrun``, ``otalign train`` trains on several processes (``torchrun --
 train ...``).
 
 Errors: a bad argument, config file, checkpoint or device exits with status 2 and one line naming it; a diverged run
-exits with status 1; Ctrl-C exits with status 130 and says how to resume (``otalign train`` resumes from its last
+exits with status 1; Ctrl-C exits with status 130 (SIGTERM: 143) and says how to resume (``otalign train`` resumes from its last
 checkpoint when run again with the same command). Progress goes through ``logging`` (loggers under ``"otalign"``):
 unless logging is already configured, the command logs INFO to stderr; when stderr is not a terminal the trainer
 writes one line per epoch instead of a progress bar.
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -72,11 +73,13 @@ FLAG_HELP = {
     "knn_k": "neighbours of the weighted kNN evaluation",
     "wdm_eps": "entropic strength of the Wasserstein dependency measure (WDM) estimate",
     "solver": "the loss's OT solver: sinkhorn (default), unbalanced (translation-invariant, for finite rho), "
-              "proximal (proximal-point multistep), or a name registered with otalign.solvers.register",
+              "proximal (proximal-point multistep: another objective, the GCA divergence at eps / iterations; it warns), "
+              "or a name registered with otalign.solvers.register",
     "solver_options": "one option of the solver, KEY=VALUE (repeatable; values read as JSON when they parse: "
                       "--solver-option inner_iter=5)",
     "target": "the batch target plan: pairing (default), labels, domain-prior (--alpha, --beta), hierarchical "
-              "(--levels, --weights), or module:function for a callable (labels, domains, n_views) -> (VN, VN)",
+              "(--levels, --weights), or module:function for a callable (labels, domains, n_views) -> (VN, VN); "
+              "the module is searched in the current folder, then on PYTHONPATH; importing it runs its code",
     "alpha": "domain prior: weight of same-domain pairs",
     "beta": "domain prior: weight of cross-domain pairs",
     "levels": "hierarchical target: comma-separated levels from instance, label and the dataset's metadata "
@@ -88,24 +91,43 @@ FLAG_HELP = {
 LOSS_PARAMETERS = ("iterations", "rho", "q", "lam", "r1", "r2")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .training.config import Config, FIELDS
-
+def build_parser(train_flags: bool = True) -> argparse.ArgumentParser:
+    """The command's parser; ``train_flags=False`` leaves ``otalign train``'s flags out, so that ``otalign --help``,
+    ``--version`` and ``otalign demo`` parse without importing torch (the flags' defaults come from the training
+    settings, which import it)."""
     from . import __version__
 
     parser = argparse.ArgumentParser(prog="otalign", description="Alignment as optimal transport: training and demo.")
     parser.add_argument("--version", action="version", version=f"otalign {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
-    train = commands.add_parser("train", help="train one model from a config and flags")
-    train.add_argument("--config", type=Path, help="a .toml or .json config file; flags override it")
+    train = commands.add_parser("train", help="train one model from a config and flags",
+                                description=TRAIN_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if train_flags:
+        _add_train_flags(train)
+    _add_demo(commands)
+    return parser
+
+
+TRAIN_DESCRIPTION = """Train one model from a config file and flags (flags override the file).
+
+A config file is TOML or JSON data, but its target = "module:function" imports that module and runs its
+code, as --target does: use config files you trust."""
+
+
+def _add_train_flags(train: argparse.ArgumentParser) -> None:
+    from .training.config import Config, FIELDS
+
+    train.add_argument("--config", type=Path, help="a .toml or .json config file; flags override it "
+                                                   "(a target = \"module:function\" in it runs that module's code)")
     defaults = Config()
+    helps = {**FLAG_HELP, "dataset": _dataset_help()}
     for name, spec in FIELDS.items():
         flag = "--" + name.replace("_", "-")
         kind = str(spec.type)
         default = getattr(defaults, name)
         shown = default if default is not None else "the method's own" if name in LOSS_PARAMETERS else "unset"
-        helptext = f"{FLAG_HELP.get(name, name.replace('_', ' '))} (default: {shown})"
+        helptext = f"{helps.get(name, name.replace('_', ' '))} (default: {shown})"
         if name == "solver_options":
             train.add_argument("--solver-option", dest=name, action="append", type=_key_value, default=None,
                                metavar="KEY=VALUE", help=FLAG_HELP[name])
@@ -117,6 +139,21 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--stop-after", type=_at_least_one, default=None, metavar="EPOCH",
                        help="stop (and checkpoint) after this epoch; rerun without it to resume")
 
+
+def _dataset_help() -> str:
+    """``--dataset``'s help: every registered modality's datasets (its first one is the default)."""
+    from .training.modality import available_modalities, get_modality
+
+    parts = []
+    for name in available_modalities():
+        try:
+            parts.append(f"{name}: {', '.join(get_modality(name).datasets)}")
+        except (ImportError, ValueError) as error:  # a broken plug-in must not break --help
+            parts.append(f"{name}: (unavailable: {_one_line(error)})")
+    return "dataset of --modality (the first is its default); " + "; ".join(parts)
+
+
+def _add_demo(commands) -> None:
     demo = commands.add_parser("demo", help="compare methods on real offline data, write report.md")
     demo.add_argument("--modality", choices=("images", "timeseries", "text"), default="images",
                       help="images: scikit-learn's digits (default); timeseries: JapaneseVowels; text: WordNet glosses")
@@ -130,7 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--quick", action="store_true", help="tiny smoke run: 1 seed, 2 epochs, 400 samples")
     demo.add_argument("--workers", type=_at_least_one, default=None,
                       help="parallel runs (processes of one thread each; default one per CPU core, at most 8)")
-    return parser
 
 
 #: Errors that mean "the user asked for something that cannot be done": one line and exit status 2.
@@ -140,21 +176,41 @@ USER_ERRORS = (ValueError, TypeError, ModuleNotFoundError, OSError)
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``otalign`` console script; returns the exit status (see the module docstring for the
     statuses of errors)."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(train_flags="train" in argv)
     args = parser.parse_args(argv)
     restore_logging = _log_to_stderr()
+    restore_signal = _terminate_as_interrupt()
     try:
         if args.command == "train":
             return _train(args)
         return _demo(args)
-    except KeyboardInterrupt:
-        parser.exit(130, f"otalign {args.command}: interrupted; {_resume_hint(args)}\n")
+    except KeyboardInterrupt as error:
+        status, what = (143, "terminated (SIGTERM)") if isinstance(error, Terminated) else (130, "interrupted")
+        parser.exit(status, f"otalign {args.command}: {what}; {_resume_hint(args)}\n")
     except FloatingPointError as error:
         parser.exit(1, f"otalign {args.command}: error: {_one_line(error)}\n")
     except USER_ERRORS as error:
         parser.exit(2, f"otalign {args.command}: error: {_one_line(error)}\n")
     finally:
+        restore_signal()
         restore_logging()
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler's or ``kill``'s stop), raised where the program runs so that it stops as on Ctrl-C."""
+
+
+def _terminate_as_interrupt() -> Callable[[], None]:
+    """Raise :class:`Terminated` on SIGTERM (main thread only); returns the function that restores the handler."""
+    def on_sigterm(signum, frame) -> None:
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        return lambda: None
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _at_least_one(text: str) -> int:
@@ -213,11 +269,12 @@ def _resume_hint(args: argparse.Namespace) -> str:
 def _config(args: argparse.Namespace):
     """The :class:`~otalign.training.config.Config` of ``otalign train``: the config file, then the flags."""
     from .training.config import FIELDS, load_config
+    from .training.modality import with_defaults
 
     overrides = {name: getattr(args, name) for name in FIELDS}
     if overrides["solver_options"] is not None:
         overrides["solver_options"] = dict(overrides["solver_options"])
-    return load_config(args.config, overrides)
+    return with_defaults(load_config(args.config, overrides))
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -252,7 +309,7 @@ def _key_value(text: str) -> tuple[str, object]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .training.demo import DEMOS, run_demo, short_table
+    from .training.demo import DEMOS, run_count, run_demo, short_table
     from .training.methods import get_method
 
     default = DEMOS[args.modality].methods
@@ -264,10 +321,10 @@ def _demo(args: argparse.Namespace) -> int:
     _check_out(args.out)
     results = run_demo(args.out, seeds=args.seeds, epochs=args.epochs, methods=methods, quick=args.quick,
                        workers=args.workers, modality=args.modality)
-    runs = len(results["results"]) * len(methods) * results["seeds"]
+    runs = run_count(len(results["results"]), len(methods), results["seeds"])
     print()
     print(short_table(results))
-    print(f"\n{runs} training runs in {results['seconds']:.0f} s. Report: {(args.out / 'report.md').resolve()}")
+    print(f"\n{runs} in {results['seconds']:.0f} s. Report: {(args.out / 'report.md').resolve()}")
     return 0
 
 

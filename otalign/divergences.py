@@ -19,7 +19,8 @@ from .lookup import named_or_callable
 from .plan import Plan
 from .problem import safe_log
 from .targets import check_target
-from .validation import as_tensor, check_number, validation_enabled
+from .arrays import as_tensor
+from .validation import check_number, validation_enabled
 
 Divergence = Callable[[Plan, Tensor], Tensor]
 
@@ -77,11 +78,18 @@ def log_column_kernel(plan: Plan) -> Tensor:
     return plan.log_matrix - row_term.unsqueeze(-1)
 
 
-def robust(plan: Plan, target: Tensor, q: float = 0.5, lam: float = 0.01) -> Tensor:
+#: The robust divergence's default exponent ``q`` and negatives' weight ``lam``: the GCA authors' values, the same
+#: defaults as :class:`~otalign.losses.RINCE`, :class:`~otalign.losses.GCARINCE` and
+#: :class:`~otalign.losses.GCAUOT` (docs/maths.md).
+ROBUST_Q = 0.6
+ROBUST_LAM = 0.01
+
+
+def robust(plan: Plan, target: Tensor, q: float = ROBUST_Q, lam: float = ROBUST_LAM) -> Tensor:
     """RINCE-type robust divergence per anchor (Chuang et al. 2022, GCA-RINCE):
     ``-(1/q) pos_i^q + (1/q) (lam all_i)^q``, ``pos_i = sum_j P_tgt[i,j] K~_ij``, ``all_i = sum_j K~_ij``.
 
-    ``K~ = K diag(v)`` (:func:`log_column_kernel`). ``q`` in (0, 1] (RINCE's range): ``q = 1`` is a W1-like linear
+    ``K~ = K diag(v)`` (:func:`log_column_kernel`). ``q`` in (0, 1] (RINCE's range; default 0.6 as in the losses): ``q = 1`` is a W1-like linear
     term; ``q -> 0`` recovers the KL (InfoNCE) up to a constant. Computed in the log domain: ``pos^q = exp(q log pos)``.
     """
     q = check_number("q", q, strict=True)
@@ -121,8 +129,8 @@ def _check_exponent_range(exponent_pos: Tensor, exponent_neg, q: float, eps: flo
 class Robust:
     """:func:`robust` with fixed ``q`` and ``lam``, usable wherever a divergence is expected."""
 
-    q: float = 0.5
-    lam: float = 0.01
+    q: float = ROBUST_Q
+    lam: float = ROBUST_LAM
 
     def __call__(self, plan: Plan, target: Tensor) -> Tensor:
         return robust(plan, target, self.q, self.lam)

@@ -22,7 +22,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .validation import as_tensor, check_number, check_positive_int
+from .arrays import as_labels, as_tensor, label_classes
+from .validation import check_number, check_positive_int
 
 
 # --------------------------------------------------------------------------------------------------- input checks
@@ -39,13 +40,13 @@ def _check_features(name: str, x: Tensor) -> Tensor:
     return x.detach()
 
 
-def _check_labels(name: str, y: Tensor, n: int) -> Tensor:
-    y = as_tensor(name, y)
+def _check_labels(name: str, y, n: int, classes=None) -> Tensor:
+    """Class labels as int64 codes (:func:`otalign.arrays.as_labels`: integers, booleans, floats or strings;
+    ``classes`` shares one coding between training and test labels)."""
+    y = as_labels(name, y, classes)
     if y.dim() != 1 or y.shape[0] != n:
         raise ValueError(f"{name}: expected shape ({n},) to match the features, got {tuple(y.shape)}")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise TypeError(f"{name}: expected an integer tensor, got dtype {y.dtype}")
-    return y.detach().long()
+    return y.detach()
 
 
 def _encode_labels(train_labels: Tensor, test_labels: Tensor) -> tuple[Tensor, Tensor, int]:
@@ -63,7 +64,7 @@ def sample_per_class(labels: Tensor, per_class: int, *, generator: Optional[torc
     Returns a sorted ``(K * per_class,)`` LongTensor. Raises ``ValueError`` if a class has fewer samples.
     """
     per_class = check_positive_int("labels_per_class", per_class)
-    labels = as_tensor("labels", labels)
+    labels = as_labels("labels", labels)
     labels = _check_labels("labels", labels, labels.numel()).cpu()
     chosen = []
     for c in torch.unique(labels):
@@ -154,8 +155,9 @@ def linear_probe(
             f"train_features, test_features: feature dimensions differ ({train_features.shape[1]} vs "
             f"{test_features.shape[1]})"
         )
-    train_labels = _check_labels("train_labels", train_labels, train_features.shape[0])
-    test_labels = _check_labels("test_labels", test_labels, test_features.shape[0])
+    classes = label_classes(train_labels, test_labels, names=("train_labels", "test_labels"))
+    train_labels = _check_labels("train_labels", train_labels, train_features.shape[0], classes)
+    test_labels = _check_labels("test_labels", test_labels, test_features.shape[0], classes)
     draws = check_positive_int("draws", draws)
     weight_decay = check_number("weight_decay", weight_decay)
     max_iter = check_positive_int("max_iter", max_iter)
@@ -215,8 +217,9 @@ def knn_accuracy(
     test_features = _check_features("test_features", test_features)
     if train_features.shape[1] != test_features.shape[1]:
         raise ValueError("train_features, test_features: feature dimensions differ")
-    train_labels = _check_labels("train_labels", train_labels, train_features.shape[0])
-    test_labels = _check_labels("test_labels", test_labels, test_features.shape[0])
+    classes = label_classes(train_labels, test_labels, names=("train_labels", "test_labels"))
+    train_labels = _check_labels("train_labels", train_labels, train_features.shape[0], classes)
+    test_labels = _check_labels("test_labels", test_labels, test_features.shape[0], classes)
     k = check_positive_int("k", k)
     temperature = check_number("temperature", temperature, strict=True, finite=False)
     block_size = check_positive_int("block_size", block_size)

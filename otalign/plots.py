@@ -88,8 +88,9 @@ def plan_and_target(plan: np.ndarray, target: np.ndarray, path: PathLike, title:
 def plan_grid(plans: Mapping[str, np.ndarray], target: np.ndarray, path: PathLike, title: str = "") -> Path:
     """The target plan, then one learned plan per name, as images (rows = anchors, columns = candidates,
     view-blocked: the first half of the rows are view 0). Every matrix is row-normalised for display, and all
-    panels share one logarithmic colour scale (one colour bar, :func:`shared_color_limits`): a learned plan is
-    read against its target on the same scale, and a near-uniform plan still shows its structure.
+    panels share one logarithmic colour scale (one colour bar, :func:`shared_color_limits` of the learned plans,
+    so that plans which differ look different; target entries above the scale take its top colour): a learned
+    plan is read against its target on the same scale, and a near-uniform plan still shows its structure.
 
     Args:
         plans: name -> ``(n, m)`` non-negative array (same shape as ``target``).
@@ -97,7 +98,7 @@ def plan_grid(plans: Mapping[str, np.ndarray], target: np.ndarray, path: PathLik
 
     Example::
 
-        >>> plan_grid({"InfoNCE": p1, "GCA-UOT": p2}, target, "plans.png")
+        >>> plan_grid({"InfoNCE": p1, "GCAUOT": p2}, target, "plans.png")
     """
     return _save(plan_figure(plans, target, title), path)
 
@@ -112,7 +113,9 @@ def plan_figure(plans: Mapping[str, np.ndarray], target: np.ndarray, title: str 
             raise ValueError(f"plans[{name!r}]: expected shape {target.shape} (the target's), got {plan.shape}")
         panels.append((name, plan))
     shown = [(name, row_normalised(matrix)) for name, matrix in panels]
-    vmin, vmax = shared_color_limits([matrix for _, matrix in shown])
+    # the scale comes from the learned plans (a one-hot target's 1.0 would squeeze them into one colour); target
+    # entries above it are drawn in the top colour
+    vmin, vmax = shared_color_limits([matrix for _, matrix in (shown[1:] or shown)])
     plt = _pyplot()
     from matplotlib.colors import LogNorm
 

@@ -17,7 +17,8 @@ from typing import Optional, Sequence
 import torch
 from torch import Tensor
 
-from .validation import as_tensor, check_number, check_positive_int, checks_enabled
+from . import arrays
+from .validation import check_number, check_positive_int, checks_enabled
 
 
 def paired(n: int, n_views: int = 2, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -97,7 +98,7 @@ def weighted(target: Tensor, view_quality: Tensor, axis: int = 1) -> Tensor:
     target = _check_target_tensor(target)
     target = check_target(target, target.shape[-2:])
     expected = target.shape[-2] if axis == 1 else target.shape[-1]
-    view_quality = as_tensor("view_quality", view_quality, target)
+    view_quality = _like("view_quality", view_quality, target)
     if view_quality.is_complex():
         raise TypeError(f"view_quality: expected real values, got dtype {view_quality.dtype}")
     if tuple(view_quality.shape) != (expected,):
@@ -139,8 +140,16 @@ def check_target(
     return target
 
 
+def _like(name: str, value, like: Optional[Tensor]) -> Tensor:
+    """:func:`otalign.arrays.as_tensor` onto ``like``'s device and, for a floating ``like``, its dtype."""
+    if like is None:
+        return arrays.as_tensor(name, value)
+    dtype = like.dtype if like.is_floating_point() else None
+    return arrays.as_tensor(name, value, dtype=dtype, device=like.device)
+
+
 def _check_target_tensor(target, like: Optional[Tensor] = None) -> Tensor:
-    target = as_tensor("target", target, like)
+    target = _like("target", target, like)
     if target.is_complex():
         raise TypeError(f"target: expected real values, got dtype {target.dtype}")
     if target.dim() < 2:
@@ -162,13 +171,10 @@ def _same(labels: Tensor, dtype: torch.dtype) -> Tensor:
 
 
 def _check_labels(name: str, labels: Tensor) -> Tensor:
-    labels = as_tensor(name, labels)
-    if labels.is_complex():
-        raise TypeError(f"{name}: expected real ids, got dtype {labels.dtype}")
+    """Ids as int64 codes (:func:`otalign.arrays.as_labels`: integers, booleans, floats or strings alike)."""
+    labels = arrays.as_labels(name, labels)
     if labels.dim() != 1:
         raise ValueError(f"{name}: expected a 1-D tensor of ids, got shape {tuple(labels.shape)}")
     if labels.numel() == 0:
         raise ValueError(f"{name}: is empty")
-    if labels.is_floating_point() and not torch.isfinite(labels).all():
-        raise ValueError(f"{name}: contains NaN or inf")
     return labels

@@ -8,7 +8,10 @@ POT's iterations) and converts its scalings into otalign potentials:
   ``reg_type = "kl"`` for the product reference, ``"entropy"`` for the uniform one.
 * ``method="emd"``: ``ot.emd``, the exact unregularised plan (returned as an explicit matrix).
 
-Batched problems are solved one element at a time. POT's stopping rules are its own: ``tol`` is its ``stopThr``.
+Batched problems are solved one element at a time. POT's stopping rules are its own: for Sinkhorn, ``stopThr`` is
+``tol / sqrt(m)`` (POT bounds the L2 norm of its column-marginal error, otalign's ``tol`` the L1 residual), for the
+unbalanced solver ``stopThr = tol``. ``plan.iterations`` counts the iterations POT ran (1-based); the
+non-convergence warning advises raising ``max_iter`` only when POT ran all of them.
 """
 
 from __future__ import annotations
@@ -80,7 +83,14 @@ class POTSolver(Solver):
         error = torch.tensor([o[3] for o in outputs], dtype=problem.dtype)
         error = error[0] if not batch else error
         converged = bool((error <= tol).all()) if tol > 0 else False
+        self.remedies = type(self).remedies if iterations >= max_iter else self.STOPPED_EARLY
         return Plan(problem, f, g, iterations, converged, error, "unroll")
+
+    #: The non-convergence advice when POT stopped before ``max_iter`` (on its own criterion, not the iteration cap).
+    STOPPED_EARLY = (
+        ("tol", "POT stopped on its own criterion before max_iter, yet the plan's marginal residual is above tol: "
+                "ask for a smaller tol, or solve with otalign's 'sinkhorn'"),
+    )
 
     def _one(self, ot, method, problem, cost, a, b, max_iter, tol):
         eps = problem.eps
@@ -89,14 +99,17 @@ class POTSolver(Solver):
             if method == "emd":
                 return (ot.emd(a, b, cost, numItermax=max(max_iter, 100_000)),)
             if method in ("sinkhorn", "sinkhorn_log"):
-                _, log = ot.sinkhorn(a, b, cost, eps, method=method, numItermax=max_iter, stopThr=tol, log=True)
+                # POT stops when the L2 norm of its column-marginal error is below stopThr; otalign's tol bounds the L1
+                # residual, at most sqrt(m) times the L2 norm: tol / sqrt(m) makes POT's stop imply otalign's.
+                stop = tol / math.sqrt(cost.shape[-1])
+                _, log = ot.sinkhorn(a, b, cost, eps, method=method, numItermax=max_iter, stopThr=stop, log=True)
                 log_u = log["log_u"] if method == "sinkhorn_log" else torch.log(log["u"])
                 log_v = log["log_v"] if method == "sinkhorn_log" else torch.log(log["v"])
                 f, g = eps * log_u, eps * log_v
                 if problem.reference == "product":
                     f, g = f - eps * a.log(), g - eps * b.log()
                 errors = log.get("err", [])
-                return f, g, int(log.get("niter", len(errors))), _last(errors)
+                return f, g, int(log["niter"]) + 1, _last(errors)  # POT's niter is its last loop index, 0-based
             reg_type = "kl" if problem.reference == "product" else "entropy"
             reg_m = (_pot_rho(problem.rho_a), _pot_rho(problem.rho_b))
             _, log = ot.unbalanced.sinkhorn_unbalanced(

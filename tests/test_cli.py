@@ -51,11 +51,12 @@ def test_demo_quick_end_to_end(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--workers", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "report.md" in printed and "GCA-UOT" in printed
+    assert "report.md" in printed and "GCAUOT" in printed
+    assert "14 runs (12 training runs, 2 evaluations of the untrained encoder)" in printed  # the counter's total
     report = (out / "report.md").read_text()
     for heading in ("## clean", "## corrupted"):
         assert heading in report
-    for label in ("InfoNCE", "GCA-INCE", "RINCE", "GCA-RINCE", "GCA-UOT", "BYOL", "untrained encoder"):
+    for label in ("InfoNCE", "GCAInfoNCE", "RINCE", "GCARINCE", "GCAUOT", "BYOL", "untrained encoder"):
         assert f"| {label} |" in report
     for figure in ("accuracy.png", "knn.png", "loss_clean.png", "loss_corrupted.png", "plans_clean.png",
                    "plans_corrupted.png"):
@@ -78,10 +79,13 @@ def test_train_leave_one_domain_out_with_a_domain_prior_and_another_solver(tmp_p
                  "--alpha", "0.1", "--beta", "0", "--held-out-domain", "2", "--solver", "proximal",
                  "--solver-option", "inner_iter=2", "--out", str(out), *TINY]) == 0
     evaluation = json.loads((out / "results.json").read_text())["evaluation"]
-    assert {"domain_probe", "in_domain", "held_out_domain", "held_out_domain/2"} <= set(evaluation)
+    assert {"domain_probe", "in_domain", "cross_domain", "cross_domain/2", "held_out_domain",
+            "seen_domains_cross_domain"} <= set(evaluation)
+    assert evaluation["held_out_domain"] == evaluation["cross_domain/2"] and evaluation["held_out_domain_id"] == 2
     config = json.loads((out / "results.json").read_text())["config"]
     assert config["solver_options"] == {"inner_iter": 2} and config["held_out_domain"] == 2
-    assert "target" in json.loads((out / "run.json").read_text())
+    run = json.loads((out / "run.json").read_text())
+    assert "target" in run and run["config"]["held_out_domain"] == 2  # the config as a JSON object
 
 
 def test_train_with_a_custom_target_callable(tmp_path, capsys):
@@ -137,3 +141,24 @@ def test_every_flag_has_real_help():
             assert text != action.dest.replace("_", " "), f"{command} {action.option_strings}"
     train_help = commands.choices["train"].format_help()
     assert "default None" not in train_help and "(default: the method's own)" in train_help
+
+
+@pytest.mark.xfail(strict=False, reason="needs a lazy otalign/__init__: main imports the solvers (and torch) eagerly "
+                   "to register them; see the newcomer branch's report")
+def test_top_level_help_does_not_import_torch():
+    code = ("import sys\nfrom otalign.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "assert 'torch' not in sys.modules, 'otalign --help imported torch'\nprint('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr
+
+
+def test_train_help_lists_every_modality_s_datasets(capsys):
+    from otalign.training.modality import available_modalities, get_modality
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for name in available_modalities():
+        for dataset in get_modality(name).datasets:
+            assert dataset in text, (name, dataset)
+    assert "runs that module's code" in text

@@ -183,3 +183,35 @@ def test_no_module_configures_logging_globally():
     offenders = [str(p) for root in roots for p in root.rglob("*.py") if "basicConfig" in p.read_text()]
     assert offenders == []
     assert cli.__name__ == "otalign.cli"
+
+
+def _terminate(*args, **kwargs):
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGTERM)
+    raise AssertionError("SIGTERM did not stop the run")
+
+
+def test_sigterm_in_train_exits_143_with_the_resume_hint(tmp_path, capsys, monkeypatch):
+    import signal
+
+    import otalign.training.experiment as experiment
+
+    monkeypatch.setattr(experiment, "run_experiment", _terminate)
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(tmp_path / "run"), "--device", "cpu", *TINY])
+    assert exit_info.value.code == 143
+    err = capsys.readouterr().err
+    assert "terminated (SIGTERM)" in err and "same command" in err and err.count("\n") == 1
+    assert signal.getsignal(signal.SIGTERM) is before  # the handler is restored
+
+
+def test_a_few_label_probe_larger_than_a_class_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--out", str(out), "--device", "cpu", "--eval-labels-per-class", "500", *TINY])
+    assert exit_info.value.code == 2
+    assert "eval_labels_per_class: 500 labels per class, but class" in capsys.readouterr().err
+    assert not (out / "metrics.jsonl").exists()  # no epoch was trained

@@ -190,3 +190,19 @@ def test_kl_of_a_target_asking_for_a_forbidden_pair_is_infinite():
     per_anchor = kl(plan, target)
     assert per_anchor[1].item() == math.inf
     assert torch.isfinite(per_anchor[torch.arange(2 * N) != 1]).all()
+
+
+def test_robust_default_q_and_lam_match_the_losses_and_the_maths_page():
+    import inspect
+    from pathlib import Path
+
+    from otalign.divergences import ROBUST_LAM, ROBUST_Q, Robust
+    from otalign.losses import GCARINCE, GCAUOT, RINCE
+
+    for function in (robust, RINCE.__init__, GCARINCE.__init__, GCAUOT.__init__):
+        parameters = inspect.signature(function).parameters
+        assert parameters["q"].default == ROBUST_Q == 0.6, function
+        assert parameters["lam"].default == ROBUST_LAM, function
+    assert (Robust().q, Robust().lam) == (ROBUST_Q, ROBUST_LAM)
+    maths = (Path(__file__).parents[1] / "docs" / "maths.md").read_text()
+    assert f"robust ($q = {ROBUST_Q}$" in maths

@@ -497,7 +497,7 @@ TARGET_CASES = {
     "paired n_views a float": ("n_views", lambda: targets.paired(3, 2.5)),
     "from_labels None": ("labels", lambda: targets.from_labels(None)),
     "from_labels a string": ("labels", lambda: targets.from_labels("abc")),
-    "from_labels strings": ("labels", lambda: targets.from_labels(["a", "b"])),
+    "from_labels mixed types": ("labels", lambda: targets.from_labels(["a", 1])),
     "from_labels complex": ("labels", lambda: targets.from_labels(torch.tensor([1j, 2j]))),
     "from_labels empty": ("labels", lambda: targets.from_labels(torch.tensor([], dtype=torch.long))),
     "from_labels NaN": ("labels", lambda: targets.from_labels(torch.tensor([0.0, NAN]))),
@@ -643,7 +643,7 @@ METRIC_CASES = {
     "wdm tol negative": ("tol", lambda: metrics.wdm(FEATURES, FEATURES, tol=-1.0)),
     "wdm features on the meta device": ("z1", lambda: metrics.wdm(FEATURES, FEATURES.to(meta))),
     "sample_per_class a string": ("labels", lambda: metrics.sample_per_class("01", 1)),
-    "sample_per_class float labels": ("labels", lambda: metrics.sample_per_class(torch.tensor([0.0, 1.0]), 1)),
+    "sample_per_class NaN labels": ("labels", lambda: metrics.sample_per_class(torch.tensor([0.0, float("nan")]), 1)),
     "sample_per_class 2-D labels": ("labels", lambda: metrics.sample_per_class(torch.zeros(2, 2, dtype=torch.long), 1)),
 }
 

@@ -83,8 +83,11 @@ def test_probe_few_label_reproducible_and_bad_input():
         linear_probe(x, y[:-1], x, y)
     with pytest.raises(ValueError, match="train_features, test_features"):
         linear_probe(x, y, x[:, :2], y)
+    assert linear_probe(x, y, x, y.float(), labels_per_class=2, draws=2, seed=1) == a  # float labels read alike
+    names = np.array(["a", "b", "c", "d"])[y.numpy()]
+    assert linear_probe(x, names, x, list(names), labels_per_class=2, draws=2, seed=1) == a  # and strings
     with pytest.raises(TypeError, match="test_labels"):
-        linear_probe(x, y, x, y.float())
+        linear_probe(x, y, x, [None] * len(y))
 
 
 # ------------------------------------------------------------------------------------------------ kNN

@@ -1,9 +1,12 @@
-"""Inputs of the domain-adaptation estimators: NumPy arrays or torch tensors in, the caller's type out.
+"""Inputs of the domain-adaptation estimators: torch tensors, NumPy arrays, lists or pandas objects in (the
+conversion rule of :mod:`otalign.arrays`), the caller's type out.
 
-Samples are ``(n, d)`` floating arrays (integer arrays are read as float64, like NumPy's promotion); labels are
-``(n,)`` integer arrays, ``-1`` marking an unlabelled sample (POT's convention). Computation happens in torch on
-the device of the first tensor argument (the CPU for NumPy input); results go back to the container (NumPy or
-torch), device and floating dtype of the argument they answer.
+Samples are ``(n, d)`` numeric arrays (integer arrays are read as float64, like NumPy's promotion; a pandas
+DataFrame by its ``to_numpy()``); labels are ``(n,)`` integer, boolean, float or string labels
+(:func:`otalign.arrays.as_labels`), an integer ``-1`` marking an unlabelled sample (POT's convention). Computation
+happens in torch on the device of the first tensor argument (the CPU otherwise); results go back as torch tensors
+(on the argument's device) for tensor arguments and as NumPy arrays for every other container, in the argument's
+floating dtype.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-ArrayLike = Union[np.ndarray, Tensor]
+from .. import arrays
+
+ArrayLike = Union[np.ndarray, Tensor, list, "pandas.Series", "pandas.DataFrame"]
 
 #: Label value of an unlabelled sample.
 MISSING_LABEL = -1
@@ -39,15 +44,10 @@ class Container:
 
 
 def _as_tensor(name: str, x) -> tuple[Tensor, Container]:
+    t = arrays.as_tensor(name, x)
     if isinstance(x, Tensor):
-        return x.detach(), Container(False, x.device, x.dtype)
-    if isinstance(x, np.ndarray):
-        if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == np.bool_):
-            raise TypeError(f"{name}: expected a numeric array, got dtype {x.dtype}")
-        x = np.ascontiguousarray(x)
-        t = torch.from_numpy(x if x.flags.writeable else x.copy())
-        return t, Container(True, t.device, t.dtype)
-    raise TypeError(f"{name}: expected a NumPy array or a torch tensor, got {type(x).__name__}")
+        return t.detach(), Container(False, t.device, t.dtype)
+    return t, Container(True, t.device, t.dtype)
 
 
 def as_samples(name: str, x, like: Optional[Tensor] = None) -> tuple[Tensor, Container]:
@@ -73,16 +73,13 @@ def as_samples(name: str, x, like: Optional[Tensor] = None) -> tuple[Tensor, Con
     return t, container
 
 
-def as_labels(name: str, y, size: int, device: torch.device) -> tuple[Tensor, Container]:
-    """``y`` as an int64 ``(size,)`` tensor on ``device``; float arrays must hold whole numbers."""
-    t, container = _as_tensor(name, y)
+def as_labels(name: str, y, size: int, device: torch.device, classes=None) -> tuple[Tensor, Container]:
+    """``y`` as an int64 ``(size,)`` tensor of label codes on ``device`` (:func:`otalign.arrays.as_labels`; string
+    labels coded against ``classes``, the sorted labels shared with the other side, by default ``y``'s own)."""
+    t = arrays.as_labels(name, y, classes)
+    container = Container(not isinstance(y, Tensor), t.device, t.dtype)
     if t.dim() != 1 or t.shape[0] != size:
         raise ValueError(f"{name}: expected one label per sample, shape ({size},), got shape {tuple(t.shape)}")
-    if t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"{name}: expected integer class labels, got dtype {t.dtype}")
-    if t.is_floating_point():
-        if not bool(torch.isfinite(t).all()) or not bool((t == t.round()).all()):
-            raise ValueError(f"{name}: expected integer class labels, got non-integral or non-finite values")
     return t.to(device=device, dtype=torch.int64), container
 
 

@@ -18,6 +18,7 @@ from ..plan import Plan
 from ..registry import resolve_solver
 from ..validation import check_number, check_positive_int
 from . import ground, mapping
+from ..arrays import label_classes
 from .arrays import ArrayLike, Container, as_labels, as_samples
 
 OUT_OF_SAMPLE_MAPS = ("ferradans", "continuous")
@@ -86,7 +87,8 @@ class BaseTransport:
             yt: Optional[ArrayLike] = None) -> "BaseTransport":
         """Fit the coupling between source samples ``Xs (n_s, d)`` and target samples ``Xt (n_t, d)``.
 
-        ``ys (n_s,)`` / ``yt (n_t,)`` are integer labels (``-1`` = unlabelled). With both, pairs of labelled
+        ``ys (n_s,)`` / ``yt (n_t,)`` are class labels: integers (``-1`` = unlabelled), booleans, floats or
+        strings (coded alike on both sides; :func:`otalign.arrays.as_labels`). With both, pairs of labelled
         samples with different labels get the cost ``limit_max * max(C)`` (forbidden when ``limit_max = inf``).
         Returns ``self``.
         """
@@ -99,8 +101,9 @@ class BaseTransport:
         xs, xt = xs.to(dtype), xt.to(device=xs.device, dtype=dtype)
         if xs.shape[1] != xt.shape[1]:
             raise ValueError(f"Xs, Xt: feature dimensions differ ({xs.shape[1]} vs {xt.shape[1]})")
-        labels_s = None if ys is None else as_labels("ys", ys, xs.shape[0], xs.device)[0]
-        labels_t = None if yt is None else as_labels("yt", yt, xt.shape[0], xs.device)[0]
+        classes = label_classes(ys, yt, names=("ys", "yt"))  # string labels: one coding shared by both sides
+        labels_s = None if ys is None else as_labels("ys", ys, xs.shape[0], xs.device, classes)[0]
+        labels_t = None if yt is None else as_labels("yt", yt, xt.shape[0], xs.device, classes)[0]
         with torch.no_grad():
             cost = ground.ground_cost(xs, xt, self.metric)
             value = ground.normalisation_value(cost, self.norm)

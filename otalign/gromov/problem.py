@@ -23,6 +23,7 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
+from ..arrays import as_tensor
 from ..geometry import DenseCost, Geometry, PointCloud
 from .geometry import squared_distance_scale
 from ..problem_checks import check_masses
@@ -38,7 +39,8 @@ class GWProblem:
     """An entropic, possibly fused and unbalanced, Gromov-Wasserstein problem.
 
     Args:
-        geom_x: intra cost of the source side: a tensor ``(n, n)`` / ``(B, n, n)``, a :class:`DenseCost`, or a
+        geom_x: intra cost of the source side: a tensor ``(n, n)`` / ``(B, n, n)`` (or a NumPy array, list or pandas
+            DataFrame: :mod:`otalign.arrays`), a :class:`DenseCost`, or a
             :class:`PointCloud` ``PointCloud(x, x, cost=...)``. With the ``"sqeuclidean"`` or
             ``"half_sqeuclidean"`` cost and the square loss the solver never forms an ``n x n`` matrix (it uses
             the rank ``d + 2`` factorisation of squared-distance matrices); other point clouds are materialised.
@@ -79,9 +81,12 @@ class GWProblem:
         if not isinstance(loss, str) or loss not in LOSSES:
             raise ValueError(f"loss: expected one of {LOSSES}, got {loss!r}")
         self.loss = loss
-        self.geom_x = _intra_geometry("geom_x", geom_x, loss)
-        self.geom_y = _intra_geometry("geom_y", geom_y, loss)
+        self.geom_x = _intra_geometry("geom_x", _array_cost("geom_x", geom_x), loss)
+        self.geom_y = _intra_geometry("geom_y", _array_cost("geom_y", geom_y), loss)
         like = self.geom_x.tensors()[0]
+        cost_xy = None if cost_xy is None else _array_cost("cost_xy", cost_xy)
+        a = None if a is None else as_tensor("a", a, dtype=like.dtype, device=like.device)
+        b = None if b is None else as_tensor("b", b, dtype=like.dtype, device=like.device)
         _check_pair(self.geom_x, self.geom_y)
         self.cost_xy = None if cost_xy is None else _cross_geometry(cost_xy, self.geom_x, self.geom_y)
         if alpha is None:
@@ -152,6 +157,15 @@ class GWProblem:
             f"GWProblem({type(self.geom_x).__name__} x {type(self.geom_y).__name__}{tuple(shape)}, eps={self.eps:g}"
             f"{fused}, loss={self.loss!r}, rho_a={self.rho_a:g}, rho_b={self.rho_b:g}, dtype={self.dtype})"
         )
+
+
+def _array_cost(name: str, cost) -> Cost:
+    """A cost given as a NumPy array, list or pandas DataFrame (:func:`otalign.arrays.as_tensor`) as a tensor
+    (integers read as float64, as NumPy promotes them); tensors and geometries as given."""
+    if isinstance(cost, (Tensor, Geometry)):
+        return cost
+    cost = as_tensor(name, cost)
+    return cost if cost.is_floating_point() else cost.to(torch.float64)
 
 
 def _intra_geometry(name: str, cost: Cost, loss: str) -> Geometry:

@@ -67,7 +67,8 @@ from ..distributed import ShardedGeometry
 from ..geometry import DenseCost
 from ..registry import resolve_solver
 from ..solver import Solver
-from ..validation import as_real, as_tensor, check_tensor, checks_enabled, is_finite, trusted
+from ..arrays import as_labels, as_tensor
+from ..validation import as_real, check_tensor, checks_enabled, is_finite, trusted, validation_enabled
 from . import distributed
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -153,6 +154,7 @@ class ContrastiveLoss(nn.Module):
     # ----------------------------------------------------------------- input handling
     def prepare(self, views: Sequence[Tensor], labels: Optional[Tensor], target: Optional[Tensor]) -> Batch:
         """Check the inputs, stack the views, gather across ranks if asked, and build the target."""
+        refuse_compiled_validation()
         if self.gather_distributed and distributed.is_distributed():
             return Batch(*distributed.sharded_batch(self, views, labels, target))
         stacked, labels = self._check_inputs(views, labels, target)
@@ -221,6 +223,8 @@ class AlignmentLoss(ContrastiveLoss):
             :class:`~otalign.Solver` instance. Solvers that cannot run a fixed number of unrolled iterations on a
             dense cost with excluded self-pairs (``"geomloss"``) are refused with the reason.
         solver_options: the named solver's constructor options, e.g. ``{"inner_iter": 5}`` for ``"proximal"``.
+            With ``"proximal"`` the loss is a different objective from the GCA paper's multistep one (a warning
+            says so; :data:`PROXIMAL_WARNING`): the proximal plan after T steps is the entropic plan at eps / T.
         reduction, gather_distributed: see :class:`ContrastiveLoss`.
         compat: ``None`` (default, the correct maths) or ``"authors"`` (module docstring).
 
@@ -253,6 +257,8 @@ class AlignmentLoss(ContrastiveLoss):
         self.iterations = iterations
         self.compat = compat
         instance = _solver(solver, solver_options, type(self).__name__)
+        if instance.name == "proximal":
+            warnings.warn(PROXIMAL_WARNING.format(loss=type(self).__name__), UserWarning, stacklevel=3)
         self.aligner = Aligner(
             instance,
             divergence,
@@ -349,12 +355,38 @@ def _stack_views(views: Sequence[Tensor]) -> Tensor:
     return torch.cat(list(views), dim=0)
 
 
+#: The warning of an alignment loss built on the proximal-point solver. Measured on 64 pairs of 16-d embeddings
+#: (``z1 = z0 + 0.3 noise``, temperature 0.5): GCA-InfoNCE 3.10 with "sinkhorn" at T = 2 and 10, 1.71 / 0.0026 with
+#: "proximal"; GCA-UOT 1.50 / 1.51 against -3.2 / -924; GCA-RINCE -3.12 against -13.7 / -1.6e5.
+PROXIMAL_WARNING = (
+    "{loss}(solver='proximal'): the proximal-point plan after T steps is the entropic plan at eps / T (it tends to "
+    "unregularised OT), so this loss is the GCA divergence at temperature eps / T, not the GCA paper's multistep "
+    "objective (Sinkhorn iterations at eps): its KL term tends to 0 and its robust term grows like exp(q T / eps) "
+    "with the number of steps (GCA-UOT: -924 at T=10 against +1.5 with 'sinkhorn'). Use solver='sinkhorn' for the "
+    "GCA losses as defined"
+)
+
+#: Why a loss cannot be compiled with value checks on (dynamo shows it in the error's debug context).
+COMPILE_HINT = (
+    "otalign: the value checks of a loss (NaN embeddings, negative targets) read tensor values, which "
+    "torch.compile(fullgraph=True) cannot trace: call otalign.set_validation(False) before compiling the loss (or "
+    "run the compiled loss inside `with otalign.validation(False):`)"
+)
+
+
+def refuse_compiled_validation() -> None:
+    """Raise :data:`COMPILE_HINT` while ``torch.compile`` traces a loss with validation on, instead of dynamo's
+    "could not guard on data-dependent expression" deep inside a check. Without ``fullgraph`` dynamo falls back to
+    running the loss eagerly, where the checks run as usual."""
+    if validation_enabled() and torch.compiler.is_compiling():
+        raise RuntimeError(COMPILE_HINT)
+
+
 def _check_labels(labels: Tensor, n: int, device: torch.device) -> Tensor:
-    labels = as_tensor("labels", labels)
+    """Labels as int64 codes (:func:`otalign.arrays.as_labels`: integers, booleans, floats or strings alike)."""
+    labels = as_labels("labels", labels)
     if labels.dim() != 1 or labels.shape[0] != n:
         raise ValueError(f"labels: expected shape ({n},) (one label per sample), got {tuple(labels.shape)}")
-    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-        raise TypeError(f"labels: expected integer class ids, got dtype {labels.dtype}")
     return labels.to(device=device, dtype=torch.int64)
 
 

@@ -28,7 +28,8 @@ class Config:
             (``"images"``: ``"digits"``, ``"digits-domains"``, ``"cifar10"``...; ``"timeseries"``:
             ``"basicmotions"``, ``"basicmotions-devices"``, ``"gunpoint"``, ...; ``"text"``: ``"wordnet"``,
             ``"fortunes"``, ``"text_domains"``). ``dataset`` and ``encoder`` left at ``None`` take the modality's
-            defaults (its first dataset and encoder).
+            defaults (its first dataset and encoder), filled in where a run starts
+            (:func:`otalign.training.modality.with_defaults`: a settings object runs no plug-in discovery).
         encoder: the modality's encoder name (images ``"mlp"``, ``"cnn"``, ``"resnet18"``; time series ``"cnn1d"``,
             ``"tcn"``; text ``"tiny_bert"``, ``"minilm"``, ``"minilm_frozen"``).
         feature_dim: encoder output size (the frozen features that evaluation reads).
@@ -143,13 +144,7 @@ class Config:
     wdm_eps: float = 0.05
 
     def __post_init__(self) -> None:
-        if self.dataset is None or self.encoder is None:
-            from .modality import get_modality
-
-            modality = get_modality(self.modality)
-            self.dataset = modality.default_dataset if self.dataset is None else self.dataset
-            self.encoder = modality.default_encoder if self.encoder is None else self.encoder
-        self.validate()
+        self.validate()  # settings only: the modality's defaults are filled where a run starts (modality.with_defaults)
 
     def validate(self) -> None:
         """Raise ValueError naming the first field whose value is out of range: every number is a real number (not a
@@ -265,6 +260,9 @@ def load_config(
     apply ``overrides`` (keys whose value is ``None`` are ignored: "not given on the command line").
 
     A TOML file may put its settings at the top level or under a ``[train]`` table.
+
+    A config file executes code: ``target = "module:function"`` imports that module (running its top-level code)
+    and calls the function on every batch, as ``--target`` does. Load only config files you trust.
     """
     values: dict[str, Any] = {}
     if path is not None:

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from .config import Config
-from .modality import get_modality
+from .modality import get_modality, with_defaults
 from .views import ViewMaker
 
 
@@ -77,6 +77,7 @@ def load_data(config: Config, device: torch.device) -> TensorData:
     """The :class:`TensorData` of ``config.dataset`` in ``config.modality`` (views as the config asks: corruption
     severity, view, fraction), without the training samples of ``config.held_out_domain``, and optionally cut to
     ``config.subset`` evenly spaced training samples."""
+    config = with_defaults(config)
     data = get_modality(config.modality).load(config, device)
     if config.held_out_domain is not None:
         if data.domains is None:
@@ -96,6 +97,7 @@ def load_data(config: Config, device: torch.device) -> TensorData:
 def build_networks(config: Config, in_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
     """``(encoder, projector)`` of ``config.encoder`` for inputs of shape ``in_shape``; the encoder has a
     ``feature_dim`` attribute, the projector maps it to ``config.projection_dim``."""
+    config = with_defaults(config)
     return get_modality(config.modality).networks(config, in_shape)
 
 

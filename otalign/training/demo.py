@@ -8,7 +8,7 @@ Setup (written into the report):
   the pairs get heavy Gaussian noise (severity 5) on their *second* view, so a clean view is often paired with a
   badly corrupted one. This is the calibration setting of the demo (half of the second views carry
   heavy Gaussian noise) and the one where a robust or unbalanced alignment should help.
-* methods: InfoNCE, GCA-INCE, RINCE, GCA-RINCE, GCA-UOT (the paper's best) and BYOL, plus the untrained encoder as
+* methods: InfoNCE, GCAInfoNCE, RINCE, GCARINCE, GCAUOT (the paper's best) and BYOL, plus the untrained encoder as
   the floor; ``seeds`` seeds each.
 * evaluation on frozen encoder features: few-label linear probe (5 labels per class, mean of 5 draws; the number
   that separates methods), full linear probe (saturates on digits), kNN, WDM, uniformity, alignment.
@@ -36,29 +36,14 @@ import torch
 
 from .config import Config
 from .data import load_data
+from .demo_names import CONDITIONS, LABELS, METRICS
 from .distributed import resolve_device, unwrap
 from .evaluate import evaluate
 from .experiment import plan_of_batch, train, untrained_evaluation
 from .methods import get_method
+from .report import write_report
 
 DEMO_METHODS = ("infonce", "gca_infonce", "rince", "gca_rince", "gca_uot", "byol")
-LABELS = {
-    "infonce": "InfoNCE",
-    "gca_infonce": "GCA-INCE",
-    "rince": "RINCE",
-    "gca_rince": "GCA-RINCE",
-    "gca_uot": "GCA-UOT",
-    "byol": "BYOL",
-    "simsiam": "SimSiam",
-    "ntxent": "NT-Xent",
-    "supcon": "SupCon (labels)",
-    "untrained": "untrained encoder",
-}
-CONDITIONS: dict[str, dict[str, Any]] = {
-    "clean": {"corrupt_severity": 0},
-    "corrupted": {"corrupt_severity": 5, "corrupt_view": "second", "corrupt_fraction": 0.5},
-}
-METRICS = ("probe_few", "probe_full", "knn", "wdm", "uniformity", "alignment")
 DEFAULT_EPOCHS = 30
 QUICK = {"epochs": 2, "seeds": 1, "subset": 400, "eval_draws": 2}
 LOGGER = logging.getLogger(__name__)
@@ -174,8 +159,6 @@ def run_demo(
     ``log`` receives one progress line per finished run (default: the ``logging`` logger
     ``"otalign.training.demo"`` at INFO). ``seeds``, ``epochs`` and ``workers`` are integers >= 1.
     """
-    from .report import write_report
-
     spec = _spec(modality)
     methods = spec.methods if methods is None else methods
     for name, value in (("seeds", seeds), ("epochs", epochs), ("workers", workers)):
@@ -199,6 +182,8 @@ def run_demo(
     started = time.perf_counter()
     cpu_seconds = 0.0
     log = log or _log
+    log(f"{run_count(len(conditions), len(methods), seeds)} on {workers} worker process(es); each worker first "
+        f"loads torch and the data (tens of seconds on a small machine), then a line per finished run")
     for done, ((condition, method, seed), result) in enumerate(_execute(tasks, configs, workers), 1):
         runs[condition][method][seed] = result
         cpu_seconds += result["cpu_seconds"]
@@ -215,8 +200,16 @@ def run_demo(
         results.update(title=spec.title, setup=spec.setup, condition_text=spec.condition_text)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    write_report(results, runs, out)
+    log(f"writing {out / 'report.md'} and its figures")
+    write_report(results, runs, out, log=log)
     return results
+
+
+def run_count(conditions: int, methods: int, seeds: int) -> str:
+    """``"70 runs (60 training runs, 10 evaluations of the untrained encoder)"``: the counter's total, split."""
+    trained, baselines = conditions * methods * seeds, conditions * seeds
+    return (f"{trained + baselines} runs ({trained} training runs, {baselines} evaluations of the untrained "
+            f"encoder)")
 
 
 def _log(line: str) -> None:

@@ -64,5 +64,6 @@ def evaluate(encoder: nn.Module, data: TensorData, config: Config, device: Optio
     results["wdm"] = metrics.wdm(f0, f1, eps=config.wdm_eps, seed=config.seed)
     if data.domains is not None:
         train_d, test_d = (d.to(device) for d in data.domains)
-        results.update(domain_evaluation(train_f, train_y, train_d, test_f, test_y, test_d))
+        results.update(domain_evaluation(train_f, train_y, train_d, test_f, test_y, test_d,
+                                         held_out=config.held_out_domain))
     return results

@@ -23,14 +23,15 @@ from .data import TensorData
 RESUMABLE_CHANGES = frozenset({"out", "device", "quiet", "resume", "checkpoint_every", "data_root"})
 
 
-def run_fingerprint(config: Config, data: TensorData, model: nn.Module) -> dict[str, str]:
-    """The fingerprint of training ``model`` on ``data`` with ``config`` (a dict of four strings)."""
+def run_fingerprint(config: Config, data: TensorData, model: nn.Module) -> dict[str, Any]:
+    """The fingerprint of training ``model`` on ``data`` with ``config``: ``config`` as a JSON object of the
+    settings, ``data``, ``target`` and ``code`` as strings."""
     from .. import __version__
 
     settings = {key: value for key, value in config.to_dict().items() if key not in RESUMABLE_CHANGES}
     rule = getattr(model, "rule", None)
     return {
-        "config": json.dumps(settings, sort_keys=True, default=str),
+        "config": json.loads(json.dumps(settings, sort_keys=True, default=str)),  # as it reads back from JSON
         "data": data_identity(config, data),
         "target": "the method's own" if rule is None else getattr(rule, "identity", repr(rule)),
         "code": f"otalign {__version__}",
@@ -48,20 +49,32 @@ def data_identity(config: Config, data: TensorData) -> str:
             f"meta=[{meta}] sha256={digest.hexdigest()[:16]}")
 
 
-def differences(saved: dict[str, Any], current: dict[str, str]) -> list[str]:
-    """Human-readable differences between two fingerprints (empty when they agree)."""
+def differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two fingerprints (empty when they agree). A saved ``config`` may be a
+    JSON string (the format of earlier versions)."""
     found = []
     for part in ("config", "data", "target", "code"):
         old, new = saved.get(part), current.get(part)
+        if part == "config":
+            old, new = _settings(old), _settings(new)
         if old == new:
             continue
-        if part == "config" and isinstance(old, str):
-            before, after = json.loads(old), json.loads(new)
+        if part == "config" and isinstance(old, dict) and isinstance(new, dict):
+            before, after = old, new
             changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
             found += [f"setting {k}: {before.get(k)!r} -> {after.get(k)!r}" for k in changed]
         else:
             found.append(f"{part}: {old!r} -> {new!r}")
     return found
+
+
+def _settings(config: Any) -> Any:
+    if isinstance(config, str):
+        try:
+            return json.loads(config)
+        except json.JSONDecodeError:
+            return config
+    return config
 
 
 def _sorted_values(meta: dict[str, Tensor]) -> list[Tensor]:

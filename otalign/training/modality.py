@@ -11,7 +11,7 @@ Example::
 
     >>> register_modality(Modality("audio", load=load_audio, networks=audio_networks,
     ...                            datasets=("speechcommands",), encoders=("cnn1d",)))
-    >>> Config(modality="audio")          # dataset and encoder default to the modality's first ones
+    >>> with_defaults(Config(modality="audio"))   # dataset and encoder default to the modality's first ones
 """
 
 from __future__ import annotations
@@ -100,6 +100,17 @@ def get_modality(name: str) -> Modality:
     if name not in _REGISTRY:
         raise ValueError(f"modality: unknown {name!r}; available: {available_modalities()}")
     return _REGISTRY[name]
+
+
+def with_defaults(config: "Config") -> "Config":
+    """``config`` with ``dataset`` and ``encoder`` filled from its modality's defaults where they are ``None`` (the
+    modality is looked up, and imported on first use, here); ``config`` itself when both are set. Raises a
+    ``ValueError`` naming ``modality`` for an unknown one."""
+    if config.dataset is not None and config.encoder is not None:
+        return config
+    modality = get_modality(config.modality)
+    return config.replace(dataset=config.dataset or modality.default_dataset,
+                          encoder=config.encoder or modality.default_encoder)
 
 
 def available_modalities() -> list[str]:

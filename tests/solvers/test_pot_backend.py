@@ -77,3 +77,33 @@ def test_bad_arguments(data):
     with pytest.raises(ValueError, match=r"^solver: 'pot' does not support a warm start"):
         plan = solve(Problem(data.C, data.a, data.b), tol=1e-6)
         solve(Problem(data.C, data.a, data.b), "pot", init=plan)
+
+
+def _pot_problem():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(40, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(30, 2, generator=gen, dtype=torch.float64) + 0.5
+    return Problem(torch.cdist(x, y) ** 2, eps=0.5)
+
+
+def test_pot_iterations_are_counted_from_one_and_a_tight_tol_converges_without_warning():
+    import warnings
+
+    import ot
+
+    problem = _pot_problem()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the tutorial's call: no spurious ConvergenceWarning
+        plan = solve(problem, "pot", method="sinkhorn_log", tol=1e-12, max_iter=10_000)
+    assert plan.converged and max(float(r.max()) for r in plan.marginal_residual) <= 1e-12
+    _, log = ot.sinkhorn(problem.a, problem.b, problem.cost, 0.5, method="sinkhorn_log",
+                         stopThr=1e-12 / 30 ** 0.5, numItermax=10_000, log=True)
+    assert plan.iterations == log["niter"] + 1
+
+
+def test_pot_advises_raising_max_iter_only_when_it_ran_all_iterations():
+    from otalign import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="no convergence after 5 iterations .*raise max_iter"):
+        plan = solve(_pot_problem(), "pot", method="sinkhorn_log", tol=1e-12, max_iter=5)
+    assert plan.iterations == 5

@@ -23,7 +23,17 @@ def test_domain_numbers_on_constructed_features():
     assert result["domain_probe"] > 0.95
     for d in range(3):
         assert result[f"in_domain/{d}"] > 0.95
-    assert result["held_out_domain/0"] > 0.95 and result["held_out_domain/1"] > 0.95
-    assert result["held_out_domain/2"] < 0.75  # its class lives in a feature the other domains leave at 0
+    assert result["cross_domain/0"] > 0.95 and result["cross_domain/1"] > 0.95
+    assert result["cross_domain/2"] < 0.75  # its class lives in a feature the other domains leave at 0
+    assert "held_out_domain" not in result  # no domain was held out of training
     assert abs(result["in_domain"] - sum(result[f"in_domain/{d}"] for d in range(3)) / 3) < 1e-12
     assert all(isinstance(value, float) for value in result.values())
+
+
+def test_held_out_domain_is_the_never_seen_domain_alone():
+    train_f, train_y, train_d = features(40, 0)
+    test_f, test_y, test_d = features(20, 1)
+    result = domain_evaluation(train_f, train_y, train_d, test_f, test_y, test_d, held_out=2)
+    assert result["held_out_domain"] == result["cross_domain/2"] and result["held_out_domain_id"] == 2.0
+    assert result["seen_domains_cross_domain"] == (result["cross_domain/0"] + result["cross_domain/1"]) / 2
+    assert result["held_out_domain"] < 0.75 < result["seen_domains_cross_domain"]  # never mixed

@@ -99,3 +99,12 @@ def test_leave_one_domain_out_runs_each_fold_in_its_own_folder(tmp_path, monkeyp
     x, y = torch.randn(12, 4), torch.arange(12) % 2
     setups.leave_one_domain_out_run(Config(out=str(tmp_path)), x, y, domains, Jitter())
     assert seen == [str(tmp_path / f"fold-{d}") for d in range(3)]
+
+
+def test_run_json_config_is_an_object_and_old_string_configs_still_compare():
+    import json as _json
+
+    current = {"config": {"lr": 0.002, "seed": 0}, "data": "d", "target": "t", "code": "c"}
+    saved_old = {**current, "config": _json.dumps({"lr": 0.001, "seed": 0})}  # the format of earlier versions
+    assert differences(saved_old, current) == ["setting lr: 0.001 -> 0.002"]
+    assert differences({**current, "config": _json.dumps(current["config"])}, current) == []

@@ -9,7 +9,7 @@ from torch import nn
 
 from otalign.training import Config, Modality, PairViews, TensorData, get_modality, register_modality
 from otalign.training.data import build_networks, load_data
-from otalign.training.modality import available_modalities
+from otalign.training.modality import available_modalities, with_defaults
 
 
 class NoisyViews(PairViews):
@@ -37,7 +37,8 @@ def test_a_registered_modality_serves_the_trainer():
     register_modality(TOY)
     assert get_modality("toy_vectors") is TOY and "toy_vectors" in available_modalities()
     config = Config(modality="toy_vectors", feature_dim=4, projection_dim=2)
-    assert (config.dataset, config.encoder) == ("toy", "linear")  # defaults follow the modality
+    assert (config.dataset, config.encoder) == (None, None)  # a settings object discovers no plug-in
+    assert (with_defaults(config).dataset, with_defaults(config).encoder) == ("toy", "linear")  # the modality's
     data = load_data(config, torch.device("cpu"))
     encoder, projector = build_networks(config, data.in_shape)
     assert projector(encoder(data.train_x)).shape == (30, 2)
@@ -50,7 +51,7 @@ def test_registration_conflicts_and_unknown_names_are_errors():
     with pytest.raises(ValueError, match="already registered"):
         register_modality(Modality("toy_vectors", load_toy, toy_networks, ("other",), ("linear",)))
     with pytest.raises(ValueError, match="modality: unknown 'nope'"):
-        Config(modality="nope")
+        with_defaults(Config(modality="nope"))
     with pytest.raises(ValueError, match="datasets"):
         Modality("bad", load_toy, toy_networks, (), ("linear",))
 
@@ -59,7 +60,7 @@ def test_registration_conflicts_and_unknown_names_are_errors():
                                                          ("timeseries", "basicmotions", "cnn1d"),
                                                          ("text", "wordnet", "tiny_bert")])
 def test_shipped_modalities_register_with_their_defaults(modality, dataset, encoder):
-    config = Config(modality=modality)
+    config = with_defaults(Config(modality=modality))
     assert (config.dataset, config.encoder) == (dataset, encoder)
 
 

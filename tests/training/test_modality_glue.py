@@ -108,7 +108,7 @@ def test_demo_quick(tmp_path, capsys, modality):
     assert main(["demo", "--modality", modality, "--quick", "--methods", "gca_uot", "--out", str(out),
                  "--workers", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "GCA-UOT" in printed and "report.md" in printed
+    assert "GCAUOT" in printed and "report.md" in printed
     report = (out / "report.md").read_text()
     assert ("JapaneseVowels" if modality == "timeseries" else "WordNet") in report
     results = json.loads((out / "results.json").read_text())

@@ -56,7 +56,7 @@ def test_every_metric_header_has_a_direction_and_an_explanation():
 def test_ties_are_called_ties_and_the_untrained_baseline_is_explained():
     sentences = report.conclusions(results_of(fake_runs(TIED)))
     text = " ".join(sentences)
-    assert "GCA-INCE − InfoNCE" in text and "within two standard errors everywhere" in text
+    assert "GCAInfoNCE − InfoNCE" in text and "within two standard errors everywhere" in text
     assert "clean: the untrained encoder has the highest kNN accuracy" in text
     assert "the untrained encoder has the smallest alignment" in text
     assert sentences[-1].startswith("Bottom line: in every condition all methods are within two standard errors")
@@ -66,9 +66,9 @@ def test_ties_are_called_ties_and_the_untrained_baseline_is_explained():
 def test_real_differences_are_reported_as_such():
     text = " ".join(report.conclusions(results_of(fake_runs(APART))))
     assert "beyond two standard errors in 2 condition(s)" in text
-    assert "+0.040 clean" in text  # GCA-INCE minus InfoNCE, from the numbers
+    assert "+0.040 clean" in text  # GCAInfoNCE minus InfoNCE, from the numbers
     assert "highest kNN accuracy" not in text and "smallest alignment" not in text
-    assert "Bottom line: within two standard errors of the best method in every condition: GCA-INCE;" in text
+    assert "Bottom line: within two standard errors of the best method in every condition: GCAInfoNCE;" in text
     assert "behind the best: InfoNCE (clean, corrupted)" in text
 
 
@@ -93,3 +93,33 @@ def test_write_report(tmp_path):
     assert "higher is better" in text and "lower is better" in text
     for figure in ("accuracy.png", "knn.png", "plans_clean.png", "loss_corrupted.png"):
         assert (tmp_path / figure).stat().st_size > 0 and f"]({figure})" in text
+
+
+def test_the_corruption_sentence_says_changes_with_the_sign_of_corrupted_minus_clean():
+    text = " ".join(report.conclusions(results_of(fake_runs(APART))))
+    assert "drops by" not in text
+    # fake_runs puts the corrupted few-label probe 0.01 below the clean one for every method
+    assert "Under corruption the few-label probe changes by -0.010 (InfoNCE), -0.010 (GCAInfoNCE)" in text
+
+
+def test_the_run_counter_and_the_summary_count_the_same_runs():
+    from otalign.training.demo import run_count
+
+    assert run_count(2, 6, 5) == "70 runs (60 training runs, 10 evaluations of the untrained encoder)"
+
+
+def test_report_progress_lines_name_each_figure(tmp_path):
+    lines = []
+    runs = fake_runs(APART)
+    report.write_report(results_of(runs), runs, tmp_path, log=lines.append)
+    for name in ("accuracy.png", "knn.png", "plans_clean.png", "loss_corrupted.png"):
+        assert any(name in line for line in lines), name
+
+
+def test_demo_and_report_do_not_import_each_other():
+    import ast
+    from pathlib import Path
+
+    source = Path(report.__file__).read_text()
+    imported = {node.module for node in ast.walk(ast.parse(source)) if isinstance(node, ast.ImportFrom)}
+    assert "demo" not in imported

@@ -48,11 +48,13 @@ def test_hierarchical_levels_by_name():
 
 
 def test_custom_callable_by_module_and_name():
-    rule = target_rule(Config(target="tests.training.test_target_rules:custom_target"))
+    rule = target_rule(Config(target="tests.training.test_target_rules:custom_target"), ("domain",))
     torch.testing.assert_close(rule(LABELS, META, 2), custom_target(LABELS, META["domain"], 2))
     assert rule.identity.startswith("tests.training.test_target_rules:custom_target@")
-    with pytest.raises(ValueError, match=r"returned \(3, 3\) .* expected \(8, 8\)"):
-        target_rule(Config(target="tests.training.test_target_rules:wrong_shape"))(LABELS, META, 2)
+    with pytest.raises(ValueError, match=r"returned \(3, 3\) .* expected a \(8, 8\)"):
+        target_rule(Config(target="tests.training.test_target_rules:wrong_shape"))
+    with pytest.raises(ValueError, match="custom_target raised TypeError: domains"):  # a dataset without domains
+        target_rule(Config(target="tests.training.test_target_rules:custom_target"))
     with pytest.raises(ValueError, match="target: cannot import"):
         target_rule(Config(target="no_such_module_xyz:f"))
 
@@ -83,3 +85,85 @@ def test_the_model_gets_the_rule_and_the_loss_the_solver():
     assert model.criterion.aligner.solver.inner_iter == 2
     loss = model(torch.randn(6, 6), torch.randn(6, 6), labels=torch.tensor([0, 0, 1, 1, 2, 2]), meta={})
     assert torch.isfinite(loss)
+
+
+def negative(labels, domains, n_views):
+    return -targets.paired(labels.shape[0], n_views)
+
+
+def all_zero(labels, domains, n_views):
+    return torch.zeros(n_views * labels.shape[0], n_views * labels.shape[0])
+
+
+def with_nan(labels, domains, n_views):
+    out = targets.paired(labels.shape[0], n_views)
+    out[0, 1] = float("nan")
+    return out
+
+
+def with_inf(labels, domains, n_views):
+    out = targets.paired(labels.shape[0], n_views)
+    out[0, 1] = float("inf")
+    return out
+
+
+def with_diagonal(labels, domains, n_views):
+    return torch.ones(n_views * labels.shape[0], n_views * labels.shape[0], dtype=torch.int64)
+
+
+def integer_pairs(labels, domains, n_views):
+    return targets.paired(labels.shape[0], n_views).to(torch.int64)
+
+
+def raises(labels, domains, n_views):
+    raise KeyError("no such class")
+
+
+def not_a_tensor(labels, domains, n_views):
+    return [[0.0]]
+
+
+NOT_CALLABLE = 3
+
+
+@pytest.mark.parametrize("name, message", [
+    ("negative", "returned negative entries"),
+    ("all_zero", "returned an all-zero target"),
+    ("with_nan", "returned NaN or inf"),
+    ("with_inf", "returned NaN or inf"),
+    ("with_diagonal", "returned a non-zero diagonal"),
+    ("raises", "raised KeyError: 'no such class'"),
+    ("not_a_tensor", "returned list"),
+    ("NOT_CALLABLE", "must name a function"),
+])
+def test_a_bad_custom_target_is_refused_before_training_naming_the_flag(name, message):
+    with pytest.raises(ValueError, match="--target tests.training.test_target_rules:" + name + ".*" + message):
+        target_rule(Config(target=f"tests.training.test_target_rules:{name}"))
+
+
+def test_an_integer_custom_target_is_read_as_float_as_the_library_does():
+    rule = target_rule(Config(target="tests.training.test_target_rules:integer_pairs"))
+    out = rule(LABELS, META, 2)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, targets.paired(4, 2))
+
+
+def test_checks_run_on_every_batch_even_inside_trusted_training_steps():
+    from otalign.validation import trusted
+
+    from otalign.training.target_rules import checked_custom_target
+
+    with trusted(), pytest.raises(ValueError, match="--target x:y returned negative entries"):
+        checked_custom_target(-custom_target(LABELS, META["domain"], 2), "--target x:y", 4, 2)
+
+
+def test_a_module_in_the_current_folder_is_found(tmp_path, monkeypatch):
+    (tmp_path / "my_cwd_targets.py").write_text(
+        "from otalign import targets\n"
+        "def pairs(labels, domains, n_views):\n"
+        "    return targets.paired(labels.shape[0], n_views)\n")
+    monkeypatch.chdir(tmp_path)
+    rule = target_rule(Config(target="my_cwd_targets:pairs"))
+    torch.testing.assert_close(rule(LABELS, META, 2), targets.paired(4, 2))
+    with pytest.raises(ValueError, match="searched in the current folder"):
+        target_rule(Config(target="my_cwd_targets_missing:pairs"))
