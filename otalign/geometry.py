@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from .arrays import as_tensor
 from .costs import Cost, CostFn, get_cost
 
 #: Elements per row block: 2^19 float32 values (2 MiB) kept the blocks in this CPU's L2 cache in our measurements.
@@ -221,9 +222,8 @@ class PointCloud(Geometry):
     """
 
     def __init__(self, x: Tensor, y: Optional[Tensor] = None, cost: Union[str, Cost, CostFn] = "sqeuclidean"):
-        y = x if y is None else y
-        if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-            raise TypeError("x, y: point clouds must be tensors")
+        x = _points("x", x)
+        y = x if y is None else _points("y", y)
         if x.dim() not in (2, 3) or y.dim() != x.dim():
             raise ValueError(f"x, y: expected both (n, d) or both (B, n, d), got {tuple(x.shape)} and {tuple(y.shape)}")
         if x.shape[-1] != y.shape[-1] or x.shape[:-2] != y.shape[:-2]:
@@ -340,6 +340,16 @@ class Scratch:
         if flat is None or flat.numel() < size or flat.dtype != like.dtype or flat.device != like.device:
             flat = self.flat = like.new_empty(size)
         return flat[:size].view(tuple(shape))
+
+
+def _points(name: str, value) -> Tensor:
+    """A point cloud as a tensor (:func:`otalign.arrays.as_tensor`: NumPy, lists and pandas accepted); integer
+    coordinates given as arrays or lists are read as floats of the default dtype (a tensor keeps its dtype, which
+    the problem checks)."""
+    if isinstance(value, Tensor):
+        return as_tensor(name, value)
+    points = as_tensor(name, value)
+    return points if points.is_floating_point() or points.is_complex() else points.to(torch.get_default_dtype())
 
 
 def as_geometry(cost: Union[Tensor, Geometry]) -> Geometry:

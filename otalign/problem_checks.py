@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .arrays import is_pandas
 from .distributed import ShardedGeometry, agreement
 from .geometry import DenseCost, Geometry, PointCloud
 from .validation import (
@@ -208,7 +209,7 @@ def _check_geometry(
         if cost.mask is not None:  # forbid both masks' pairs
             mask = _check_mask(mask, cost.cost, columns_elsewhere) | cost.mask
         cost = cost.cost
-    if not isinstance(cost, (Tensor, np.ndarray, list, tuple)):
+    if not (isinstance(cost, (Tensor, np.ndarray, list, tuple)) or is_pandas(cost)):
         raise TypeError(f"cost: expected a tensor (n, m) / (B, n, m) or a Geometry, got {type(cost).__name__}")
     cost = as_tensor("cost", cost)
     _check_cost_shape(cost)

@@ -22,9 +22,10 @@ import operator
 import threading
 from typing import Any, Optional
 
-import numpy as np
 import torch
 from torch import Tensor
+
+from . import arrays
 
 
 class _Switches(threading.local):
@@ -153,27 +154,12 @@ def as_tensor(name: str, value: Any, like: Optional[Tensor] = None) -> Tensor:
     """
     if isinstance(value, Tensor):
         return check_tensor(name, value)
-    converted = None
-    if isinstance(value, (np.ndarray, np.generic, list, tuple)) and getattr(value, "dtype", None) != object:
-        try:
-            converted = torch.as_tensor(value)
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    if converted is None:
-        raise TypeError(f"{name}: expected a torch.Tensor, a NumPy array or a list of numbers, got {_describe(value)}")
+    converted = arrays.as_tensor(name, value)  # the one conversion rule (NumPy, lists, pandas)
     if like is None:
         return converted
     if isinstance(value, (list, tuple)) and converted.is_floating_point() and like.is_floating_point():
         converted = torch.as_tensor(value, dtype=like.dtype)  # Python floats are doubles: no float32 detour
     return converted.to(like.device)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return f"a NumPy array of dtype {value.dtype}"
-    if isinstance(value, (list, tuple)):
-        return f"a {type(value).__name__} that is not a rectangular array of numbers"
-    return type(value).__name__
 
 
 def check_same_device(name: str, x: Tensor, like: Tensor, what: str = "the cost") -> None:

@@ -80,9 +80,8 @@ ENTRY_POINTS = {
 
 def _cases():
     for name, (call, kind) in ENTRY_POINTS.items():
-        marks = [pytest.mark.xfail(reason="lead wires Problem/PointCloud", strict=False)] if kind == "core" else []
         for container in CONTAINERS:
-            yield pytest.param(name, container, marks=marks, id=f"{name}-{container}")
+            yield pytest.param(name, container, id=f"{name}-{container}")
 
 
 @pytest.mark.parametrize("name, container", list(_cases()))

@@ -405,7 +405,7 @@ PROBLEM_CASES = {
 }
 
 POINT_CLOUD_CASES = {
-    "points of another device": ("x, y", lambda: Problem(PointCloud(torch.rand(4, 2), torch.rand(3, 2, device=meta)))),
+    "points of another device": ("y", lambda: Problem(PointCloud(torch.rand(4, 2), torch.rand(3, 2, device=meta)))),
     "points on the meta device": ("x", lambda: Problem(PointCloud(torch.rand(4, 2, device=meta),
                                                                   torch.rand(3, 2, device=meta)))),
     "integer points": ("x", lambda: Problem(PointCloud(torch.ones(4, 2, dtype=torch.int64),
@@ -418,7 +418,7 @@ POINT_CLOUD_CASES = {
         torch.rand(4, 2), torch.rand(3, 2), cost=lambda x, y: (x[..., :, None, :] - y[..., None, :, :]).abs()))),
     "a cost function returning ints": ("cost", lambda: Problem(PointCloud(
         torch.rand(4, 2), torch.rand(3, 2), cost=lambda x, y: torch.ones(x.shape[0], y.shape[0], dtype=torch.long)))),
-    "points given as lists": ("x, y", lambda: PointCloud([[0.0, 1.0]], [[1.0, 0.0]])),
+    "points given as a string": ("x", lambda: PointCloud("0 1", [[1.0, 0.0]])),
     "rank-1 points": ("x, y", lambda: PointCloud(torch.rand(4), torch.rand(4))),
     "mismatched batch": ("x, y", lambda: PointCloud(torch.rand(2, 4, 2), torch.rand(3, 3, 2))),
     "a cost that is not a name": ("cost", lambda: PointCloud(torch.rand(4, 2), torch.rand(3, 2), cost=3)),

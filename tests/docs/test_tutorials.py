@@ -49,9 +49,6 @@ def test_tutorial_runs(page: Path, restore_torch_state, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # pages that write files write them here
     import otalign
 
-    plan_types = (otalign.Plan, otalign.LowRankPlan, otalign.gromov.GWPlan)
-    if page.name == "pot_users.md" and not all(hasattr(kind, "barycentric_map") for kind in plan_types):
-        pytest.xfail("barycentric_map on every plan type (GWPlan included) is added by the engine-core work")
     namespace: dict = {"__name__": f"tutorial_{page.stem}"}
     for line, code in python_blocks(page.read_text()):
         exec(compile(code, f"{page}:{line}", "exec"), namespace)
