@@ -4,30 +4,67 @@ Core objects: :class:`Problem` (cost, masses, eps, marginal relaxations), :func:
 interchangeable solver), :class:`Plan` (potentials, plan, marginals, objective), :class:`Aligner` (plan scored
 against a target plan). Solvers live in :mod:`otalign.solvers`, targets in :mod:`otalign.targets`, divergences in
 :mod:`otalign.divergences`, cost functions in :mod:`otalign.costs`.
+
+Names are loaded on first use (``import otalign`` imports nothing heavy, so ``otalign --help`` starts without
+torch); the built-in solvers register themselves the first time the registry is asked for one.
 """
 
-from . import costs, distributed, divergences, gromov, losses, metrics, targets
-from .aligner import Aligner, Alignment
-from .geometry import DenseCost, Geometry, PointCloud
-from .lowrank_plan import LowRankPlan
-from .gromov import GWProblem
-from .plan import Plan
-from .problem import Problem
-from .solve import solve
-from .solver import ConvergenceWarning, Solver
-from .validation import set_validation, validation, validation_enabled
-from ._layout import import_mapped
+from __future__ import annotations
 
-solvers = import_mapped("solvers")  # registers the built-in solvers (the core reaches them only via the registry)
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "Aligner": "aligner", "Alignment": "aligner",
+    "DenseCost": "geometry", "Geometry": "geometry", "PointCloud": "geometry",
+    "LowRankPlan": "lowrank_plan",
+    "GWProblem": "gromov",
+    "Plan": "plan",
+    "Problem": "problem",
+    "solve": "solving",
+    "ConvergenceWarning": "solver", "Solver": "solver",
+    "set_validation": "checks", "validation": "checks", "validation_enabled": "checks",
+}
+#: Subpackages and modules reachable as attributes.
+_MODULES = ("checks", "costs", "distributed", "divergences", "gromov", "losses", "metrics", "targets", "adapt", "capabilities",
+            "registry", "arrays", "plan", "problem", "geometry", "softmin", "halfstep")
+#: Folders of the checkout installed under this package (:func:`otalign._layout.import_mapped`).
+_MAPPED = ("solvers", "modalities")
 
-def __getattr__(name: str):
-    """``otalign.modalities`` on first access (its plug-ins import heavy libraries only when used)."""
-    if name == "modalities":
-        return import_mapped(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+if TYPE_CHECKING:
+    from . import costs, distributed, divergences, gromov, losses, metrics, targets  # noqa: F401
+    from .aligner import Aligner, Alignment  # noqa: F401
+    from .geometry import DenseCost, Geometry, PointCloud  # noqa: F401
+    from .gromov import GWProblem  # noqa: F401
+    from .lowrank_plan import LowRankPlan  # noqa: F401
+    from .plan import Plan  # noqa: F401
+    from .problem import Problem  # noqa: F401
+    from .solver import ConvergenceWarning, Solver  # noqa: F401
+    from .solving import solve  # noqa: F401
+    from .checks import set_validation, validation, validation_enabled  # noqa: F401
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    elif name in _MODULES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    elif name in _MAPPED:
+        from ._layout import import_mapped
+
+        value = import_mapped(name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS) | set(_MODULES) | set(_MAPPED))
+
 
 __all__ = [
     "Aligner",
@@ -50,7 +87,7 @@ __all__ = [
     "solve",
     "solvers",
     "set_validation",
-    "validation",
     "targets",
+    "validation",
     "validation_enabled",
 ]

@@ -13,10 +13,10 @@ from .geometry import Geometry
 from .plan import Plan
 from .registry import resolve_solver
 from .problem import REFERENCES, Problem
-from .solve import solve
+from .solving import solve
 from .solver import GRAD_MODES, Init, Solver
 from .targets import check_target
-from .validation import check_eps, check_number, check_positive_int, check_rho, trusted
+from .checks import check_eps, check_number, check_positive_int, check_rho, trusted
 
 
 @dataclass

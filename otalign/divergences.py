@@ -20,7 +20,7 @@ from .plan import Plan
 from .problem import safe_log
 from .targets import check_target
 from .arrays import as_tensor
-from .validation import check_number, validation_enabled
+from .checks import check_number, validation_enabled
 
 Divergence = Callable[[Plan, Tensor], Tensor]
 

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from .arrays import as_labels, as_tensor, label_classes
-from .validation import check_number, check_positive_int
+from .checks import check_number, check_positive_int
 
 
 # --------------------------------------------------------------------------------------------------- input checks
@@ -312,7 +312,7 @@ def wdm(
     """
     from .geometry import PointCloud
     from .problem import Problem
-    from .solve import solve
+    from .solving import solve
 
     z0, z1 = _check_features("z0", z0), _check_features("z1", z1)
     if z0.shape[0] != z1.shape[0]:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .geometry import Geometry
-from .validation import is_inf
+from .checks import is_inf
 
 REFERENCES = ("product", "uniform")
 

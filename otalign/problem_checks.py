@@ -1,5 +1,5 @@
 """Checks of a whole :class:`~otalign.problem.Problem` (cost, masses, eps, rho, reference, mask), built on the
-argument checks of :mod:`otalign.validation`. Every error names the argument and says what was wrong."""
+argument checks of :mod:`otalign.checks`. Every error names the argument and says what was wrong."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from torch import Tensor
 from .arrays import is_pandas
 from .distributed import ShardedGeometry, agreement
 from .geometry import DenseCost, Geometry, PointCloud
-from .validation import (
+from .checks import (
     MASS_RTOL, _check_finite, _float_dtype, as_tensor, check_eps, check_float_tensor, check_rho, check_same_device,
     check_tensor, checks_enabled, is_finite, is_inf,
 )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Callable, Mapping, Optional, Type, TypeVar, Union
 
+from ._layout import import_mapped
 from .solver import Solver
 
 _REGISTRY: dict[str, Type[Solver]] = {}
@@ -49,13 +50,22 @@ def unregister(name: str) -> None:
     del _REGISTRY[name]
 
 
+def _load_built_ins() -> None:
+    """Import ``otalign.solvers`` once: its modules register the built-in solvers. The core imports no solver
+    module; this is the one place where the registry asks for the package (on the first lookup)."""
+    import_mapped("solvers")
+
+
 def available() -> list[str]:
     """Names of the registered solvers."""
+    _load_built_ins()
     return sorted(_REGISTRY)
 
 
 def solver_class(name: str) -> Type[Solver]:
     """The class registered as ``name`` (a ``ValueError`` naming ``solver`` otherwise)."""
+    if isinstance(name, str) and name not in _REGISTRY:
+        _load_built_ins()
     if not isinstance(name, str) or name not in _REGISTRY:
         raise ValueError(f"solver: unknown solver {name!r}; available: {available()}")
     return _REGISTRY[name]

@@ -16,7 +16,7 @@ from .halfstep import log_row_marginal
 from .plan import Plan, certify
 from .problem import Problem
 from .softmin import logsumexp
-from .validation import check_number, check_positive_int, validation_enabled
+from .checks import check_number, check_positive_int, validation_enabled
 
 GRAD_MODES = ("unroll", "implicit", "envelope", "detach")
 Init = Union[None, Plan, tuple[Tensor, Tensor]]
@@ -64,6 +64,12 @@ class Solver:
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init):
         raise NotImplementedError
+
+    def residual_tolerance(self, tol: float) -> float:
+        """The bound on the returned plan's marginal residuals that ``converged=True`` certifies: ``tol`` itself,
+        unless the solver's ``tol`` measures something else (the low-rank solver's is a relative change of its
+        objective, its marginals are held to its projection's ``inner_tol``)."""
+        return tol
 
     def refine(self, problem: Problem, plan, max_iter: int, tol: float):
         """Continue a solve whose ``converged`` the measurement on its plan refuted, for at most ``max_iter`` more
@@ -117,8 +123,8 @@ def run_solver(solver: Solver, problem: Problem, *, max_iter: int = 1000, tol: f
         err = "n/a" if plan.error is None else f"{float(plan.error.max()):.3g}"
         advice = ", ".join(text for _, text in solver.remedies)
         if refuted:
-            advice = (f"the returned plan's marginal residual stays at {err} in {problem.dtype}: solve in float64 or "
-                      f"use a larger tol; " + advice)
+            remedy = "solve in float64 or use a larger tol" if problem.dtype != torch.float64 else "use a larger tol"
+            advice = f"the returned plan's marginal residual stays at {err} in {problem.dtype}: {remedy}; " + advice
         warnings.warn(
             f"{solver.name}: no convergence after {plan.iterations} iterations (error {err} > tol {tol:g}); {advice}",
             ConvergenceWarning,
@@ -132,14 +138,15 @@ def _run_certified(solver: Solver, problem: Problem, max_iter: int, tol: float, 
     (:meth:`Solver.refine`) with the iterations left."""
     plan = solver.run(problem, max_iter, tol, init)
     claimed = plan.converged
-    plan = certify(plan, tol)
+    bound = solver.residual_tolerance(tol)
+    plan = certify(plan, bound)
     refuted = claimed and not plan.converged
     left = max_iter - plan.iterations
     if refuted and left > 0:
         refined = solver.refine(problem, plan, left, tol)
         if refined is not None:
             claimed = refined.converged
-            plan = certify(refined, tol)
+            plan = certify(refined, bound)
             refuted = claimed and not plan.converged
     return plan, refuted
 

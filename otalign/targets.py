@@ -6,7 +6,7 @@ Layout: the batch is view-blocked, ``Z = [z_view0; z_view1; ...]`` (``n_views * 
 the common ones.
 
 Targets, labels, domains and view qualities may be tensors, NumPy arrays or lists
-(:func:`otalign.validation.as_tensor`).
+(:func:`otalign.checks.as_tensor`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from . import arrays
-from .validation import check_number, check_positive_int, checks_enabled
+from .checks import check_number, check_positive_int, checks_enabled
 
 
 def paired(n: int, n_views: int = 2, device=None, dtype: torch.dtype = torch.float32) -> Tensor:
@@ -117,7 +117,7 @@ def check_target(
     """Raise unless ``target`` is a finite, non-negative real tensor (or array, converted onto ``like``'s device)
     whose last two dims are ``shape`` and whose leading dims broadcast with ``batch_shape`` (a plan's batch shape;
     not checked when ``None``). The value checks (finite, non-negative) follow
-    :func:`otalign.validation.checks_enabled`. Returns the target as a floating tensor."""
+    :func:`otalign.checks.checks_enabled`. Returns the target as a floating tensor."""
     target = _check_target_tensor(target, like)
     if tuple(target.shape[-2:]) != tuple(shape):
         raise ValueError(f"target: expected shape {tuple(shape)} (last two dims), got {tuple(target.shape)}")

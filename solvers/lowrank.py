@@ -30,7 +30,7 @@ from otalign.cost_operator import cost_operator
 from otalign.lowrank_plan import LowRankPlan, factor_entropy, linear_value
 from otalign.problem import Problem, safe_log
 from otalign.solver import ConvergenceWarning, Solver
-from otalign.validation import check_number, check_positive_int
+from otalign.checks import check_number, check_positive_int
 
 from .lowrank_steps import INITIALIZERS, RESCALES, dykstra, initial_factors, mirror_kernels
 from .registry import register
@@ -63,7 +63,9 @@ class LowRankSinkhorn(Solver):
         inner_tol: tolerance of each projection on ``|Q 1 - a|_1 + |R 1 - b|_1`` (default 1e-6).
         inner_max_iter: iteration cap of each projection (default 1000).
 
-    Stopping (``tol``): the relative change of ``F`` between two steps, ``|F_k - F_{k-1}| / |F_{k-1}|``.
+    Stopping (``tol``): the relative change of ``F`` between two steps, ``|F_k - F_{k-1}| / |F_{k-1}|``;
+    ``converged=True`` also certifies both marginal residuals of the returned factors (float64) at most
+    ``max(tol, inner_tol)``.
     ``tol=0`` runs exactly ``max_iter`` steps. ``grad``: ``"unroll"`` (through every step and projection),
     ``"envelope"`` (factors detached; ``value`` differentiates through the cost only), ``"detach"``;
     ``"implicit"`` is not available (no fixed-point equation is implemented for this non-convex problem).
@@ -115,6 +117,11 @@ class LowRankSinkhorn(Solver):
         self.alpha = check_number("alpha", alpha, strict=True)
         self.inner_tol = check_number("inner_tol", inner_tol)
         self.inner_max_iter = check_positive_int("inner_max_iter", inner_max_iter)
+
+    def residual_tolerance(self, tol: float) -> float:
+        """``converged`` certifies the marginals to the projection's tolerance (``tol`` bounds the objective's
+        relative change)."""
+        return max(tol, self.inner_tol)
 
     def attach(self, problem: Problem, plan: LowRankPlan, grad: str) -> LowRankPlan:
         """Factors computed without a graph, kept detached: ``"envelope"`` differentiates :attr:`LowRankPlan.value`

@@ -30,7 +30,7 @@ from otalign.capabilities import ALL
 from otalign.plan import Plan
 from otalign.problem import Problem
 from otalign.solver import Init, Solver, initial_potentials
-from otalign.validation import check_positive_int
+from otalign.checks import check_positive_int
 
 from .registry import register
 from .sinkhorn import Sinkhorn

@@ -15,7 +15,7 @@ from otalign.plan import Plan
 from otalign.problem import Problem, optimal_marginal
 from otalign.softmin import KERNEL_OPTIONS, LogDomain, SoftMin, choose_softmin
 from otalign.solver import Init, Solver, initial_potentials
-from otalign.validation import check_number, check_positive_int
+from otalign.checks import check_number, check_positive_int
 
 from .acceleration import check as acceleration_options
 from .acceleration import make as make_accelerator

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from otalign.problem import Problem, safe_log, where_positive
-from otalign.validation import is_inf
+from otalign.checks import is_inf
 
 from .registry import register
 from .sinkhorn import Sinkhorn

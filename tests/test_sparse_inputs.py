@@ -1,5 +1,5 @@
 """Sparse tensors at the public entry points are refused with a message naming the argument (one helper:
-otalign.validation.check_tensor)."""
+otalign.checks.check_tensor)."""
 
 import pytest
 import torch

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..plan import Plan
 from ..registry import resolve_solver
-from ..validation import check_number, check_positive_int
+from ..checks import check_number, check_positive_int
 from . import ground, mapping
 from ..arrays import label_classes
 from .arrays import ArrayLike, Container, as_labels, as_samples

@@ -18,8 +18,8 @@ from torch import Tensor
 
 from ..plan import Plan
 from ..problem import Problem
-from ..solve import solve
-from ..validation import check_number
+from ..solving import solve
+from ..checks import check_number
 from .base import BaseTransport
 from .ground import Metric
 

@@ -22,9 +22,9 @@ from torch import Tensor
 
 from ..plan import Plan
 from ..problem import Problem
-from ..solve import solve
+from ..solving import solve
 from ..solver import ConvergenceWarning
-from ..validation import check_number, check_positive_int
+from ..checks import check_number, check_positive_int
 from .arrays import one_hot
 from .base import BaseTransport
 from .ground import Metric

@@ -11,7 +11,7 @@ from .geometry import LowRankCost
 from .plan import GWPlan
 from .problem import LOSSES, GWProblem
 from .solve import GW_GRAD_MODES, solve_gw
-from ..solve import register_problem_kind
+from ..solving import register_problem_kind
 
 register_problem_kind(GWProblem, solve_gw)
 

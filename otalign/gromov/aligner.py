@@ -11,7 +11,7 @@ from ..aligner import Alignment
 from ..divergences import Divergence, anchor_weights, get_divergence
 from ..solver import Solver
 from ..targets import check_target
-from ..validation import check_eps, check_number, check_positive_int, check_rho
+from ..checks import check_eps, check_number, check_positive_int, check_rho
 from .problem import LOSSES, Cost, GWProblem
 from .solve import GW_GRAD_MODES, GWInit, _solver, solve_gw
 

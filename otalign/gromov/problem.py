@@ -27,7 +27,7 @@ from ..arrays import as_tensor
 from ..geometry import DenseCost, Geometry, PointCloud
 from .geometry import squared_distance_scale
 from ..problem_checks import check_masses
-from ..validation import MASS_RTOL, check_eps, check_float_tensor, check_number, check_rho
+from ..checks import MASS_RTOL, check_eps, check_float_tensor, check_number, check_rho
 
 LOSSES = ("square", "kl")
 Cost = Union[Tensor, Geometry]

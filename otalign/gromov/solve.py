@@ -24,7 +24,7 @@ from ..plan import Plan
 from ..problem import Problem
 from ..registry import resolve_solver
 from ..solver import ConvergenceWarning, Solver, run_solver
-from ..validation import check_number, check_positive_int
+from ..checks import check_number, check_positive_int
 from .start import AnyPlan, MatrixPlan, ProductPlan, plan_rows
 from .linearization import Linearization, inner_geometry
 from .plan import GWPlan

@@ -68,7 +68,7 @@ from ..geometry import DenseCost
 from ..registry import resolve_solver
 from ..solver import Solver
 from ..arrays import as_labels, as_tensor
-from ..validation import as_real, check_tensor, checks_enabled, is_finite, trusted, validation_enabled
+from ..checks import as_real, check_tensor, checks_enabled, is_finite, trusted, validation_enabled
 from . import distributed
 
 REDUCTIONS = ("mean", "sum", "none")

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from ..divergences import anchor_weights
 from ..geometry import PointCloud
 from ..gromov.aligner import GWAligner
-from ..validation import check_eps, check_positive_int, check_tensor
+from ..checks import check_eps, check_positive_int, check_tensor
 
 REDUCTIONS = ("mean", "sum", "none")
 

@@ -20,7 +20,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from ..validation import trusted
+from ..checks import trusted
 from . import checkpoint, rng
 from .config import Config
 from .data import TensorData

@@ -149,7 +149,7 @@ def test_an_integer_custom_target_is_read_as_float_as_the_library_does():
 
 
 def test_checks_run_on_every_batch_even_inside_trusted_training_steps():
-    from otalign.validation import trusted
+    from otalign.checks import trusted
 
     from otalign.training.target_rules import checked_custom_target
 

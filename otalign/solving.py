@@ -1,4 +1,4 @@
-"""``otalign.solve``: one entry point for every solver and every problem kind."""
+"""``otalign.solve`` (defined here, in ``otalign.solving``): one entry point for every solver and every problem kind."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import torch
 import otalign
 from otalign import Aligner, ConvergenceWarning, PointCloud, Problem, divergences, metrics, solve, targets
 from otalign.losses import GCAInfoNCE
-from otalign.validation import as_tensor
+from otalign.checks import as_tensor
 
 
 def with_entry(C, value):
