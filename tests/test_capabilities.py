@@ -105,8 +105,8 @@ def test_every_solver_serves_or_refuses_every_capability(name, capability):
             torch.testing.assert_close(plan.matrix[i], alone.matrix, rtol=1e-6, atol=1e-9)
     if capability == "warm_start" and "implicit" in solver_class(name).supports:  # a fixed point stays put
         torch.testing.assert_close(plan.matrix, kwargs["init"].matrix, rtol=1e-5, atol=1e-8)
-    if plan.converged:
-        assert float(plan.measured_residual().max()) <= TOL
+    if plan.converged:  # certified to the solver's residual tolerance (low-rank: its projection's inner_tol)
+        assert float(plan.measured_residual().max()) <= solver_class(name)(**options).residual_tolerance(TOL)
 
 
 def _slice(geometry, i):
