@@ -10,6 +10,8 @@ from . import costs, distributed, divergences, gromov, losses, metrics, targets
 from .aligner import Aligner, Alignment
 from .geometry import DenseCost, Geometry, PointCloud
 from .lowrank_plan import LowRankPlan
+from .oned import wasserstein_1d
+from .sliced import max_sliced_wasserstein, sliced_wasserstein
 from .gromov import GWProblem
 from .plan import Plan
 from .problem import Problem
@@ -52,4 +54,7 @@ __all__ = [
     "set_validation",
     "targets",
     "validation_enabled",
+    "wasserstein_1d",
+    "sliced_wasserstein",
+    "max_sliced_wasserstein",
 ]
