@@ -73,9 +73,9 @@ def test_detach_gives_no_gradient_and_implicit_is_refused():
 def test_proximal_plan_approaches_exact():
     C, a, b = _problem(10, 8, 3)
     exact = solve(Problem(C, a, b), "exact")
-    prox = solve(Problem(C, a, b, eps=0.5), "proximal", max_iter=300, tol=1e-6, inner_iter=20)
-    torch.testing.assert_close(prox.value_linear, exact.value, rtol=1e-4, atol=0)
-    assert float(prox.value_linear) >= float(exact.value) - 1e-10
+    prox = solve(Problem(C, a, b, eps=0.5), "proximal", max_iter=100, tol=0, inner_iter=20)  # last eps: 0.005
+    torch.testing.assert_close(prox.value_linear, exact.value, rtol=5e-4, atol=0)
+    assert float((prox.matrix - exact.matrix).abs().sum()) < 5e-3
 
 
 def test_errors():
