@@ -10,6 +10,8 @@ from . import costs, distributed, divergences, gromov, losses, metrics, targets
 from .aligner import Aligner, Alignment
 from .geometry import DenseCost, Geometry, PointCloud
 from .lowrank_plan import LowRankPlan
+from .barycenters import barycenter
+from .free_support import free_support_barycenter
 from .oned import wasserstein_1d
 from .sliced import max_sliced_wasserstein, sliced_wasserstein
 from .gromov import GWProblem
@@ -57,4 +59,6 @@ __all__ = [
     "wasserstein_1d",
     "sliced_wasserstein",
     "max_sliced_wasserstein",
+    "barycenter",
+    "free_support_barycenter",
 ]
