@@ -6,7 +6,7 @@ against a target plan). Solvers live in :mod:`otalign.solvers`, targets in :mod:
 :mod:`otalign.divergences`, cost functions in :mod:`otalign.costs`.
 """
 
-from . import costs, distributed, divergences, gromov, losses, metrics, targets
+from . import costs, distributed, divergences, gaussian, gromov, losses, metrics, targets
 from .aligner import Aligner, Alignment
 from .geometry import DenseCost, Geometry, PointCloud
 from .lowrank_plan import LowRankPlan
@@ -61,4 +61,5 @@ __all__ = [
     "max_sliced_wasserstein",
     "barycenter",
     "free_support_barycenter",
+    "gaussian",
 ]
