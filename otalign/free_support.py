@@ -86,11 +86,11 @@ def free_support_barycenter(
     for it in range(1, max_iter + 1):
         if same_size:
             ys, ms = torch.stack(clouds), torch.stack(cloud_masses)
-            plan = solve(Problem(_sqdist(x, ys), c.expand(len(clouds), k), ms, eps=eps), solver, **options)
+            plan = solve(Problem(squared_distances(x, ys), c.expand(len(clouds), k), ms, eps=eps), solver, **options)
             images = (w[:, None, None] * plan.apply(ys, axis=1)).sum(0)
         else:
             images = sum(
-                wk * solve(Problem(_sqdist(x, y), c, m, eps=eps), solver, **options).apply(y, axis=1)
+                wk * solve(Problem(squared_distances(x, y), c, m, eps=eps), solver, **options).apply(y, axis=1)
                 for wk, y, m in zip(w, clouds, cloud_masses)
             )
         new = images / c[:, None]
@@ -102,7 +102,7 @@ def free_support_barycenter(
     return (x, {"iterations": it, "displacements": displacements}) if return_log else x
 
 
-def _sqdist(x: Tensor, y: Tensor) -> Tensor:
+def squared_distances(x: Tensor, y: Tensor) -> Tensor:
     """``|x_i - y_j|^2`` for ``x (k, d)`` and ``y (..., n, d)``, clamped at 0 (POT's ``ot.dist``)."""
     inner = x @ y.transpose(-1, -2)
     return ((x * x).sum(-1)[:, None] + (y * y).sum(-1).unsqueeze(-2) - 2 * inner).clamp(min=0)
