@@ -107,11 +107,30 @@ def sorted_cost(u: Tensor, v: Tensor, uw: Optional[Tensor], vw: Optional[Tensor]
     sv, order_v = v.sort(-1)
     cu = uw.gather(-1, order_u).cumsum(-1)
     cv = vw.gather(-1, order_v).cumsum(-1)
-    qs = torch.cat([cu, cv], -1).sort(-1).values
-    iu = torch.searchsorted(cu.detach().contiguous(), qs.detach().contiguous()).clamp_(max=n - 1)
-    iv = torch.searchsorted(cv.detach().contiguous(), qs.detach().contiguous()).clamp_(max=m - 1)
-    delta = torch.diff(qs, dim=-1, prepend=qs.new_zeros(qs.shape[:-1] + (1,)))
-    return (delta * _power(su.gather(-1, iu) - sv.gather(-1, iv), p)).sum(-1)
+    iv_at_u, iu_at_v, order = _merge(cu.detach().contiguous(), cv.detach().contiguous())
+    # every breakpoint (u's cumulative weights, then v's) closes the interval since the previous one in merged order
+    qs = torch.cat([cu, cv], -1)
+    iu = torch.cat([torch.arange(n, device=u.device).expand(cu.shape), iu_at_v.clamp(max=n - 1)], -1)
+    iv = torch.cat([iv_at_u.clamp(max=m - 1), torch.arange(m, device=u.device).expand(cv.shape)], -1)
+    sorted_qs = qs.gather(-1, order)
+    delta = torch.diff(sorted_qs, dim=-1, prepend=sorted_qs.new_zeros(sorted_qs.shape[:-1] + (1,)))
+    gaps = su.gather(-1, iu.gather(-1, order)) - sv.gather(-1, iv.gather(-1, order))
+    return (delta * _power(gaps, p)).sum(-1)
+
+
+def _merge(cu: Tensor, cv: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Merge two sorted sequences ``(..., n)`` and ``(..., m)`` without sorting their union: the quantile index of v
+    at each of u's breakpoints (first ``j`` with ``cv_j >= cu_i``), that of u at each of v's (first ``i`` with
+    ``cu_i > cv_j``; ties put u first) and the permutation that sorts ``cat([cu, cv])`` (u before v on ties)."""
+    n, m = cu.shape[-1], cv.shape[-1]
+    iv_at_u = torch.searchsorted(cv, cu)
+    iu_at_v = torch.searchsorted(cu, cv, right=True)
+    position_u = torch.arange(n, device=cu.device) + iv_at_u
+    position_v = torch.arange(m, device=cu.device) + iu_at_v
+    positions = torch.cat([position_u, position_v], -1)
+    order = torch.empty_like(positions).scatter_(-1, positions, torch.arange(n + m, device=cu.device).expand(
+        positions.shape).contiguous())
+    return iv_at_u, iu_at_v, order
 
 
 def _uniform_breakpoints(n: int, m: int, like: Tensor) -> tuple[Tensor, Tensor, Tensor]:
