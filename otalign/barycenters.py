@@ -1,7 +1,7 @@
 """Fixed-support entropic Wasserstein barycenters (balanced and unbalanced), by iterative Bregman projections.
 
 Given K histograms ``a_k`` on n points, a cost ``C (n, m)`` to the m support points of the barycenter, weights
-``w_k`` (normalised to sum to 1) and ``eps > 0``, the barycenter ``q`` minimises
+``w_k`` (normalised to sum to 1) and ``eps > 0``, the barycenter ``q`` minimises::
 
     sum_k w_k OT_eps(a_k, q),   OT_eps(a, q) = min_{P 1 = a, P^T 1 = q} <C, P> + eps KL(P | 1)
 

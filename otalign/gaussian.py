@@ -1,6 +1,6 @@
 """Optimal transport between Gaussians (the Bures-Wasserstein geometry), in closed form.
 
-For ``N(m_s, C_s)`` and ``N(m_t, C_t)`` with the squared Euclidean cost,
+For ``N(m_s, C_s)`` and ``N(m_t, C_t)`` with the squared Euclidean cost::
 
     W_2^2 = |m_s - m_t|^2 + B^2(C_s, C_t),   B^2 = tr(C_s + C_t - 2 (C_s^{1/2} C_t C_s^{1/2})^{1/2}),
 

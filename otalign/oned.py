@@ -1,7 +1,7 @@
 """Optimal transport on the real line, in closed form (sorting and quantile functions).
 
 For two measures ``mu = sum_i a_i delta_{u_i}`` and ``nu = sum_j b_j delta_{v_j}`` of equal mass on the line, the
-monotone (north-west corner) coupling is optimal for every convex cost ``|x - y|^p``, so
+monotone (north-west corner) coupling is optimal for every convex cost ``|x - y|^p``, so::
 
     W_p^p(mu, nu) = int_0^1 |F_mu^{-1}(t) - F_nu^{-1}(t)|^p dt,
 

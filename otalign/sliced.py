@@ -1,7 +1,7 @@
 """Sliced Wasserstein distances: 1-D optimal transport along random (or given) directions.
 
 Each unit direction ``theta`` projects both point clouds onto a line, where OT is closed-form
-(:mod:`otalign.oned`). The sliced distance averages the projected costs and takes the p-th root,
+(:mod:`otalign.oned`). The sliced distance averages the projected costs and takes the p-th root::
 
     SW_p(mu, nu) = ( (1/L) sum_l W_p^p(theta_l # mu, theta_l # nu) )^(1/p),
 
