@@ -101,6 +101,7 @@ class _Iteration:
 
     def __init__(self, cost: Tensor, eps: float, hist: Tensor, w: Tensor, lam: float):
         self.cost, self.eps, self.lam, self.w = cost, eps, lam, w
+        self.masses = hist
         self.log_a = torch.log(hist)  # zeros -> -inf: no mass, u = 0
         self.floor = -700.0 if cost.dtype == torch.float64 else -80.0
         precision = 1e-12 if cost.dtype == torch.float64 else 1e-6
@@ -128,29 +129,38 @@ class _Iteration:
     def half_steps(self, log_v: Tensor) -> tuple[Tensor, Tensor]:
         """``log u = lam (log a - log K v)`` and ``log K^T u``. On the CPU in one pass over the kernel: each block of
         rows gives its ``u`` and at once its part of ``K^T u`` while it is in cache (the kernel is read once per
-        iteration instead of twice). The shift of ``u`` is the last iteration's maximum; the pass is certified
-        afterwards (no sum below the threshold, no exponent above the margin) or ``K^T u`` is recomputed."""
+        iteration instead of twice), with three operations per block (two products and a division: the scalings are
+        kept as ``exp(log u - shift)`` inside the pass). The shift of ``u`` is the last iteration's maximum; the pass
+        is certified afterwards (no sum below the threshold, no exponent above the margin) or ``K^T u`` is
+        recomputed."""
         lam = self.lam
         if self.kernel is None or self.kernel.is_cuda or self.shift_u is None:
             log_u = lam * (self.log_a - self.log_product(log_v, transpose=False))
             self.shift_u = log_u.detach().amax(-2, keepdim=True).clamp(min=torch.finfo(log_u.dtype).min)
             return log_u, self.log_product(log_u, transpose=True)
-        kernel, log_a, shift_u = self.kernel, self.log_a, self.shift_u
+        kernel, shift_u = self.kernel, self.shift_u
         shift_v = log_v.detach().amax(-2, keepdim=True).clamp(min=torch.finfo(log_v.dtype).min)
+        log_scale = -lam * shift_v - shift_u  # u exp(-shift_u) = (a / K v)^lam exp(log_scale), K v = sums exp(shift_v)
+        if not bool((log_scale.abs() <= -0.9 * self.floor).all()):
+            self.shift_u = None
+            return self.half_steps(log_v)
         scaled_v = (log_v - shift_v).clamp(min=self.floor).exp()
-        total, parts, smallest = None, [], []
+        scale = log_scale.exp()
+        masses = self.masses * scale if lam == 1.0 else self.masses
+        total, scaled_u, all_sums = None, [], []
         for start in range(0, kernel.shape[-2], self.block):
             rows = kernel[..., start:start + self.block, :]
             sums = rows @ scaled_v
-            smallest.append(sums.detach().amin())
-            part = lam * (log_a[..., start:start + self.block, :] - sums.log() - shift_v)
-            parts.append(part)
-            term = rows.transpose(-1, -2) @ (part - shift_u).clamp(min=self.floor).exp()
+            ratio = masses[..., start:start + self.block, :] / sums
+            part = ratio if lam == 1.0 else ratio.pow(lam) * scale
+            all_sums.append(sums)
+            scaled_u.append(part)
+            term = rows.transpose(-1, -2) @ part
             total = term if total is None else total + term
-        if float(torch.stack(smallest).amin()) < self.threshold:
+        if float(torch.cat(all_sums, -2).detach().amin()) < self.threshold:
             self.kernel = None  # a sum too small to trust: exact log-sum-exp from here on
             return self.half_steps(log_v)
-        log_u = torch.cat(parts, dim=-2)
+        log_u = torch.cat(scaled_u, dim=-2).log() + shift_u
         top = log_u.detach().amax(-2, keepdim=True)
         self.shift_u = top.clamp(min=torch.finfo(log_u.dtype).min)
         if bool((top <= shift_u - 0.25 * self.floor).all()) and bool((total.detach() >= self.threshold).all()):
