@@ -78,7 +78,7 @@ def barycenter(
     check_every = check_positive_int("check_every", check_every)
     if rho == 0:
         raise ValueError("rho: must be > 0 for a barycenter (rho = 0 leaves the histograms unconstrained)")
-    n_hist, n = histograms.shape[-2], histograms.shape[-1]
+    n = histograms.shape[-1]
     if cost.shape[-2] != n:
         raise ValueError(f"cost: expected {n} rows (the histograms' support), got shape {tuple(cost.shape)}")
     if cost.dtype != histograms.dtype or cost.device != histograms.device:

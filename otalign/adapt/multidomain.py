@@ -75,7 +75,8 @@ class BarycentricDomainMapping:
         previous = self.get_params()
         for name in params:
             if name not in previous:
-                raise ValueError(f"{name}: not a parameter of {type(self).__name__}; expected one of {sorted(previous)}")
+                raise ValueError(f"{name}: not a parameter of {type(self).__name__}; "
+                                 f"expected one of {sorted(previous)}")
         self.__dict__.update(params)
         try:
             self._check_params()

@@ -4,8 +4,6 @@ limit, and the errors for relaxed marginals, unequal masses, masks and ``grad="i
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 
@@ -75,7 +73,8 @@ def test_proximal_plan_approaches_exact():
     exact = solve(Problem(C, a, b), "exact")
     prox = solve(Problem(C, a, b, eps=0.5), "proximal", max_iter=100, tol=0, inner_iter=20)  # last eps: 0.005
     torch.testing.assert_close(prox.value_linear, exact.value, rtol=5e-4, atol=0)
-    assert float((prox.matrix - exact.matrix).abs().sum()) < 0.1  # of total mass 1: the plans agree but for a few entries
+    # of total mass 1: the plans agree but for a few entries
+    assert float((prox.matrix - exact.matrix).abs().sum()) < 0.1
 
 
 def test_errors():
