@@ -16,7 +16,7 @@ the two results.
 * Exact: ``otalign.solve(..., "exact")`` vs ``ot.emd`` (the same network simplex: the row shows the wrapper's cost).
 * Gaussian: ``empirical_bures_wasserstein_distance`` on ``(20,000, 128)`` samples vs POT's.
 
-Run: ``OMP_NUM_THREADS=1 python benchmarks/toolbox.py`` (about 10 minutes); ``--quick`` for a smoke run.
+Run: ``OMP_NUM_THREADS=1 python benchmarks/toolbox.py`` (about 20 minutes on a shared 2-core machine); ``--quick`` for a smoke run.
 Writes ``benchmarks/results/toolbox.md`` (``--output`` for another path).
 """
 
