@@ -27,15 +27,21 @@ _EXPORTS = {
     "solve": "solving",
     "ConvergenceWarning": "solver", "Solver": "solver",
     "set_validation": "checks", "validation": "checks", "validation_enabled": "checks",
+    "barycenter": "barycenters", "free_support_barycenter": "free_support", "wasserstein_1d": "oned",
+    "sliced_wasserstein": "sliced", "max_sliced_wasserstein": "sliced",
 }
 #: Subpackages and modules reachable as attributes.
-_MODULES = ("checks", "costs", "distributed", "divergences", "gromov", "losses", "metrics", "targets", "adapt", "capabilities",
+_MODULES = ("checks", "costs", "distributed", "gaussian", "barycenters", "free_support", "oned", "sliced", "divergences", "gromov", "losses", "metrics", "targets", "adapt", "capabilities",
             "registry", "arrays", "plan", "problem", "geometry", "softmin", "halfstep")
 #: Folders of the checkout installed under this package (:func:`otalign._layout.import_mapped`).
 _MAPPED = ("solvers", "modalities")
 
 if TYPE_CHECKING:
-    from . import costs, distributed, divergences, gromov, losses, metrics, targets  # noqa: F401
+    from . import costs, distributed, divergences, gaussian, gromov, losses, metrics, targets  # noqa: F401
+    from .barycenters import barycenter  # noqa: F401
+    from .free_support import free_support_barycenter  # noqa: F401
+    from .oned import wasserstein_1d  # noqa: F401
+    from .sliced import max_sliced_wasserstein, sliced_wasserstein  # noqa: F401
     from .aligner import Aligner, Alignment  # noqa: F401
     from .geometry import DenseCost, Geometry, PointCloud  # noqa: F401
     from .gromov import GWProblem  # noqa: F401
@@ -90,4 +96,10 @@ __all__ = [
     "targets",
     "validation",
     "validation_enabled",
+    "wasserstein_1d",
+    "sliced_wasserstein",
+    "max_sliced_wasserstein",
+    "barycenter",
+    "free_support_barycenter",
+    "gaussian",
 ]

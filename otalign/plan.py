@@ -119,7 +119,8 @@ class Plan(MarginalQuantities):
         grad: the differentiation mode the plan was made with.
         iterates: ``(f, g)`` after every row step, when the solver was asked to keep them (multistep losses).
         explicit: the plan matrix itself, for solvers whose plan is not of the Gibbs form above (exact OT,
-            ``ot.emd``); then ``f`` and ``g`` are zeros and :attr:`value` is ``<C, P>``.
+            ``ot.emd``); then :attr:`value` is ``<C, P>`` and ``f``, ``g`` are zeros, or the LP dual potentials when
+            the solver knows them (``"exact"``: then :attr:`dual_value` equals :attr:`value`).
         log_mass: ``log`` of the plan's total mass ``(...,)`` when the solver already knows it (Sinkhorn reads it
             off its last column half-step), else ``None``; spares the overflow check a pass over the cost.
     """

@@ -2,7 +2,8 @@
 
 ``"sinkhorn"`` (log-domain, balanced / semi-relaxed / unbalanced, batched), ``"unbalanced"`` (translation-invariant
 Sinkhorn for finite rho), ``"proximal"`` (proximal-point multistep, IPOT-style), ``"geomloss"`` and ``"pot"``
-(external backends, imported when used), ``"lowrank"`` (low-rank Sinkhorn: factored plans for very large n, balanced).
+(external backends, imported when used), ``"lowrank"`` (low-rank Sinkhorn: factored plans for very large n, balanced),
+``"exact"`` (network simplex through POT's compiled ``ot.emd``; balanced).
 Add your own with :func:`register`.
 """
 
@@ -17,6 +18,7 @@ from .proximal import ProximalPoint
 from .pot_backend import POTSolver
 from .geomloss_backend import GeomLossSolver
 from .lowrank import LowRankSinkhorn
+from .exact import ExactSolver
 
 __all__ = [
     "register",
@@ -29,4 +31,5 @@ __all__ = [
     "POTSolver",
     "GeomLossSolver",
     "LowRankSinkhorn",
+    "ExactSolver",
 ]

@@ -24,7 +24,7 @@ from .registry import register
 
 @register("sinkhorn")
 class Sinkhorn(Solver):
-    """Alternating log-domain half-steps ``f <- update_f(g)``, ``g <- update_g(f)`` (docs/maths.md, section 1).
+    """Alternating log-domain half-steps ``f <- row_step(g)``, ``g <- col_step(f)`` (:mod:`otalign.halfstep`).
 
     Stopping: both marginal residuals of the current plan (:attr:`Plan.marginal_residual`, L1 distances in mass
     units: ``|P 1 - a|_1`` for a hard side, ``|P 1 - a exp(-f / rho_a)|_1`` for a relaxed one, 0 for a free one;
@@ -39,9 +39,9 @@ class Sinkhorn(Solver):
         keep_iterates: keep ``(f, g)`` after every row step in :attr:`Plan.iterates` (multistep losses).
         block_rows: rows per block of the soft-min primitive (default: fit 2 MiB).
         kernel: ``"auto"`` (default) picks: for a dense cost, a fixed number of iterations (``tol=0``) and a
-            spread small against eps, the kernel-domain soft-min with a fused backward (:mod:`otalign.scaling`; same
+            spread small against eps, the kernel-domain soft-min with a fused backward (:mod:`otalign.softmin.kernel_domain`; same
             iterates); otherwise, when no gradient flows through the iterations (``grad`` other than ``"unroll"``,
-            or inputs without ``requires_grad``), the absorbed kernel domain (:mod:`otalign.absorption`: one
+            or inputs without ``requires_grad``), the absorbed kernel domain (:mod:`otalign.softmin.absorbed`: one
             matrix-vector product per half-step at any eps, certified equal to the log domain up to rounding; one
             extra n x m matrix, so for dense costs up to 2^27 entries and point clouds up to 2^24); else the
             blocked log-domain soft-min (:func:`otalign.softmin.choose_softmin`). ``"absorbed"`` forces the absorbed

@@ -72,7 +72,7 @@ def case(capability: str, name: str):
     raise AssertionError(capability)
 
 
-PAIRS = [(name, capability) for name in ("sinkhorn", "unbalanced", "proximal", "pot", "geomloss", "lowrank")
+PAIRS = [(name, capability) for name in ("sinkhorn", "unbalanced", "proximal", "pot", "geomloss", "lowrank", "exact")
          for capability in CAPABILITIES if capability not in ("sharded", "fixed_iterations")]
 
 
@@ -84,7 +84,7 @@ def test_the_table_covers_every_registered_solver_and_capability():
 
 @pytest.mark.parametrize("name, capability", PAIRS)
 def test_every_solver_serves_or_refuses_every_capability(name, capability):
-    if name == "pot":
+    if name in ("pot", "exact"):
         pytest.importorskip("ot")
     if name == "geomloss":
         pytest.importorskip("geomloss")
@@ -121,7 +121,7 @@ def _escaped(capability: str) -> str:
     return re.escape(CAPABILITIES[capability])
 
 
-@pytest.mark.parametrize("name", ["pot", "geomloss", "lowrank"])
+@pytest.mark.parametrize("name", ["pot", "geomloss", "lowrank", "exact"])
 def test_losses_refuse_solvers_that_cannot_run_fixed_iterations(name):
     with pytest.raises(ValueError, match=rf"^solver: {name!r} does not support exactly max_iter iterations"):
         otalign.losses.GCAInfoNCE(solver=name, solver_options=OPTIONS.get(name))

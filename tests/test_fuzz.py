@@ -14,7 +14,7 @@ Two kinds of tests:
   grad, init), ``Aligner``, ``targets.*``, ``divergences.*``, ``costs``, ``PointCloud``,
   ``otalign.softmin.logsumexp`` and ``otalign.metrics``.
 
-The validation-only cases that tests/test_validation.py already pins (NaN cost, bad eps, ...) are not repeated.
+The validation-only cases that tests/test_checks.py already pins (NaN cost, bad eps, ...) are not repeated.
 """
 
 from __future__ import annotations

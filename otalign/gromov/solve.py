@@ -75,7 +75,7 @@ def solve_gw(
         materialize: on the factorised point-cloud path, whether each step's linearised cost is formed as an
             ``n x m`` matrix (faster linear solves: the kernel-domain loop applies) or kept as a
             :class:`LowRankCost` (``O((n + m) d)`` memory; the default Sinkhorn still holds an ``n x m`` absorbed
-            kernel in solves without a gradient while ``B n m <= 2^24``, see :mod:`otalign.absorption`; pass
+            kernel in solves without a gradient while ``B n m <= 2^24``, see :mod:`otalign.softmin.absorbed`; pass
             ``solver=Sinkhorn(kernel="blocked")`` to keep nothing of that size). Default: materialise when
             ``B n m <= 2^24``.
         step: mirror-descent step in (0, 1]; ``1`` is POT's PGD step. A smaller step adds the proximal term

@@ -9,7 +9,7 @@ becomes one matrix-vector product (the mirror image, ``w^T K``, for a column hal
 ``w`` underflows are below ``m e^{-87 + 40}`` of the largest one (float32), so the iterates are those of the
 log-domain loop.
 
-Gradients. A :class:`ScalingKernel` is built once per solve. Each half-step is a small autograd node whose backward
+Gradients. A :class:`KernelDomain` is built once per solve. Each half-step is a small autograd node whose backward
 gives ``dh = w * (K^T q)`` with ``q = d lse / (K w)`` and adds the rank-one term ``q w^T`` of ``dL/dK`` to a tape
 instead of materialising it. All half-steps also take a 0-d *token* that stands for the cost; autograd runs the
 token's backward only after every half-step's (they all consume it), and there the 2T rank-one terms are summed by
