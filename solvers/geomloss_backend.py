@@ -13,7 +13,9 @@ geomloss runs a fixed schedule and reports nothing about convergence, so the mar
 measured (:attr:`Plan.marginal_residual`, one soft-min pass per side): ``converged`` is whether both are at most
 ``tol``, ``error`` the larger one (at the default ``scaling=0.5`` the L1 marginal error is typically 0.1-0.3, so
 expect a warning unless ``scaling`` is close to 1 or ``tol`` is loose). Backends: ``"tensorized"``,
-``"online"`` (needs pykeops), ``"multiscale"`` (pykeops), or ``"auto"`` (geomloss's choice).
+``"online"`` (needs pykeops), ``"multiscale"`` (pykeops), or ``"auto"`` (geomloss's choice). A batch is solved one
+element at a time (geomloss's schedule starts from the diameter of all the points it is given), so each element's
+plan is the one it gets alone.
 """
 
 from __future__ import annotations
@@ -75,18 +77,25 @@ class GeomLossSolver(Solver):
             "sinkhorn", p=p, blur=problem.eps ** (1 / p), reach=reach, scaling=self.scaling, debias=False,
             potentials=True, backend=self.backend,
         )
-        f, g = loss(problem.a, geometry.x, problem.b, geometry.y)
-        f, g = f.reshape(problem.a.shape), g.reshape(problem.b.shape)  # geomloss returns (1, n) for unbatched input
-        steps = _schedule_length(geometry, problem.eps, p, self.scaling)
+        if problem.batch_shape:  # geomloss anneals from the diameter of the whole batch: one element at a time
+            pairs = [loss(problem.a[i], geometry.x[i], problem.b[i], geometry.y[i]) for i in range(problem.batch_shape[0])]
+            f = torch.stack([f.reshape(problem.n) for f, _ in pairs])
+            g = torch.stack([g.reshape(problem.m) for _, g in pairs])
+            steps = max(_schedule_length(geometry.x[i], geometry.y[i], problem.eps, p, self.scaling)
+                        for i in range(problem.batch_shape[0]))
+        else:
+            f, g = loss(problem.a, geometry.x, problem.b, geometry.y)
+            f, g = f.reshape(problem.a.shape), g.reshape(problem.b.shape)  # geomloss returns (1, n) unbatched
+            steps = _schedule_length(geometry.x, geometry.y, problem.eps, p, self.scaling)
         with torch.no_grad():
             measured = Plan(problem.detach(), f.detach(), g.detach(), steps, False)
             error = torch.maximum(*measured.marginal_residual)
         return Plan(problem, f, g, steps, tol > 0 and bool((error <= tol).all()), error, "unroll")
 
 
-def _schedule_length(geometry: PointCloud, eps: float, p: int, scaling: float) -> int:
+def _schedule_length(x: torch.Tensor, y: torch.Tensor, eps: float, p: int, scaling: float) -> int:
     with torch.no_grad():
-        points = torch.cat([geometry.x.reshape(-1, geometry.x.shape[-1]), geometry.y.reshape(-1, geometry.y.shape[-1])])
+        points = torch.cat([x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])])
         diameter = (points.max(0).values - points.min(0).values).norm().item()
     blur = eps ** (1 / p)
     return max(1, math.ceil(math.log(max(diameter, blur) / blur) / -math.log(scaling))) + 2
