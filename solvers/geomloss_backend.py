@@ -15,7 +15,7 @@ measured (:attr:`Plan.marginal_residual`, one soft-min pass per side): ``converg
 expect a warning unless ``scaling`` is close to 1 or ``tol`` is loose). Backends: ``"tensorized"``,
 ``"online"`` (needs pykeops), ``"multiscale"`` (pykeops), or ``"auto"`` (geomloss's choice). A batch is solved one
 element at a time (geomloss's schedule starts from the diameter of all the points it is given), so each element's
-plan is the one it gets alone.
+plan is the one it gets alone; for the same reason points of zero mass are left out of geomloss's input.
 """
 
 from __future__ import annotations
@@ -78,19 +78,33 @@ class GeomLossSolver(Solver):
             potentials=True, backend=self.backend,
         )
         if problem.batch_shape:  # geomloss anneals from the diameter of the whole batch: one element at a time
-            pairs = [loss(problem.a[i], geometry.x[i], problem.b[i], geometry.y[i]) for i in range(problem.batch_shape[0])]
-            f = torch.stack([f.reshape(problem.n) for f, _ in pairs])
-            g = torch.stack([g.reshape(problem.m) for _, g in pairs])
-            steps = max(_schedule_length(geometry.x[i], geometry.y[i], problem.eps, p, self.scaling)
-                        for i in range(problem.batch_shape[0]))
+            solved = [self._one(loss, problem.a[i], geometry.x[i], problem.b[i], geometry.y[i], problem.eps, p)
+                      for i in range(problem.batch_shape[0])]
+            f, g = torch.stack([s[0] for s in solved]), torch.stack([s[1] for s in solved])
+            steps = max(s[2] for s in solved)
         else:
-            f, g = loss(problem.a, geometry.x, problem.b, geometry.y)
-            f, g = f.reshape(problem.a.shape), g.reshape(problem.b.shape)  # geomloss returns (1, n) unbatched
-            steps = _schedule_length(geometry.x, geometry.y, problem.eps, p, self.scaling)
+            f, g, steps = self._one(loss, problem.a, geometry.x, problem.b, geometry.y, problem.eps, p)
         with torch.no_grad():
             measured = Plan(problem.detach(), f.detach(), g.detach(), steps, False)
             error = torch.maximum(*measured.marginal_residual)
         return Plan(problem, f, g, steps, tol > 0 and bool((error <= tol).all()), error, "unroll")
+
+
+    def _one(self, loss, a, x, b, y, eps: float, p: int):
+        """``(f (n,), g (m,), schedule length)`` of one problem, solved on its support: points of zero mass are
+        structural zeros (:class:`~otalign.problem.Problem`) but would widen geomloss's diameter, hence its
+        schedule; their potentials are 0 (the product reference gives them no mass)."""
+        rows, cols = (mass > 0 for mass in (a, b))
+        whole = bool(rows.all()) and bool(cols.all())
+        if not whole:
+            a, x, b, y = a[rows], x[rows], b[cols], y[cols]
+        f, g = loss(a, x, b, y)
+        f, g = f.reshape(a.shape), g.reshape(b.shape)  # geomloss returns (1, n) for unbatched input
+        steps = _schedule_length(x, y, eps, p, self.scaling)
+        if whole:
+            return f, g, steps
+        return (f.new_zeros(rows.shape).masked_scatter(rows, f), g.new_zeros(cols.shape).masked_scatter(cols, g),
+                steps)
 
 
 def _schedule_length(x: torch.Tensor, y: torch.Tensor, eps: float, p: int, scaling: float) -> int:

@@ -27,6 +27,7 @@ has converged is left as it is. When the elements end at different ``eps / k`` t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
@@ -72,6 +73,7 @@ class ProximalPoint(Solver):
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         f, g = initial_potentials(problem, init)
+        g = _structural_column_potential(problem, g)
         size = problem.batch_shape[0] if problem.batch_shape else 1
         iterates = [] if self.keep_iterates else None
         state = [_Element(k=1, rough=rough) for rough in _rough_tolerances(problem, tol)]
@@ -162,6 +164,15 @@ class _Element:
     converged: bool = False
     error: Optional[Tensor] = None
     previous: Optional[Tensor] = None
+
+
+def _structural_column_potential(problem: Problem, g: Tensor) -> Tensor:
+    """``g`` at ``-inf`` on the columns of zero mass under the uniform reference (their potential there,
+    ``eps log v`` with ``v = 0``), so that the first row half-step gives them no mass, as the problem without those
+    columns would: outer steps run a fixed number of sweeps, so the start matters (0 would lend them mass)."""
+    if problem.reference != "uniform" or problem.rho_b == 0.0:
+        return g
+    return g.masked_fill(problem.b == 0, -math.inf)
 
 
 def _rough_tolerances(problem: Problem, tol: float) -> list[float]:
