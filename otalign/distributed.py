@@ -42,6 +42,7 @@ Example (``torchrun --nproc_per_node=2 script.py``)::
 from __future__ import annotations
 
 import contextlib
+import math
 from typing import Any, Iterator, Optional, Sequence, Union
 
 import torch
@@ -287,13 +288,25 @@ def check_sharded_problem(cost: "ShardedGeometry", a, b, eps, rho_a, rho_b, refe
         largest = torch.tensor(largest_cost, dtype=torch.float64, device=geometry.device)
         largest_cost = float(geometry.reduce_rows(largest, "max"))
     if getattr(local, "mask", None) is not None and checks_enabled():
-        allowed = (~local.mask.expand(local.cost.shape)).sum(-2, dtype=torch.float64)
-        if bool((geometry.reduce_rows(allowed) == 0).any()):
-            raise ValueError("mask: forbids every pair of some column on every rank; that mass could not be moved")
+        _check_masked_columns(geometry, local, b, numbers[2])
     if checks_enabled() and bool((geometry.reduce_rows(a.sum(-1)) <= 0).any()):
         raise ValueError("a: total mass (over all ranks) must be positive")
     check_problem_globally(geometry, a, b, *numbers, largest_cost, reference)
     return geometry, a, b
+
+
+def _check_masked_columns(geometry: "ShardedGeometry", local, b: Tensor, rho_b: float) -> None:
+    """The column half of :func:`otalign.problem_checks.check_masked_lines` over every rank's rows: a column that
+    the mask forbids on every rank carries no mass, which a hard column side (rho_b = inf) allows only at b_j = 0."""
+    allowed = (~local.mask.expand(local.cost.shape)).sum(-2, dtype=torch.float64)
+    stranded = (geometry.reduce_rows(allowed) == 0) & (b > 0)
+    if math.isinf(rho_b) and bool(stranded.any()):
+        index = stranded.nonzero()[0].tolist()
+        raise ValueError(
+            f"mask: forbids every pair of column {index[-1]}{'' if len(index) == 1 else f' of problem {index[0]}'} on "
+            f"every rank, whose mass b is positive on a hard side (rho_b = inf): that mass cannot be transported; "
+            f"give it mass 0 or relax the side (finite rho_b)"
+        )
 
 
 def _plain(value):
