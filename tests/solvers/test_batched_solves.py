@@ -98,11 +98,11 @@ SOLVERS = [
     ("unbalanced", {}, (math.inf, 1.0)),
     ("proximal", {"inner_iter": 5, "max_iter": 40}, (math.inf, 1.0)),
     ("pot", {}, (math.inf, 1.0)),
-    ("lowrank", {"rank": 2, "max_iter": 30}, (math.inf,)),
+    pytest.param("lowrank", {"rank": 2, "max_iter": 30}, (math.inf,), marks=pytest.mark.slow, id="lowrank"),
 ]
 
 
-@pytest.mark.parametrize("name, options, rhos", SOLVERS, ids=[s[0] for s in SOLVERS])
+@pytest.mark.parametrize("name, options, rhos", SOLVERS, ids=["sinkhorn", "unbalanced", "proximal", "pot", "lowrank"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_every_batching_solver_equals_loop(name, options, rhos, seed):
     """Per solver accepting batches: B = 2..4, costs scaled by 10^[-2, 2], balanced and relaxed where supported.

@@ -22,7 +22,8 @@ SOLVERS = [
     ("unbalanced", {}, (math.inf, 0.5), ("product", "uniform")),
     ("proximal", {"inner_iter": 5, "max_iter": 30}, (math.inf, 0.5), ("product", "uniform")),
     ("pot", {}, (math.inf, 0.5), ("product", "uniform")),
-    ("lowrank", {"rank": 2, "max_iter": 30}, (math.inf,), ("product", "uniform")),
+    pytest.param("lowrank", {"rank": 2, "max_iter": 30}, (math.inf,), ("product", "uniform"), marks=pytest.mark.slow,
+                 id="lowrank"),
 ]
 
 
@@ -50,7 +51,8 @@ def assert_zeros_are_removed(C, a, b, name, options, **problem_options):
     assert bool(torch.isfinite(plan.matrix).all())
 
 
-@pytest.mark.parametrize("name, options, rhos, references", SOLVERS, ids=[s[0] for s in SOLVERS])
+@pytest.mark.parametrize("name, options, rhos, references", SOLVERS,
+                         ids=["sinkhorn", "unbalanced", "proximal", "pot", "lowrank"])
 @settings(max_examples=6, deadline=None)
 @given(
     n=st.integers(3, 8), m=st.integers(3, 8), seed=st.integers(0, 2**16),
@@ -89,6 +91,7 @@ def test_pot_zero_mass_regression():
     assert plan.matrix[2].abs().sum() == 0 and bool(torch.isfinite(plan.f[:2]).all())
 
 
+@pytest.mark.slow
 def test_lowrank_zero_mass_gradient():
     """The gradient through the unrolled low-rank solve is finite, 0 on a zero row, and equals the gradient of the
     problem without the row on the others."""
