@@ -276,10 +276,77 @@ def _facts(local) -> dict[str, Any]:
     return facts
 
 
+def agree_solve(problem, solver: Any, options: dict[str, Any]) -> None:
+    """Agree, before the first collective of a sharded solve, on everything the ranks must share; a no-op unless the
+    problem's geometry is a :class:`ShardedGeometry`.
+
+    Agreed: the global shape (batch, total rows, ``m``), dtype, ``eps``, ``rho_a``, ``rho_b``, the reference, a
+    float64 fingerprint of the column side every rank holds in full (``b``, and ``y`` for a point cloud: the sum
+    and a position-weighted sum, to 10 significant digits), the solver (its name, or the class and every option of
+    an instance, nested solvers included) and ``options``: the arguments of :func:`otalign.solve` (``max_iter``,
+    ``tol``, ``grad``, the solver's constructor options; tensors by fingerprint; for ``init`` only the column
+    potential ``g``, since ``f`` is this rank's rows). A mismatch raises the same
+    :class:`DistributedInputError` on every rank, naming the argument and every rank's value, instead of a silently
+    different answer or a collective that aborts. One ``all_gather_object`` of small descriptions."""
+    geometry = problem.geometry
+    if not isinstance(geometry, ShardedGeometry):
+        return
+    facts: dict[str, Any] = {
+        "problem shape (batch, rows, columns)": problem.batch_shape + (geometry.n_global, geometry.m),
+        "dtype": str(problem.dtype),
+        "eps": repr(problem.eps), "rho_a": repr(problem.rho_a), "rho_b": repr(problem.rho_b),
+        "reference": problem.reference,
+        "b": _describe(problem.b),
+        "solver": _describe(solver),
+    }
+    if isinstance(geometry.local, PointCloud):
+        facts["y"] = _describe(geometry.local.y)
+        facts["cost"] = _describe(geometry.local.cost_function)
+    for name, value in sorted(options.items()):
+        if name == "init" and value is not None:
+            value = getattr(value, "g", None) if not isinstance(value, (tuple, list)) else value[-1]
+            name = "init (column potential g)"
+        facts[name] = _describe(value)
+    agree(None, facts, geometry.group)
+
+
+def _describe(value: Any, depth: int = 0) -> Any:
+    """A description of ``value`` that is equal on two ranks exactly when the values agree: plain values as they
+    are (floats by ``repr``, so NaN equals NaN), tensors by shape, dtype and a float64 fingerprint, functions by
+    qualified name, other objects by class and public attributes."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, Tensor):
+        return f"tensor {tuple(value.shape)} {value.dtype} fingerprint {_fingerprint(value)}"
+    if isinstance(value, (tuple, list)):
+        return tuple(_describe(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return tuple((str(k), _describe(v, depth + 1)) for k, v in sorted(value.items(), key=lambda kv: str(kv[0])))
+    if callable(value) and hasattr(value, "__qualname__"):
+        return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+    attributes = {k: v for k, v in vars(value).items() if not k.startswith("_")} if hasattr(value, "__dict__") else {}
+    if depth > 3 or not attributes:
+        return type(value).__qualname__
+    return (type(value).__qualname__, _describe(attributes, depth + 1))
+
+
+def _fingerprint(x: Tensor) -> str:
+    """``sum x`` and ``sum w x`` in float64 with fixed weights ``w_k = frac(0.618 k) + 0.5`` (a permutation or a
+    changed entry moves the second), to 10 significant digits."""
+    with torch.no_grad():
+        flat = x.detach().reshape(-1).to(torch.float64)
+        weights = torch.arange(flat.numel(), dtype=torch.float64, device=flat.device).mul_(0.6180339887).frac_()
+        pair = torch.stack([flat.sum(), (flat * (weights + 0.5)).sum()]).tolist()
+    return "{:.10e} {:.10e}".format(*pair)
+
+
 __all__ = [
     "DistributedInputError",
     "ShardedGeometry",
     "agree",
+    "agree_solve",
     "agreement",
     "all_reduce_max",
     "all_reduce_sum",

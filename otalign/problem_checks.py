@@ -42,11 +42,37 @@ def check_problem_locally(cost, a, b, eps, rho_a, rho_b, reference, mask, rows_t
         raise ValueError(f"reference: expected 'product' or 'uniform', got {reference!r}")
     eps = check_eps(eps)
     rho_a, rho_b = check_rho("rho_a", rho_a), check_rho("rho_b", rho_b)
-    geometry, largest_cost = _check_geometry(cost, mask, columns_elsewhere=rows_total is not None)
+    geometry, largest_cost = _check_geometry(cost, mask)
     like = geometry.tensors()[0]
     a = check_masses("a", a, geometry.n, geometry.batch, like, default_size=rows_total)
     b = check_masses("b", b, geometry.m, geometry.batch, like)
+    if checks_enabled():
+        check_masked_lines(geometry, a, b, rho_a, rho_b, columns=rows_total is None)
     return geometry, a, b, largest_cost, (eps, rho_a, rho_b)
+
+
+def check_masked_lines(geometry: Geometry, a: Tensor, b: Tensor, rho_a: float, rho_b: float,
+                       columns: bool = True) -> None:
+    """A row (column) whose every pair the mask forbids carries no mass. That is legal when its mass is 0 or its
+    side is relaxed or free (``rho < inf``: the penalty, or nothing, prices the missing mass); on a hard side a
+    positive mass there is infeasible. ``columns=False`` skips the columns (one rank's rows of a sharded problem:
+    a column may be allowed in another rank's rows; :func:`check_sharded_problem` decides)."""
+    mask = getattr(geometry, "mask", None)
+    if mask is None:
+        return
+    full = mask.expand(geometry.cost.shape)
+    sides = [("a", "row", "rho_a", full.all(-1), a, rho_a)]
+    if columns:
+        sides.append(("b", "column", "rho_b", full.all(-2), b, rho_b))
+    for mass_name, line, rho_name, forbidden, mass, rho in sides:
+        stranded = forbidden & (mass > 0)
+        if is_inf(rho) and bool(stranded.any()):
+            index = stranded.nonzero()[0].tolist()
+            raise ValueError(
+                f"mask: forbids every pair of {line} {index[-1]}{'' if len(index) == 1 else f' of problem {index[0]}'}"
+                f", whose mass {mass_name} is positive on a hard side ({rho_name} = inf): that mass cannot be "
+                f"transported; give it mass 0 or relax the side (finite {rho_name})"
+            )
 
 
 def check_problem_globally(geometry: Geometry, a: Tensor, b: Tensor, eps: float, rho_a: float, rho_b: float,
@@ -142,13 +168,25 @@ def check_sharded_problem(cost: ShardedGeometry, a, b, eps, rho_a, rho_b, refere
         largest = torch.tensor(largest_cost, dtype=torch.float64, device=geometry.device)
         largest_cost = float(geometry.reduce_rows(largest, "max"))
     if getattr(local, "mask", None) is not None and checks_enabled():
-        allowed = (~local.mask.expand(local.cost.shape)).sum(-2, dtype=torch.float64)
-        if bool((geometry.reduce_rows(allowed) == 0).any()):
-            raise ValueError("mask: forbids every pair of some column on every rank; that mass could not be moved")
+        _check_masked_columns(geometry, local, b, numbers[2])
     if checks_enabled() and bool((geometry.reduce_rows(a.sum(-1)) <= 0).any()):
         raise ValueError("a: total mass (over all ranks) must be positive")
     check_problem_globally(geometry, a, b, *numbers, largest_cost, reference)
     return geometry, a, b
+
+
+def _check_masked_columns(geometry: ShardedGeometry, local, b: Tensor, rho_b: float) -> None:
+    """The column half of :func:`otalign.problem_checks.check_masked_lines` over every rank's rows: a column that
+    the mask forbids on every rank carries no mass, which a hard column side (rho_b = inf) allows only at b_j = 0."""
+    allowed = (~local.mask.expand(local.cost.shape)).sum(-2, dtype=torch.float64)
+    stranded = (geometry.reduce_rows(allowed) == 0) & (b > 0)
+    if math.isinf(rho_b) and bool(stranded.any()):
+        index = stranded.nonzero()[0].tolist()
+        raise ValueError(
+            f"mask: forbids every pair of column {index[-1]}{'' if len(index) == 1 else f' of problem {index[0]}'} on "
+            f"every rank, whose mass b is positive on a hard side (rho_b = inf): that mass cannot be transported; "
+            f"give it mass 0 or relax the side (finite rho_b)"
+        )
 
 
 def plain_number(value):
@@ -179,12 +217,9 @@ def check_masses(
     return mass
 
 
-def _check_geometry(
-    cost: Union[Tensor, Geometry], mask: Optional[Tensor], columns_elsewhere: bool = False
-) -> tuple[Geometry, Optional[float]]:
+def _check_geometry(cost: Union[Tensor, Geometry], mask: Optional[Tensor]) -> tuple[Geometry, Optional[float]]:
     """The validated geometry and ``max |C|`` for a cost matrix, an upper bound of it for a point cloud with a
-    built-in cost (:meth:`PointCloud.cost_bound`), ``None`` for other geometries. ``columns_elsewhere``: these are
-    some ranks' rows only, so a column may be forbidden in all of them."""
+    built-in cost (:meth:`PointCloud.cost_bound`), ``None`` for other geometries."""
     if isinstance(cost, PointCloud):
         if mask is not None:
             raise ValueError("mask: only supported for cost matrices, not point clouds")
@@ -203,11 +238,11 @@ def _check_geometry(
         _check_cost_shape(cost.cost)
         geometry = cost.with_tensors([_float_dtype("cost", cost.cost)])
         if cost.mask is not None:
-            _check_mask(cost.mask, geometry.cost, columns_elsewhere)
+            _check_mask(cost.mask, geometry.cost)
         return geometry, _largest_cost(geometry)
     if isinstance(cost, DenseCost):
         if cost.mask is not None:  # forbid both masks' pairs
-            mask = _check_mask(mask, cost.cost, columns_elsewhere) | cost.mask
+            mask = _check_mask(mask, cost.cost) | cost.mask
         cost = cost.cost
     if not (isinstance(cost, (Tensor, np.ndarray, list, tuple)) or is_pandas(cost)):
         raise TypeError(f"cost: expected a tensor (n, m) / (B, n, m) or a Geometry, got {type(cost).__name__}")
@@ -215,7 +250,7 @@ def _check_geometry(
     _check_cost_shape(cost)
     cost = _float_dtype("cost", cost)
     if mask is not None:
-        mask = _check_mask(mask, cost, columns_elsewhere)
+        mask = _check_mask(mask, cost)
     geometry = DenseCost(cost, mask)
     return geometry, _largest_cost(geometry)
 
@@ -265,7 +300,9 @@ def _check_cost_function(geometry: PointCloud) -> None:
         raise TypeError(f"cost: the cost function returned dtype {probe.dtype}, expected a floating dtype")
 
 
-def _check_mask(mask: Tensor, cost: Tensor, columns_elsewhere: bool = False) -> Tensor:
+def _check_mask(mask: Tensor, cost: Tensor) -> Tensor:
+    """The mask's type, device and shape. Whether a fully forbidden row or column is feasible depends on its mass
+    and relaxation: :func:`otalign.problem_checks.check_masked_lines` decides."""
     if isinstance(mask, (np.ndarray, list, tuple)):
         mask = as_tensor("mask", mask, cost)
     if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
@@ -273,9 +310,7 @@ def _check_mask(mask: Tensor, cost: Tensor, columns_elsewhere: bool = False) -> 
     check_same_device("mask", mask, cost)
     check_tensor("mask", mask)
     try:
-        full = mask.expand_as(cost)
+        mask.expand_as(cost)
     except RuntimeError:
         raise ValueError(f"mask: shape {tuple(mask.shape)} does not broadcast to the cost {tuple(cost.shape)}") from None
-    if checks_enabled() and (full.all(-1).any() or (not columns_elsewhere and full.all(-2).any())):
-        raise ValueError("mask: forbids every pair of some row or column; that mass could not be transported")
     return mask

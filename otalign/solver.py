@@ -247,7 +247,7 @@ def initial_potentials(problem: Problem, init: Init) -> tuple[Tensor, Tensor]:
     shape_g = problem.batch_shape + (problem.m,)
     if init is None:
         zeros = torch.zeros(shape_f, dtype=problem.dtype, device=problem.device)
-        return zeros, torch.zeros(shape_g, dtype=problem.dtype, device=problem.device)
+        return zeros, _structural_columns(problem, torch.zeros(shape_g, dtype=problem.dtype, device=problem.device))
     if isinstance(init, Plan):
         f, g = init.f, init.g
     elif isinstance(init, (tuple, list)) and len(init) == 2:
@@ -267,7 +267,17 @@ def initial_potentials(problem: Problem, init: Init) -> tuple[Tensor, Tensor]:
     # -inf is the potential of a zero mass under the uniform reference; the solver recomputes it from the other side
     f, g = (x.detach().to(problem.dtype) for x in (f, g))
     f, g = f.masked_fill(f == -math.inf, 0.0), g.masked_fill(g == -math.inf, 0.0)
-    return recentre(problem, f, g)
+    f, g = recentre(problem, f, g)
+    return f, _structural_columns(problem, g)
+
+
+def _structural_columns(problem: Problem, g: Tensor) -> Tensor:
+    """``g`` at ``-inf`` on the columns of zero mass under the uniform reference (their potential, ``eps log v`` with
+    ``v = 0``), so that the first row half-step gives them no mass, as the problem without them would: a fixed
+    number of sweeps would otherwise lend them mass. Device-side, no read."""
+    if problem.reference != "uniform" or problem.rho_b == 0.0:
+        return g
+    return g.masked_fill(problem.b == 0, -math.inf)
 
 
 def recentre(problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:

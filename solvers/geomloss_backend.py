@@ -13,7 +13,9 @@ geomloss runs a fixed schedule and reports nothing about convergence, so the mar
 measured (:attr:`Plan.marginal_residual`, one soft-min pass per side): ``converged`` is whether both are at most
 ``tol``, ``error`` the larger one (at the default ``scaling=0.5`` the L1 marginal error is typically 0.1-0.3, so
 expect a warning unless ``scaling`` is close to 1 or ``tol`` is loose). Backends: ``"tensorized"``,
-``"online"`` (needs pykeops), ``"multiscale"`` (pykeops), or ``"auto"`` (geomloss's choice).
+``"online"`` (needs pykeops), ``"multiscale"`` (pykeops), or ``"auto"`` (geomloss's choice). A batch is solved one
+element at a time (geomloss's schedule starts from the diameter of all the points it is given), so each element's
+plan is the one it gets alone; for the same reason points of zero mass are left out of geomloss's input.
 """
 
 from __future__ import annotations
@@ -30,8 +32,6 @@ from otalign.problem import Problem
 from otalign.solver import Init, Solver, import_backend
 
 from .registry import register
-
-
 
 @register("geomloss")
 class GeomLossSolver(Solver):
@@ -64,11 +64,6 @@ class GeomLossSolver(Solver):
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         geomloss = import_backend("geomloss", "geomloss", "geomloss")
         geometry = problem.geometry
-        if problem.batch_shape:  # one solve per element: geomloss's schedule reads the diameter of all it is given
-            parts = [self.run(_element(problem, i), max_iter, tol, init) for i in range(problem.batch_shape[0])]
-            error = torch.stack([part.error for part in parts])
-            return Plan(problem, torch.stack([part.f for part in parts]), torch.stack([part.g for part in parts]),
-                        max(part.iterations for part in parts), all(part.converged for part in parts), error, "unroll")
         p = _power(geometry)
         if p is None:
             raise ValueError(
@@ -81,21 +76,33 @@ class GeomLossSolver(Solver):
             "sinkhorn", p=p, blur=problem.eps ** (1 / p), reach=reach, scaling=self.scaling, debias=False,
             potentials=True, backend=self.backend,
         )
-        f, g = loss(problem.a, geometry.x, problem.b, geometry.y)
-        f, g = f.reshape(problem.a.shape), g.reshape(problem.b.shape)  # geomloss returns (1, n) for unbatched input
-        steps = _schedule_length(geometry, problem.eps, p, self.scaling)
+        if problem.batch_shape:  # geomloss anneals from the diameter of the whole batch: one element at a time
+            solved = [self._one(loss, problem.a[i], geometry.x[i], problem.b[i], geometry.y[i], problem.eps, p)
+                      for i in range(problem.batch_shape[0])]
+            f, g = torch.stack([s[0] for s in solved]), torch.stack([s[1] for s in solved])
+            steps = max(s[2] for s in solved)
+        else:
+            f, g, steps = self._one(loss, problem.a, geometry.x, problem.b, geometry.y, problem.eps, p)
         with torch.no_grad():
             measured = Plan(problem.detach(), f.detach(), g.detach(), steps, False)
             error = torch.maximum(*measured.marginal_residual)
         return Plan(problem, f, g, steps, tol > 0 and bool((error <= tol).all()), error, "unroll")
 
-
-def _element(problem: Problem, i: int) -> Problem:
-    """Element ``i`` of a batched point-cloud problem."""
-    geometry = problem.geometry
-    cloud = PointCloud(geometry.x[i], geometry.y[i], geometry.cost_function) if isinstance(geometry, PointCloud) \
-        else geometry
-    return Problem(cloud, problem.a[i], problem.b[i], problem.eps, problem.rho_a, problem.rho_b, problem.reference)
+    def _one(self, loss, a, x, b, y, eps: float, p: int):
+        """``(f (n,), g (m,), schedule length)`` of one problem, solved on its support: points of zero mass are
+        structural zeros (:class:`~otalign.problem.Problem`) but would widen geomloss's diameter, hence its
+        schedule; their potentials are 0 (the product reference gives them no mass)."""
+        rows, cols = (mass > 0 for mass in (a, b))
+        whole = bool(rows.all()) and bool(cols.all())
+        if not whole:
+            a, x, b, y = a[rows], x[rows], b[cols], y[cols]
+        f, g = loss(a, x, b, y)
+        f, g = f.reshape(a.shape), g.reshape(b.shape)  # geomloss returns (1, n) for unbatched input
+        steps = _schedule_length(x, y, eps, p, self.scaling)
+        if whole:
+            return f, g, steps
+        return (f.new_zeros(rows.shape).masked_scatter(rows, f), g.new_zeros(cols.shape).masked_scatter(cols, g),
+                steps)
 
 
 def _power(geometry) -> Optional[int]:
@@ -108,9 +115,9 @@ def _power(geometry) -> Optional[int]:
     return 2 if cost.squared_distance_scale == 0.5 else None
 
 
-def _schedule_length(geometry: PointCloud, eps: float, p: int, scaling: float) -> int:
+def _schedule_length(x: torch.Tensor, y: torch.Tensor, eps: float, p: int, scaling: float) -> int:
     with torch.no_grad():
-        points = torch.cat([geometry.x.reshape(-1, geometry.x.shape[-1]), geometry.y.reshape(-1, geometry.y.shape[-1])])
+        points = torch.cat([x.reshape(-1, x.shape[-1]), y.reshape(-1, y.shape[-1])])
         diameter = (points.max(0).values - points.min(0).values).norm().item()
     blur = eps ** (1 / p)
     return max(1, math.ceil(math.log(max(diameter, blur) / blur) / -math.log(scaling))) + 2

@@ -218,4 +218,11 @@ class LowRankSinkhorn(Solver):
             if not bool(torch.isfinite(x).all()) or bool((x < 0).any()):
                 raise ValueError(f"init: {name} must be finite and non-negative")
             out.append(x.detach().to(problem.dtype))
+        for name, x, mass in (("Q", out[0], problem.a), ("R", out[1], problem.b), ("g", out[2], None)):
+            support = x if mass is None else x[mass > 0]
+            if not bool((support > 0).all()):
+                where = "" if mass is None else " on the rows of positive mass"
+                raise ValueError(f"init: {name} must be positive{where} (mirror descent multiplies the factors, so "
+                                 f"a zero entry would stay zero and the constraints could not be met); e.g. add a "
+                                 f"small constant to it")
         return out[0], out[1], out[2]

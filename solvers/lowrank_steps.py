@@ -23,7 +23,8 @@ def initial_factors(problem: Problem, rank: int, method: str, seed: int) -> tupl
     """Feasible-ish starting factors ``(Q, R, g)``.
 
     ``"random"``: entries ``|N(0, 1)| + 1`` (a CPU generator seeded with ``seed`` for each problem of a batch, so
-    results depend neither on the device nor on batching), rows
+    results depend neither on the device nor on batching; drawn for the rows of positive mass only, so a zero
+    mass gives the factors of the problem without its row, and a zero row), rows
     of ``Q`` / ``R`` rescaled to ``a`` / ``b``, ``g`` to the total mass. ``"rank2"``: the deterministic rank-2
     coupling of Scetbon, Cuturi & Peyre (2021), ``Q = lam a1 g1^T + (1 - lam) a2 g2^T`` with ``a1``, ``g1``
     proportional to ``1, 2, 3, ...``, ``g`` uniform and ``lam`` half the smallest positive mass (divided by the total
@@ -34,14 +35,16 @@ def initial_factors(problem: Problem, rank: int, method: str, seed: int) -> tupl
     like = dict(dtype=problem.dtype, device=problem.device)
     if method == "random":
         draws = []
-        for _ in range(max(1, math.prod(problem.batch_shape))):  # the same draws for every problem of a batch
+        flat_a, flat_b = a.detach().reshape(-1, problem.n).cpu(), b.detach().reshape(-1, problem.m).cpu()
+        for rows, cols in zip(flat_a > 0, flat_b > 0):  # the same draws for every problem of a batch
             gen = torch.Generator().manual_seed(seed)
-            draws.append([torch.randn(shape, generator=gen, dtype=problem.dtype).abs_().add_(1)
-                          for shape in ((rank,), (problem.n, rank), (problem.m, rank))])
+            g0, q0, r0 = (torch.randn(shape, generator=gen, dtype=problem.dtype).abs_().add_(1)
+                          for shape in ((rank,), (int(rows.sum()), rank), (int(cols.sum()), rank)))
+            draws.append([g0, _scatter_rows(q0, rows), _scatter_rows(r0, cols)])
         g, Q, R = (torch.stack(parts).reshape(problem.batch_shape + parts[0].shape).to(problem.device)
                    for parts in zip(*draws))
         g = g * mass / g.sum(-1, keepdim=True)
-        return Q * (a / Q.sum(-1)).unsqueeze(-1), R * (b / R.sum(-1)).unsqueeze(-1), g
+        return Q * _ratio(a, Q.sum(-1)).unsqueeze(-1), R * _ratio(b, R.sum(-1)).unsqueeze(-1), g
     g = (mass / rank).expand(problem.batch_shape + (rank,))
     lam = torch.minimum(torch.minimum(_min_positive(a), _min_positive(b)), mass.squeeze(-1) / rank) / 2
     lam = (lam / mass.squeeze(-1)).unsqueeze(-1)  # (..., 1), in (0, 1/2]
@@ -57,9 +60,23 @@ def initial_factors(problem: Problem, rank: int, method: str, seed: int) -> tupl
     return side(a).to(**like), side(b).to(**like), g.contiguous().to(**like)
 
 
+def _ratio(mass: Tensor, total: Tensor) -> Tensor:
+    """``mass / total``, 0 where ``mass`` is 0 (its row of draws is 0 too)."""
+    return torch.where(mass > 0, mass / total.masked_fill(total == 0, 1.0), torch.zeros_like(mass))
+
+
+def _scatter_rows(x: Tensor, keep: Tensor) -> Tensor:
+    """``x (k, r)`` placed at the ``k`` rows where ``keep (n,)`` is True of an ``(n, r)`` array of zeros."""
+    out = x.new_zeros((keep.shape[0], x.shape[-1]))
+    out[keep] = x
+    return out
+
+
 def _ramp(mass: Tensor) -> Tensor:
-    """``1, 2, 3, ...`` on the positive entries of ``mass``, 0 elsewhere, scaled to ``mass``'s total."""
-    ramp = torch.arange(1, mass.shape[-1] + 1, dtype=mass.dtype, device=mass.device) * (mass > 0)
+    """``1, 2, 3, ...`` on the positive entries of ``mass`` (counting those only), 0 elsewhere, scaled to
+    ``mass``'s total."""
+    positive = mass > 0
+    ramp = positive.cumsum(-1).to(mass.dtype) * positive
     return ramp * (mass.sum(-1, keepdim=True) / ramp.sum(-1, keepdim=True))
 
 
@@ -84,8 +101,8 @@ def mirror_kernels(
     Returns ``(log K_Q, log K_R, log K_g, step)``.
     """
     inv_g = (-log_g).exp()
-    grad_q = CR * inv_g.unsqueeze(-2) + epsilon * log_q
-    grad_r = CtQ * inv_g.unsqueeze(-2) + epsilon * log_r
+    grad_q = CR * inv_g.unsqueeze(-2) + epsilon * _finite(log_q)
+    grad_r = CtQ * inv_g.unsqueeze(-2) + epsilon * _finite(log_r)
     omega = (log_q.exp() * CR).sum(-2)
     grad_g = -omega * inv_g.square() + epsilon * log_g
     if rescale:  # differentiated too: the step is a function of the inputs of the unrolled map
@@ -97,7 +114,22 @@ def mirror_kernels(
     else:
         step = torch.full(log_g.shape[:-1], gamma, dtype=log_g.dtype, device=log_g.device)
     s = step.unsqueeze(-1)
-    return log_q - s.unsqueeze(-1) * grad_q, log_r - s.unsqueeze(-1) * grad_r, log_g - s * grad_g, step
+    log_kq = _keep_zero_rows(log_q - s.unsqueeze(-1) * grad_q, rows)
+    log_kr = _keep_zero_rows(log_r - s.unsqueeze(-1) * grad_r, cols)
+    return log_kq, log_kr, log_g - s * grad_g, step
+
+
+def _keep_zero_rows(log_k: Tensor, keep: Tensor) -> Tensor:
+    """``log_k`` with the rows of zero mass (``keep`` False) at ``-inf``: a factor's row of a zero mass is 0 and
+    stays 0 (its gradient step would be ``-inf + inf``)."""
+    if bool(keep.all()):
+        return log_k
+    return log_k.masked_fill(~keep.unsqueeze(-1), -math.inf)
+
+
+def _finite(log_x: Tensor) -> Tensor:
+    """``log_x`` with ``-inf`` (the zero rows of a factor) read as 0, so that ``epsilon * log_x`` is finite."""
+    return log_x.masked_fill(log_x == -math.inf, 0.0)
 
 
 def _sup(grad: Tensor, keep: Tensor) -> Tensor:
@@ -136,7 +168,7 @@ def dykstra(
                 active = still if active is None else active & still
             if it == max_iter or not bool(active.any()):
                 break
-        new = _dykstra_step(state, side_q, side_r, log_a - s1, log_b - s2, log_alpha)
+        new = _dykstra_step(state, side_q, side_r, _log_ratio(log_a, s1), _log_ratio(log_b, s2), log_alpha)
         if active is None or bool(active.all()):
             state = new
         else:
@@ -145,6 +177,11 @@ def dykstra(
     log_q = state["u1"].unsqueeze(-1) + log_kq + state["v1"].unsqueeze(-2)
     log_r = state["u2"].unsqueeze(-1) + log_kr + state["v2"].unsqueeze(-2)
     return log_q, log_r, state["g"], error, done
+
+
+def _log_ratio(log_mass: Tensor, log_sum: Tensor) -> Tensor:
+    """``log_mass - log_sum``, ``-inf`` at a zero mass (whose row sum is ``log 0`` too: ``-inf - -inf``)."""
+    return torch.where(log_mass == -math.inf, log_mass, log_mass - log_sum)
 
 
 class _StableKernel:
@@ -159,14 +196,20 @@ class _StableKernel:
 
     def __init__(self, log_kernel: Tensor):
         self.log_kernel = log_kernel
-        self.rho = log_kernel.amax(-1)
+        rho = log_kernel.amax(-1)
+        self.empty = rho == -math.inf  # a zero row (zero mass): a row of zeros in K, log 0 in every row sum
+        self.rho = rho.masked_fill(self.empty, 0.0)
         self.kernel = (log_kernel - self.rho.unsqueeze(-1)).exp()
+        if bool(self.empty.any()):  # what the logs and exact sums read there: finite, masked afterwards
+            self.log_kernel = log_kernel.masked_fill(self.empty.unsqueeze(-1), 0.0)
 
     def rows(self, v: Tensor) -> Tensor:
-        """``log sum_k exp(L_ik + v_k)``, ``(..., n)``."""
+        """``log sum_k exp(L_ik + v_k)``, ``(..., n)``; ``-inf`` at an empty row (with a zero gradient)."""
         shift = v.amax(-1, keepdim=True)
-        out = (self.kernel @ (v - shift).exp().unsqueeze(-1)).squeeze(-1).log() + (self.rho + shift)
-        return self._exact(out, lambda: torch.logsumexp(self.log_kernel + v.unsqueeze(-2), dim=-1))
+        sums = (self.kernel @ (v - shift).exp().unsqueeze(-1)).squeeze(-1)
+        out = sums.masked_fill(self.empty, 1.0).log() + (self.rho + shift)
+        out = self._exact(out, lambda: torch.logsumexp(self.log_kernel + v.unsqueeze(-2), dim=-1))
+        return out.masked_fill(self.empty, -math.inf)
 
     def cols(self, u: Tensor) -> Tensor:
         """``log sum_i exp(L_ik + u_i)``, ``(..., r)``."""

@@ -12,6 +12,8 @@ Batched problems are solved one element at a time. POT's stopping rules are its 
 ``tol / sqrt(m)`` (POT bounds the L2 norm of its column-marginal error, otalign's ``tol`` the L1 residual), for the
 unbalanced solver ``stopThr = tol``. ``plan.iterations`` counts the iterations POT ran (1-based); the
 non-convergence warning advises raising ``max_iter`` only when POT ran all of them.
+Structural zeros (zero masses, :class:`~otalign.problem.Problem`) are removed before POT sees the problem and
+padded back into the result, so they carry exactly no mass (POT's scalings would divide by them).
 """
 
 from __future__ import annotations
@@ -71,7 +73,8 @@ class POTSolver(Solver):
         costs = [cost] if not batch else list(cost)
         masses_a = [problem.a] if not batch else list(problem.a)
         masses_b = [problem.b] if not batch else list(problem.b)
-        outputs = [self._one(ot, method, problem, c, a, b, max_iter, tol) for c, a, b in zip(costs, masses_a, masses_b)]
+        outputs = [self._on_support(ot, method, problem, c, a, b, max_iter, tol)
+                   for c, a, b in zip(costs, masses_a, masses_b)]
         if method == "emd":
             matrix = outputs[0][0] if not batch else torch.stack([o[0] for o in outputs])
             zeros_f = problem.a.new_zeros(problem.a.shape)
@@ -91,6 +94,21 @@ class POTSolver(Solver):
         ("tol", "POT stopped on its own criterion before max_iter, yet the plan's marginal residual is above tol: "
                 "ask for a smaller tol, or solve with otalign's 'sinkhorn'"),
     )
+    def _on_support(self, ot, method, problem, cost, a, b, max_iter, tol):
+        """:meth:`_one` on the problem without its structural zeros (the rows / columns of zero mass on a side that
+        is not free, or under the product reference), padded back: zero plan entries, and potentials ``-inf``
+        under the uniform reference (``eps log u`` with ``u = 0``), 0 under the product one."""
+        rows = _structural_support(a, problem.rho_a, problem.reference)
+        cols = _structural_support(b, problem.rho_b, problem.reference)
+        if rows is None and cols is None:
+            return self._one(ot, method, problem, cost, a, b, max_iter, tol)
+        rows = torch.arange(len(a), device=a.device) if rows is None else rows
+        cols = torch.arange(len(b), device=b.device) if cols is None else cols
+        out = self._one(ot, method, problem, cost[rows][:, cols], a[rows], b[cols], max_iter, tol)
+        if method == "emd":
+            return (_pad(_pad(out[0], rows, len(a), 0.0, 0), cols, len(b), 0.0, 1),)
+        fill = 0.0 if problem.reference == "product" else -math.inf
+        return (_pad(out[0], rows, len(a), fill, 0), _pad(out[1], cols, len(b), fill, 0)) + tuple(out[2:])
 
     def _one(self, ot, method, problem, cost, a, b, max_iter, tol):
         eps = problem.eps
@@ -118,6 +136,24 @@ class POTSolver(Solver):
             )
             errors = log.get("err", [])
             return eps * log["logu"], eps * log["logv"], len(errors), _last(errors)
+
+
+def _structural_support(mass: Tensor, rho: float, reference: str) -> Optional[Tensor]:
+    """Indices of the positive masses when ``mass`` has structural zeros (:class:`~otalign.problem.Problem`), else
+    ``None``. A free side (rho = 0) under the uniform reference has none: its rows carry mass whatever ``a``."""
+    if rho == 0.0 and reference == "uniform":
+        return None
+    positive = mass > 0
+    if bool(positive.all()):
+        return None
+    return positive.nonzero().squeeze(-1)
+
+
+def _pad(x: Tensor, index: Tensor, size: int, fill: float, dim: int) -> Tensor:
+    """``x`` placed at ``index`` along ``dim`` of a tensor of length ``size`` filled with ``fill`` (differentiable)."""
+    shape = list(x.shape)
+    shape[dim] = size
+    return torch.full(shape, fill, dtype=x.dtype, device=x.device).index_copy(dim, index, x)
 
 
 def _pot_rho(rho: float) -> float:

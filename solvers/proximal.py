@@ -18,17 +18,26 @@ be starved of mass, which small ``eps / k`` cannot repair), and once the plan ha
 residuals are at most ``tol``. ``converged`` requires both. So a converged plan meets its marginals, and
 ``<C, P>`` is then never below the exact optimum. With ``tol = 0`` every outer step advances k, as in IPOT's
 inexact scheme, and nothing is measured.
+
+Batches: the schedule (k, the residuals, the plan's change, stopping) is kept per batch element, so each element's
+plan is the one a solve of that element alone returns. Elements at the same k are swept together; an element that
+has converged is left as it is. When the elements end at different ``eps / k`` the result is a
+:class:`~otalign.stacked_plan.StackedPlan` (``parts[i]`` is element i's plan at its own ``eps / k_i``).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from torch import Tensor
 
+from otalign.batch_select import select
 from otalign.capabilities import ALL
 from otalign.plan import Plan
 from otalign.problem import Problem
+from otalign.stacked_plan import StackedPlan
 from otalign.solver import Init, Solver, initial_potentials
 from otalign.checks import check_positive_int
 
@@ -65,40 +74,102 @@ class ProximalPoint(Solver):
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: Init) -> Plan:
         f, g = initial_potentials(problem, init)
+        size = problem.batch_shape[0] if problem.batch_shape else 1
         iterates = [] if self.keep_iterates else None
-        rough = 0.0 if tol == 0 else max(tol, 1e-3 * float(torch.maximum(problem.a.sum(-1), problem.b.sum(-1)).max()))
-        previous = None
-        error = None
-        converged = False
-        step = 0
-        k = 1
-        plan = None
-        for step in range(1, max_iter + 1):
-            staged = problem.with_eps(problem.eps / k)
-            plan = self.inner.iterate(staged, f, g, self.inner_iter, tol=tol)
-            f, g = plan.f, plan.g
+        state = [_Element(k=1, rough=rough) for rough in _rough_tolerances(problem, tol)]
+        for _ in range(max_iter):
+            active = [i for i, e in enumerate(state) if not e.converged]
+            if not active:
+                break
+            stages: dict[int, list[int]] = {}
+            for i in active:
+                stages.setdefault(state[i].k, []).append(i)
+            for k, index in stages.items():
+                whole = len(index) == size
+                part = problem if whole else select(problem, index)
+                rows = None if whole else torch.as_tensor(index, device=problem.device)
+                staged = part.with_eps(problem.eps / k)
+                plan = self.inner.iterate(staged, f if whole else f[rows], g if whole else g[rows],
+                                          self.inner_iter, tol=tol)
+                f = plan.f if whole else f.index_copy(0, rows, plan.f)
+                g = plan.g if whole else g.index_copy(0, rows, plan.g)
+                self._advance(staged, plan, [state[i] for i in index], tol)
             if iterates is not None:
                 iterates.append((f, g))
-            if tol == 0:
-                k += 1
+        return self._result(problem, state, f, g, iterates)
+
+    def _advance(self, staged: Problem, plan: Plan, elements: list["_Element"], tol: float) -> None:
+        """Book one outer step of ``elements`` (the batch elements of ``staged``, all at ``eps / k``)."""
+        for e in elements:
+            e.steps += 1
+            e.eps = staged.eps
+        if tol == 0:
+            for e in elements:
+                e.k += 1
+            return
+        with torch.no_grad():
+            measured = Plan(staged.detach(), plan.f.detach(), plan.g.detach(), 0, False)
+            residual = torch.maximum(*measured.marginal_residual).reshape(-1)
+            current = measured.matrix.reshape((len(elements),) + measured.matrix.shape[-2:])
+            previous = torch.stack([c if e.previous is None else e.previous for e, c in zip(elements, current)])
+            change = staged.geometry.reduce_rows((current - previous).abs().sum((-1, -2)).reshape(-1))
+        for i, e in enumerate(elements):
+            e.error = residual[i]
+            if float(residual[i]) > e.rough:  # rows or columns still starved: stay at this eps
                 continue
-            with torch.no_grad():
-                measured = Plan(staged.detach(), f.detach(), g.detach(), 0, False)
-                residual = torch.maximum(*measured.marginal_residual)
-                error = residual
-                if bool((residual > rough).any()):  # rows or columns still starved: stay at this eps
-                    continue
-                current = measured.matrix
-                moving = previous is None
-                if previous is not None:
-                    change = problem.geometry.reduce_rows((current - previous).abs().sum((-1, -2)))
-                    error = torch.maximum(change, residual)
-                    moving = bool((change > tol).any())
-                    if not moving and bool((residual <= tol).all()):
-                        converged = True
-                        break
-                previous = current
+            moving = e.previous is None
+            if not moving:
+                e.error = torch.maximum(change[i], residual[i])
+                moving = float(change[i]) > tol
+                if not moving and float(residual[i]) <= tol:
+                    e.converged = True
+            e.previous = current[i]
             if moving:  # once the plan has stopped moving, the next steps balance at this eps
-                k += 1
-        assert plan is not None
-        return Plan(plan.problem, f, g, step, converged, error, "unroll", iterates)
+                e.k += 1
+
+    @staticmethod
+    def _result(problem: Problem, state: list["_Element"], f: Tensor, g: Tensor, iterates) -> Plan:
+        """One plan at the common last ``eps / k``; a :class:`StackedPlan` when the elements ended apart."""
+        converged = all(e.converged for e in state)
+        steps = max(e.steps for e in state)
+        errors = [e.error for e in state]
+        error = None if any(x is None for x in errors) else torch.stack(errors).reshape(problem.batch_shape)
+        if len({e.eps for e in state}) == 1:
+            return Plan(problem.with_eps(state[0].eps), f, g, steps, converged, error, "unroll", iterates)
+        parts = [
+            Plan(select(problem, [i]).with_eps(e.eps), f[i:i + 1], g[i:i + 1], e.steps, e.converged,
+                 None if e.error is None else e.error.reshape(1), "unroll")
+            for i, e in enumerate(state)
+        ]
+        return StackedPlan.of(problem, parts, steps, converged, error)
+
+    def attach(self, problem: Problem, plan: Plan, grad: str) -> Plan:
+        """The base class's attachment, at each element's last ``eps / k`` (not the problem's ``eps``)."""
+        if isinstance(plan, StackedPlan):
+            parts = [super(ProximalPoint, self).attach(select(problem, [i]).with_eps(p.problem.eps), p, grad)
+                     for i, p in enumerate(plan.parts)]
+            return StackedPlan.of(problem, parts, plan.iterations, plan.converged, plan.error)
+        return super().attach(problem.with_eps(plan.problem.eps), plan, grad)
+
+
+@dataclass
+class _Element:
+    """The outer schedule of one batch element: its ``k``, the tolerance its intermediate stages must reach, its
+    previous outer step's plan ``(n, m)``, and what it has done so far."""
+
+    k: int
+    rough: float
+    eps: float = 0.0
+    steps: int = 0
+    converged: bool = False
+    error: Optional[Tensor] = None
+    previous: Optional[Tensor] = None
+
+
+def _rough_tolerances(problem: Problem, tol: float) -> list[float]:
+    """Per batch element, ``max(tol, 1e-3 * mass)``: the residual an intermediate stage must reach."""
+    if tol == 0:  # nothing is measured: no device-to-host read (a compiled loss captures the whole solve)
+        return [0.0] * (problem.batch_shape[0] if problem.batch_shape else 1)
+    with torch.no_grad():
+        mass = torch.maximum(problem.sum_rows(problem.a), problem.b.sum(-1)).reshape(-1)
+    return [max(tol, 1e-3 * float(x)) for x in mass]
