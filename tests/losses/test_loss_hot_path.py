@@ -55,7 +55,10 @@ def test_the_host_read_detector_catches_a_read(monkeypatch):
         GCAInfoNCE()(z0, z1)
 
 
-def test_target_checked_once_and_log_matrix_built_once(monkeypatch):
+@pytest.mark.parametrize("general", [True, False])
+def test_target_checked_once_and_log_matrix_built_once(general, monkeypatch):
+    """The general path (a solver instance) builds the plan's log-matrix once for both divergences of GCA-UOT; the
+    fused path (the default solver name) builds none. Both check the target once."""
     z0, z1 = embeddings()
     counts = {"finite": 0, "log_plan": 0}
     finite, log_plan = targets._all_finite, otalign.Problem.log_plan_block
@@ -70,8 +73,9 @@ def test_target_checked_once_and_log_matrix_built_once(monkeypatch):
 
     monkeypatch.setattr(targets, "_all_finite", counting_finite)
     monkeypatch.setattr(otalign.Problem, "log_plan_block", counting_log_plan)
-    GCAUOT()(z0, z1, target=targets.paired(8))  # r1 KL + r2 robust: two divergences of one plan
-    assert counts == {"finite": 1, "log_plan": 1}
+    solver = otalign.solvers.get("sinkhorn") if general else "sinkhorn"
+    GCAUOT(solver=solver)(z0, z1, target=targets.paired(8))  # r1 KL + r2 robust: two divergences of one plan
+    assert counts == {"finite": 1, "log_plan": int(general)}
 
 
 def test_validation_off_equals_on():
