@@ -126,21 +126,24 @@ def per_anchor(
     ``iterations`` scaling iterations with exponents ``lam_a``, ``lam_b`` (1 for a hard side)."""
     unit = F.normalize(embeddings, dim=-1)
     logits = unit @ (unit / eps).T
-    rows = logits.shape[0]
-    self_pairs = target.self_pairs if isinstance(target, Pairing) else _eye(rows, logits.device)
-    masked = logits.masked_fill(self_pairs, -math.inf)
+    pairs = target if isinstance(target, Pairing) else None
     if lam_b == 0:
+        if pairs is not None and not terms.robust and pairs.positives.shape[1] == 1:
+            logits.diagonal().fill_(-math.inf)  # in place: the product's backward does not read its output
+            return terms.kl * F.cross_entropy(logits, pairs.positives[:, 0], reduction="none")
         log_v = None
+        masked = logits.masked_fill(_self_pairs(pairs, logits), -math.inf)
         log_row = torch.logsumexp(masked, dim=-1)
+        positive = logits.gather(1, pairs.positives) if pairs is not None else None
     else:
-        v, row_sums = _Scaling.apply(masked.exp(), iterations, lam_a, lam_b)
+        index = pairs.positives if pairs is not None else logits.new_empty((logits.shape[0], 0), dtype=torch.long)
+        v, row_sums, positive = _ScaledKernel.apply(logits, index, iterations, lam_a, lam_b)
         log_v = v.log()
         log_row = row_sums.log()
     loss: Optional[Tensor] = None
-    if isinstance(target, Pairing):
-        positive = logits.gather(1, target.positives)
+    if pairs is not None:
         if log_v is not None:
-            positive = positive + log_v[target.positives]
+            positive = positive + log_v[pairs.positives]
         if terms.kl:
             loss = terms.kl * (log_row - positive.mean(-1))
         if terms.robust:
@@ -154,10 +157,11 @@ def per_anchor(
             cross = cross + normalised @ log_v
         loss = terms.kl * (log_row * normalised.sum(-1) - cross)
     if terms.robust:
-        shifted = masked if log_v is None else masked + log_v
+        shifted = logits.masked_fill(_self_pairs(None, logits), -math.inf)
+        shifted = shifted if log_v is None else shifted + log_v
         log_pos = _row_logsumexp(shifted + safe_log(target)).squeeze(-1)
-        robust = _robust(log_pos, log_row, terms.q, terms.lam).masked_fill(torch.isneginf(log_pos), 0.0)
-        loss = _add(loss, terms.robust * robust)
+        robust_term = _robust(log_pos, log_row, terms.q, terms.lam).masked_fill(torch.isneginf(log_pos), 0.0)
+        loss = _add(loss, terms.robust * robust_term)
     return loss
 
 
@@ -180,19 +184,26 @@ def _add(total: Optional[Tensor], term: Tensor) -> Tensor:
     return term if total is None else total + term
 
 
-def _eye(rows: int, device: torch.device) -> Tensor:
-    return torch.eye(rows, dtype=torch.bool, device=device)
+def _self_pairs(pairs: Optional[Pairing], logits: Tensor) -> Tensor:
+    if pairs is not None:
+        return pairs.self_pairs
+    return torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
 
 
-class _Scaling(torch.autograd.Function):
-    """``(v_T, K v_T)`` after ``T`` iterations ``u_t = (K v_{t-1})^-la``, ``v_t = (K^T u_t)^-lb`` from ``v_0 = 1``.
+class _ScaledKernel(torch.autograd.Function):
+    """From the logits ``L (n, m)`` (``K = exp(L)``, zero on the diagonal: self-pairs excluded) and an index
+    ``(n, k)`` of positives: ``(v_T, K v_T, L[i, positives_i])`` after ``T`` iterations ``u_t = (K v_{t-1})^-la``,
+    ``v_t = (K^T u_t)^-lb`` from ``v_0 = 1``.
 
-    Backward: the adjoint recursion (two matrix-vector products per iteration) and ``dL/dK`` as one product
-    ``A B^T`` of the ``2T + 1`` rank-one terms stacked as columns of ``A (n, 2T + 1)``, ``B (m, 2T + 1)``.
+    Backward: the adjoint recursion (two matrix-vector products per iteration), ``dL/dK`` as one product ``A B^T``
+    of the ``2T + 1`` rank-one terms stacked as columns of ``A (n, 2T + 1)``, ``B (m, 2T + 1)``, multiplied by
+    ``K`` in place (``dL/dL = K * dL/dK``, zero on the diagonal) and the positives' gradient added by index.
     """
 
     @staticmethod
-    def forward(ctx, kernel: Tensor, iterations: int, lam_a: float, lam_b: float):
+    def forward(ctx, logits: Tensor, positives: Tensor, iterations: int, lam_a: float, lam_b: float):
+        kernel = logits.exp()
+        kernel.diagonal().zero_()
         v = kernel.new_ones(kernel.shape[1])
         saved = [v]
         for _ in range(iterations):
@@ -202,16 +213,17 @@ class _Scaling(torch.autograd.Function):
             v = _power(c, lam_b)
             saved += [r, u, c, v]
         row_sums = kernel @ v
-        ctx.save_for_backward(kernel, *saved)
+        ctx.save_for_backward(kernel, positives, *saved)
         ctx.iterations, ctx.lam_a, ctx.lam_b = iterations, lam_a, lam_b
-        return v, row_sums
+        return v, row_sums, logits.gather(1, positives)
 
     @staticmethod
-    def backward(ctx, grad_v: Optional[Tensor], grad_rows: Optional[Tensor]):
-        kernel, *saved = ctx.saved_tensors
+    def backward(ctx, grad_v: Optional[Tensor], grad_rows: Optional[Tensor], grad_positive: Optional[Tensor]):
+        kernel, positives, *saved = ctx.saved_tensors
         v_last = saved[-1]
         grad_v = torch.zeros_like(v_last) if grad_v is None else grad_v
-        grad_rows = torch.zeros(kernel.shape[0], dtype=kernel.dtype, device=kernel.device) if grad_rows is None else grad_rows
+        if grad_rows is None:
+            grad_rows = torch.zeros(kernel.shape[0], dtype=kernel.dtype, device=kernel.device)
         left, right = [grad_rows], [v_last]
         grad_v = grad_v + kernel.T @ grad_rows
         for t in range(ctx.iterations, 0, -1):
@@ -224,8 +236,11 @@ class _Scaling(torch.autograd.Function):
             left.append(grad_r)
             right.append(v_prev)
             grad_v = kernel.T @ grad_r
-        grad_kernel = torch.stack(left, 1) @ torch.stack(right, 1).T
-        return grad_kernel, None, None, None
+        grad_logits = torch.stack(left, 1) @ torch.stack(right, 1).T
+        grad_logits.mul_(kernel)
+        if grad_positive is not None and positives.shape[1]:
+            grad_logits.scatter_add_(1, positives, grad_positive)
+        return grad_logits, None, None, None, None
 
 
 def _power(x: Tensor, lam: float) -> Tensor:
