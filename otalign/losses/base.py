@@ -61,7 +61,6 @@ from typing_extensions import TypedDict
 
 from .. import targets as _targets
 from ..aligner import Aligner
-from ..costs import negative_cosine
 from ..divergences import Divergence, anchor_weights
 from ..distributed import ShardedGeometry
 from ..geometry import DenseCost
@@ -283,7 +282,9 @@ class AlignmentLoss(ContrastiveLoss):
             cost = 1 - (unit @ candidates.T).clamp(min=AUTHORS_CLAMP)
             top = cost.amax() if rows is None else distributed.global_max(cost)
             return DenseCost(torch.where(self_pairs, top, cost), bounds=(0.0, 2.0))
-        return DenseCost(negative_cosine(anchors, embeddings), self_pairs, bounds=(-1.0, 1.0))
+        # -cos with the sign folded into the (n, d) operand: no separate pass over the (n, n) product
+        unit, candidates = nn.functional.normalize(anchors, dim=-1), nn.functional.normalize(embeddings, dim=-1)
+        return DenseCost(unit @ (-candidates).T, self_pairs, bounds=(-1.0, 1.0))
 
     def align(self, *views: Tensor, labels: Optional[Tensor] = None, target: Optional[Tensor] = None):
         """The :class:`~otalign.Alignment` (plan, per-anchor losses, weights) of the batch; when gathered, of this

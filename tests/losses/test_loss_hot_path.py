@@ -96,7 +96,7 @@ def test_set_validation_takes_a_bool():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cls", [GCAInfoNCE, GCAUOT])
+@pytest.mark.parametrize("cls", [GCAInfoNCE, GCAUOT, InfoNCE, GCARINCE])
 def test_compiles_with_fullgraph(cls, validation_off):
     """Dynamo captures the whole forward (no graph break) and AOT autograd the backward; values and gradients
     equal eager mode. ``aot_eager`` traces exactly what inductor would compile, without a C++ toolchain."""
