@@ -308,13 +308,15 @@ class AlignmentLoss(ContrastiveLoss):
 
     def _fused(self, batch: Batch) -> Optional[tuple[Tensor, Tensor]]:
         """The per-anchor losses and weights by :mod:`otalign.losses.fused` (the same values as :meth:`_align`'s),
-        or ``None`` where that path does not apply: another solver or divergence, ``compat``, a sharded batch, a
-        kernel ``exp(s / eps)`` out of range for the dtype, or (validation on) a non-finite result, for which the
+        or ``None`` where that path does not apply: another solver or divergence, ``compat``, a sharded batch, half
+        precision, a kernel ``exp(s / eps)`` out of range for the dtype, or (validation on) a non-finite result, for which the
         general path gives its precise answer or error."""
         terms = self._fused_terms
         if terms is None or batch.local_rows is not None or batch.anchors is not None:
             return None
         dtype = batch.embeddings.dtype
+        if dtype not in fused.SPREAD_LIMIT:  # half precision: the general path solves in float32
+            return None
         if self._lam_b != 0 and not fused.kernel_allowed(self.temperature, dtype):
             return None
         target = batch.pairing if batch.pairing is not None else batch.target

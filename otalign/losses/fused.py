@@ -16,7 +16,7 @@ divergence) computes for the GCA presets, in the fewest passes over the ``(n, n)
   ``all_i = (K v)_i``.
 
 Used when the loss runs the default ``"sinkhorn"`` solver on one process with the default cost (``compat=None``)
-and, for column-constrained plans, when ``K`` is representable: ``2 / eps`` (the spread of ``s / eps``) at most
+on float32 or float64 embeddings and, for column-constrained plans, when ``K`` is representable: ``2 / eps`` (the spread of ``s / eps``) at most
 :data:`SPREAD_LIMIT` for the dtype. Otherwise (and when validation finds a non-finite result, so that the general
 path can raise its precise error) the general path runs.
 """

@@ -110,3 +110,11 @@ def test_pairing_is_cached_and_equals_the_public_target():
     torch.testing.assert_close(first.target, targets.paired(5, 3, dtype=torch.float64), rtol=0, atol=0)
     assert torch.equal(first.self_pairs, torch.eye(15, dtype=torch.bool))
     assert first.positives.tolist()[0] == [5, 10] and first.positives.tolist()[14] == [4, 9]
+
+
+def test_half_precision_uses_the_general_path(monkeypatch):
+    calls = []
+    monkeypatch.setattr(fused, "per_anchor", lambda *a, **k: calls.append(1))
+    z = [x.detach().to(torch.bfloat16) for x in views(5)]
+    value = InfoNCE()(*z)
+    assert calls == [] and torch.isfinite(value)
