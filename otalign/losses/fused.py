@@ -29,6 +29,7 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from ..divergences import Robust, Weighted, _row_logsumexp, kl, robust
@@ -218,6 +219,7 @@ class _ScaledKernel(torch.autograd.Function):
         return v, row_sums, logits.gather(1, positives)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_v: Optional[Tensor], grad_rows: Optional[Tensor], grad_positive: Optional[Tensor]):
         kernel, positives, *saved = ctx.saved_tensors
         v_last = saved[-1]

@@ -118,3 +118,4 @@ def test_half_precision_uses_the_general_path(monkeypatch):
     z = [x.detach().to(torch.bfloat16) for x in views(5)]
     value = InfoNCE()(*z)
     assert calls == [] and torch.isfinite(value)
+
