@@ -42,7 +42,9 @@ for a float64 reference in the Sinkhorn rows (otalign's log-domain Sinkhorn with
 whose error is far above the reference's (all zero: 2; NaN) did not solve the problem.
 
 Run: ``python benchmarks/peers.py`` (about 15 minutes on a loaded 2-core machine); ``--quick`` (small sizes, one round: a smoke run);
-``--rows loss sinkhorn ...`` for some rows. Libraries that are not installed are skipped. Writes
+``--rows loss sinkhorn ...`` for some rows. Libraries that are not installed are skipped: ``pip install
+otalign[peers]`` installs POT, geomloss and OTT-JAX; ``pip install --no-deps lightly`` adds lightly's losses without
+its training stack (its loss module needs only torch). Writes
 ``benchmarks/results/peers.md`` (``--out`` for another file).
 """
 
