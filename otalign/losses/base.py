@@ -98,6 +98,7 @@ class Batch:
         anchors: the anchors' embeddings ``(A, d)`` (this rank's own, ``Z[local_rows]``), ``None``: ``Z`` itself.
         row_counts: every rank's number of anchors when the rows are sharded across ranks, else ``None``.
         pairing: the cached instance-pairing structure when ``target`` is the pairing target, else ``None``.
+        from_labels: whether ``target`` was built from labels (entries 0 or 1).
     """
 
     embeddings: Tensor
@@ -108,6 +109,7 @@ class Batch:
     anchors: Optional[Tensor] = None
     row_counts: Optional[list[int]] = None
     pairing: Optional[fused.Pairing] = None
+    from_labels: bool = False
 
 
 class ContrastiveLoss(nn.Module):
@@ -161,7 +163,7 @@ class ContrastiveLoss(nn.Module):
             pairs = fused.pairing(n, len(views), stacked.dtype, stacked.device)
             return Batch(stacked, pairs.target, len(views), pairing=pairs)
         built = self.build_target(n, len(views), labels, target, stacked.dtype, stacked.device)
-        return Batch(stacked, built, len(views))
+        return Batch(stacked, built, len(views), from_labels=labels is not None)
 
     def _check_inputs(self, views, labels, target) -> tuple[Tensor, Optional[Tensor]]:
         """This rank's checks: the stacked views ``(V N, d)`` and the labels as int64 (or ``None``)."""
@@ -322,7 +324,7 @@ class AlignmentLoss(ContrastiveLoss):
         target = batch.pairing if batch.pairing is not None else batch.target
         per_anchor = fused.per_anchor(
             batch.embeddings, target, eps=self.temperature, iterations=self.iterations, lam_a=self._lam_a,
-            lam_b=self._lam_b, terms=terms,
+            lam_b=self._lam_b, terms=terms, binary=batch.from_labels,
         )
         if validation_enabled() and not bool(torch.isfinite(per_anchor.detach().sum())):
             return None

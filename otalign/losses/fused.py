@@ -5,8 +5,9 @@ divergence) computes for the GCA presets, in the fewest passes over the ``(n, n)
 
 * one similarity product with the sign and the temperature folded in: ``L = unit(Z) @ (unit(Z) / eps)^T``
   (``L_ij = s_ij / eps = -C_ij / eps``), self-pairs filled with ``-inf``;
-* rows-only plans (InfoNCE, RINCE, SupCon; ``v = 1``): a cross-entropy, ``lse_i(L) - sum_j T_ij L_ij`` with the
-  row-normalised target ``T``; the pairing target is read by index (``L[i, pos(i)]``), never built;
+* rows-only plans (InfoNCE, RINCE, SupCon; ``v = 1``): the KL is a cross-entropy, ``lse_i(L) - sum_j T_ij L_ij``
+  with the row-normalised target ``T`` (``F.cross_entropy``: with class indices for the two-view pairing, read by
+  index and never built; with the cached normalised pairing or the label target as probabilities otherwise);
 * plans with column constraints (GCA-InfoNCE, GCA-RINCE, GCA-UOT): the ``T`` scaling iterations
   ``u <- (1 / K v)^la``, ``v <- (1 / K^T u)^lb`` (masses 1, reference 1; ``la = rho_a / (rho_a + eps)``) on
   ``K = exp(L)`` (zero on the self-pairs), with a hand-written backward: ``2T + 1`` matrix-vector products and one
@@ -77,12 +78,14 @@ class Pairing:
         self_pairs: ``(n, n)`` bool, the diagonal.
         positives: ``(n, V - 1)`` int64, the columns of each anchor's other views.
         target: ``(n, n)`` the pairing target (ones at the positives) in the batch's dtype.
+        normalised: ``target / (V - 1)``: its rows normalised.
         weights: ``(n,)`` ones: every anchor has positives.
     """
 
     self_pairs: Tensor
     positives: Tensor
     target: Tensor
+    normalised: Tensor
     weights: Tensor
 
 
@@ -99,7 +102,7 @@ def pairing(n: int, n_views: int, dtype: torch.dtype, device: torch.device) -> P
     target = torch.zeros(rows, rows, dtype=dtype, device=device)
     target.scatter_(1, positives, 1.0)
     eye = torch.eye(rows, dtype=torch.bool, device=device)
-    built = Pairing(eye, positives, target, torch.ones(rows, dtype=dtype, device=device))
+    built = Pairing(eye, positives, target, target / (n_views - 1), torch.ones(rows, dtype=dtype, device=device))
     if not torch.compiler.is_compiling():
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
@@ -121,17 +124,29 @@ def per_anchor(
     lam_a: float,
     lam_b: float,
     terms: Terms,
+    binary: bool = False,
 ) -> Tensor:
     """Per-anchor losses ``(n,)`` of the stacked views ``Z (n, d)`` against ``target`` (a :class:`Pairing` or a
-    checked ``(n, n)`` target with a zero diagonal). ``lam_b = 0``: rows-only plan (``v = 1``); otherwise
-    ``iterations`` scaling iterations with exponents ``lam_a``, ``lam_b`` (1 for a hard side)."""
+    checked ``(n, n)`` target with a zero diagonal; ``binary``: its entries are 0 or 1, as built from labels).
+    ``lam_b = 0``: rows-only plan (``v = 1``); otherwise ``iterations`` scaling iterations with exponents
+    ``lam_a``, ``lam_b`` (1 for a hard side)."""
     unit = F.normalize(embeddings, dim=-1)
     logits = unit @ (unit / eps).T
     pairs = target if isinstance(target, Pairing) else None
-    if lam_b == 0:
-        if pairs is not None and not terms.robust and pairs.positives.shape[1] == 1:
-            logits.diagonal().fill_(-math.inf)  # in place: the product's backward does not read its output
+    if lam_b == 0 and not terms.robust:  # a cross-entropy; the diagonal is filled in place (the product's
+        if pairs is not None and pairs.positives.shape[1] == 1:  # backward does not read its output)
+            logits.diagonal().fill_(-math.inf)
             return terms.kl * F.cross_entropy(logits, pairs.positives[:, 0], reduction="none")
+        if pairs is not None:
+            soft = pairs.normalised
+        elif binary:  # 0/1 rows: divided by their maximum (1) they are unchanged
+            soft = target / target.sum(-1, keepdim=True).clamp_min(1.0)
+        else:
+            soft = _normalise(target)
+        # a finite fill: its probability underflows to exactly 0 and 0 * fill = 0 in the soft cross-entropy
+        logits.diagonal().fill_(-0.5 * torch.finfo(logits.dtype).max)
+        return terms.kl * F.cross_entropy(logits, soft, reduction="none")
+    if lam_b == 0:
         log_v = None
         masked = logits.masked_fill(_self_pairs(pairs, logits), -math.inf)
         log_row = torch.logsumexp(masked, dim=-1)
