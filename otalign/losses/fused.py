@@ -137,12 +137,7 @@ def per_anchor(
         if pairs is not None and pairs.positives.shape[1] == 1:  # backward does not read its output)
             logits.diagonal().fill_(-math.inf)
             return terms.kl * F.cross_entropy(logits, pairs.positives[:, 0], reduction="none")
-        if pairs is not None:
-            soft = pairs.normalised
-        elif binary:  # 0/1 rows: divided by their maximum (1) they are unchanged
-            soft = target / target.sum(-1, keepdim=True).clamp_min(1.0)
-        else:
-            soft = _normalise(target)
+        soft = pairs.normalised if pairs is not None else _normalise(target, binary)
         # a finite fill: its probability underflows to exactly 0 and 0 * fill = 0 in the soft cross-entropy
         logits.diagonal().fill_(-0.5 * torch.finfo(logits.dtype).max)
         return terms.kl * F.cross_entropy(logits, soft, reduction="none")
@@ -167,7 +162,7 @@ def per_anchor(
             loss = _add(loss, terms.robust * _robust(log_pos, log_row, terms.q, terms.lam))
         return loss
     if terms.kl:
-        normalised = _normalise(target)
+        normalised = _normalise(target, binary)
         cross = (normalised * logits).sum(-1)
         if log_v is not None:
             cross = cross + normalised @ log_v
@@ -189,8 +184,11 @@ def _robust(log_pos: Tensor, log_all: Tensor, q: float, lam: float) -> Tensor:
     return torch.exp(q * (log_all + math.log(lam))) / q - positive
 
 
-def _normalise(target: Tensor) -> Tensor:
-    """Rows divided by their maximum, then by their sum (at least 1): :func:`otalign.divergences.kl`'s rule."""
+def _normalise(target: Tensor, binary: bool = False) -> Tensor:
+    """Rows divided by their maximum, then by their sum (at least 1): :func:`otalign.divergences.kl`'s rule.
+    ``binary`` (entries 0 or 1): the division by the maximum (1) is skipped."""
+    if binary:
+        return target / target.sum(-1, keepdim=True).clamp_min(1.0)
     largest = target.amax(-1, keepdim=True)
     scaled = target / torch.where(largest > 0, largest, torch.ones_like(largest))
     return scaled / scaled.sum(-1, keepdim=True).clamp_min(1.0)
