@@ -519,8 +519,33 @@ def report(todo, results, rounds, args, skipped, started, uptime, finished_uptim
     for i, task in enumerate(todo):
         groups.setdefault(group_key(task), []).append(i)
     sections: dict[str, list[list]] = {}
+    summary: list[list] = []
+
+    def per_round(i: int):
+        """Task ``i``'s time in each round (per step for low-rank), or ``None`` if it failed or its plan is broken
+        (marginal L1 not finite or above 1: an all-zero plan has 2)."""
+        replies = results[i]
+        if not replies or any("failed" in r for r in replies):
+            return None
+        error = replies[-1].get("error")
+        if error is not None and not (math.isfinite(error) and error < 1.0):
+            return None
+        return [r["ms"] / r.get("steps", 1) for r in replies]
+
     for key, members in groups.items():
         row = dict(key)["row"]
+        peers = [(todo[i]["entry"], per_round(i)) for i in members if todo[i]["library"] != "otalign"]
+        peers = [(name, times) for name, times in peers if times is not None]
+        for i in members:
+            mine = per_round(i) if todo[i]["library"] == "otalign" else None
+            if mine is None or not peers:
+                continue
+            best_name, best = min(peers, key=lambda p: statistics.median(p[1]))
+            rounds_both = min(len(mine), len(best))
+            ratio = statistics.median(m / b for m, b in zip(mine[:rounds_both], best[:rounds_both]))
+            setting = ", ".join(f"{k}={v}" for k, v in key if k != "row")
+            summary.append([row, setting, todo[i]["entry"], fmt(statistics.median(mine)), best_name,
+                            fmt(statistics.median(best)), fmt(ratio)])
         ref = next((i for i in members if todo[i]["ref"]), None)
         ref_error = reference_error(todo[members[0]]) if row in ("sinkhorn", "small eps", "to tolerance") else None
         params = ", ".join(f"{k}={v}" for k, v in key if k != "row")
@@ -567,6 +592,14 @@ def report(todo, results, rounds, args, skipped, started, uptime, finished_uptim
     ]
     if skipped:
         parts.append(f"Not installed, skipped: {', '.join(skipped)}.\n")
+    if summary:
+        parts.append(
+            "## Summary: otalign against the fastest peer with a valid result\n\n"
+            "Valid: no failure and a plan whose marginal L1 is finite and below 1 (kernel-domain peers at small eps "
+            "return all-zero or NaN plans). Ratio: median of same-round otalign / peer times (below 1: otalign "
+            "faster); ms per step for low-rank.\n\n"
+            + markdown_table(["row", "setting", "otalign", "otalign ms", "fastest valid peer", "peer ms",
+                              "otalign / peer"], summary) + "\n")
     for row in ROWS:
         if row in sections:
             parts.append(f"## {row}\n\n" + markdown_table(headers[row], sections[row]) + "\n")
