@@ -11,6 +11,10 @@ loop, both writing into a held buffer), threads, the CPU capability, subnormal r
 ``torch.set_flush_denormal``, and the allocation of a fresh 64 MiB output (NumPy asks the kernel for transparent
 huge pages with ``madvise``; PyTorch only with ``THP_MEM_ALLOC_ENABLE=1``).
 
+Not measured as rows: MKL's vector maths (with ``MKL_VERBOSE=1`` this build logs its GEMM calls but no VM
+function for ``torch.exp``: ATen's own kernel runs) and oneDNN (``torch.backends.mkldnn``; not used by element-wise
+ops on strided tensors).
+
 Run: ``python benchmarks/exp.py [--rounds 3]``. Writes ``benchmarks/results/exp.md``.
 """
 
