@@ -8,7 +8,7 @@ import torch
 
 import otalign
 from otalign import targets
-from otalign.losses import GCARINCE, GCAUOT, GCAInfoNCE, InfoNCE
+from otalign.losses import GCARINCE, GCAUOT, GCAInfoNCE, InfoNCE, SupCon
 
 HOST_READS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy")
 
@@ -38,6 +38,23 @@ def test_no_host_read_when_validation_is_off(cls, validation_off, monkeypatch):
     for name in HOST_READS:
         monkeypatch.setattr(torch.Tensor, name, host_read)
     loss = loss_fn(z0, z1)
+    loss.backward()
+    monkeypatch.undo()
+    assert torch.isfinite(z0.grad).all() and torch.isfinite(loss.detach())
+
+
+@pytest.mark.parametrize("cls", [SupCon, GCAInfoNCE, GCAUOT])
+def test_no_host_read_with_labels_when_validation_is_off(cls, validation_off, monkeypatch):
+    z0, z1 = embeddings()
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    loss_fn = cls()
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("a device-to-host read on the hot path")
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    loss = loss_fn(z0, z1, labels=labels)
     loss.backward()
     monkeypatch.undo()
     assert torch.isfinite(z0.grad).all() and torch.isfinite(loss.detach())
