@@ -45,7 +45,8 @@ Run: ``python benchmarks/peers.py`` (about 15 minutes on a loaded 2-core machine
 ``--rows loss sinkhorn ...`` for some rows. Libraries that are not installed are skipped: ``pip install
 otalign[peers]`` installs POT, geomloss and OTT-JAX; ``pip install --no-deps lightly`` adds lightly's losses without
 its training stack (its loss module needs only torch). Writes
-``benchmarks/results/peers.md`` (``--out`` for another file).
+``benchmarks/results/peers.md`` (``--out`` for another file) and the raw measurements beside it (``peers.json``;
+``--report-only peers.json`` renders the table again).
 """
 
 from __future__ import annotations
@@ -478,9 +479,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 2; 1 with --quick)")
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per task and round (median)")
     parser.add_argument("--out", type=Path, default=RESULTS / "peers.md")
+    parser.add_argument("--report-only", type=Path, default=None, help="re-render --out from a saved JSON")
     args = parser.parse_args()
     if args.worker:
         worker()
+        return
+    if args.report_only is not None:
+        write_report(json.loads(args.report_only.read_text()), args.out)
         return
     rounds = args.rounds or (1 if args.quick else 2)
     available = [lib for lib in LIBRARIES if installed(lib)]
@@ -505,9 +510,20 @@ def main() -> None:
         for w in workers.values():
             w.close()
     finished_uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip() if shutil.which("uptime") else ""
-    text = report(todo, results, rounds, args, skipped, started, uptime, finished_uptime)
+    raw = {"todo": todo, "results": results, "rounds": rounds, "repeats": args.repeats, "quick": args.quick,
+           "skipped": skipped, "started": started, "uptime": uptime, "finished_uptime": finished_uptime}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
+    write_report(raw, args.out)
+
+
+def write_report(raw: dict, out: Path) -> None:
+    """Render the measurements ``raw`` (the JSON written next to the table) as the markdown table ``out``."""
+    results = {int(i): replies for i, replies in raw["results"].items()}
+    options = argparse.Namespace(repeats=raw["repeats"], quick=raw["quick"])
+    text = report(raw["todo"], results, raw["rounds"], options, raw["skipped"], raw["started"], raw["uptime"],
+                  raw["finished_uptime"])
+    out.write_text(text)
     print(text)
 
 
