@@ -15,7 +15,7 @@ Rows (float32 unless stated; uniform masses):
 
 * ``loss``: contrastive loss forward + backward, two views of ``N`` x 128 embeddings, ``2N`` in {512, 1024, 4096},
   temperature 0.5; reference: a plain 10-line torch InfoNCE; lightly's ``NTXentLoss``; otalign's InfoNCE,
-  GCAInfoNCE, GCARINCE and GCAUOT (10 iterations). Checked: the value of InfoNCE / NTXentLoss against the plain one.
+  NTXent, GCAInfoNCE, GCARINCE and GCAUOT (10 iterations). Checked: the value of InfoNCE / NTXentLoss against the plain one.
 * ``sinkhorn``: ``K`` in {10, 20} Sinkhorn iterations, n in {1024, 4096}, eps in {0.01, 0.1, 0.5}, cost ``-cos``
   between two sets of normalised 128-d Gaussian embeddings (spread about 1), the n x n plan returned; reference:
   POT's NumPy scaling loop ``ot.sinkhorn``. Also POT ``method="sinkhorn_log"`` (NumPy), geomloss's tensorized
@@ -86,7 +86,7 @@ def tasks(rows: list[str], quick: bool) -> list[dict]:
         for two_n in ([128, 256] if quick else [512, 1024, 4096]):
             add("loss", "torch", "plain torch InfoNCE", ref=True, two_n=two_n)
             add("loss", "lightly", "lightly NTXentLoss", two_n=two_n)
-            for name in ("InfoNCE", "GCAInfoNCE", "GCARINCE", "GCAUOT"):
+            for name in ("InfoNCE", "NTXent", "GCAInfoNCE", "GCARINCE", "GCAUOT"):
                 add("loss", "otalign", name, two_n=two_n)
     for row, sizes, eps_values, iters_values, ref in (
         ("sinkhorn", [128] if quick else [1024, 4096], [0.1] if quick else [0.01, 0.1, 0.5], [10] if quick else [10, 20], "POT sinkhorn"),

@@ -21,8 +21,8 @@ def test_peers_benchmark_quick_run_writes_the_tables(tmp_path):
     for section in ("## loss", "## sinkhorn", "## gw"):
         assert section in report
     assert "| two_n=256 | plain torch InfoNCE |" in report
-    otalign_rows = [line for line in report.splitlines() if re.match(r"\| [^|]+ \| (otalign|InfoNCE|GCA)", line)]
-    assert len(otalign_rows) == 2 * 4 + 1 + 1  # 4 losses at 2 sizes, one Sinkhorn row, one GW row
+    otalign_rows = [line for line in report.splitlines() if re.match(r"\| [^|]+ \| (otalign|InfoNCE|NTXent|GCA)", line)]
+    assert len(otalign_rows) == 2 * 5 + 1 + 1  # 5 losses at 2 sizes, one Sinkhorn row, one GW row
     assert not any("failed" in line for line in otalign_rows)
     sinkhorn = next(line for line in otalign_rows if line.startswith("| n=128"))
     error = float(sinkhorn.split("|")[5])
