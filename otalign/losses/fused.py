@@ -55,7 +55,7 @@ class Terms:
 
 def terms_of(divergence) -> Optional[Terms]:
     """The :class:`Terms` of ``kl``, a :class:`Robust` or a :class:`Weighted` sum of those; ``None`` for any other
-    divergence (the general path then runs)."""
+    divergence, or all weights zero (the general path then runs)."""
     terms = divergence.terms if isinstance(divergence, Weighted) else [(1.0, divergence)]
     weight_kl, weight_robust, params = 0.0, 0.0, None
     for weight, term in terms:
@@ -67,6 +67,8 @@ def terms_of(divergence) -> Optional[Terms]:
         if not isinstance(term, Robust) or params not in (None, (term.q, term.lam)):
             return None
         weight_robust, params = weight_robust + weight, (term.q, term.lam)
+    if not weight_kl and not weight_robust:
+        return None
     return Terms(weight_kl, weight_robust, *(params or (0.5, 0.01)))
 
 

@@ -119,3 +119,9 @@ def test_half_precision_uses_the_general_path(monkeypatch):
     value = InfoNCE()(*z)
     assert calls == [] and torch.isfinite(value)
 
+
+
+def test_zero_weights_use_the_general_path():
+    assert GCAUOT(r1=0.0, r2=0.0)._fused_terms is None
+    z = [x.detach() for x in views(7)]
+    assert float(GCAUOT(r1=0.0, r2=0.0)(*z)) == 0.0
