@@ -50,6 +50,7 @@ processes). Local batch sizes may differ between ranks; the ranks agree on their
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional, Sequence, Union
@@ -61,15 +62,14 @@ from typing_extensions import TypedDict
 from .. import targets as _targets
 from ..aligner import Aligner
 from ..capabilities import check_supported
-from ..costs import negative_cosine
-from ..divergences import Divergence
+from ..divergences import Divergence, anchor_weights
 from ..distributed import ShardedGeometry
 from ..geometry import DenseCost
 from ..registry import resolve_solver
 from ..solver import Solver
 from ..arrays import as_labels, as_tensor
 from ..checks import as_real, check_tensor, checks_enabled, is_finite, trusted, validation_enabled
-from . import distributed
+from . import distributed, fused
 
 REDUCTIONS = ("mean", "sum", "none")
 COMPAT = (None, "authors")
@@ -100,6 +100,8 @@ class Batch:
         world_size: number of ranks the batch was gathered from (1 when local).
         anchors: the anchors' embeddings ``(A, d)`` (this rank's own, ``Z[local_rows]``), ``None``: ``Z`` itself.
         row_counts: every rank's number of anchors when the rows are sharded across ranks, else ``None``.
+        pairing: the cached instance-pairing structure when ``target`` is the pairing target, else ``None``.
+        from_labels: whether ``target`` was built from labels (entries 0 or 1).
     """
 
     embeddings: Tensor
@@ -109,6 +111,8 @@ class Batch:
     world_size: int = 1
     anchors: Optional[Tensor] = None
     row_counts: Optional[list[int]] = None
+    pairing: Optional[fused.Pairing] = None
+    from_labels: bool = False
 
 
 class ContrastiveLoss(nn.Module):
@@ -159,8 +163,11 @@ class ContrastiveLoss(nn.Module):
             return Batch(*distributed.sharded_batch(self, views, labels, target))
         stacked, labels = self._check_inputs(views, labels, target)
         n = stacked.shape[0] // len(views)
+        if labels is None and target is None:
+            pairs = fused.pairing(n, len(views), stacked.dtype, stacked.device)
+            return Batch(stacked, pairs.target, len(views), pairing=pairs)
         built = self.build_target(n, len(views), labels, target, stacked.dtype, stacked.device)
-        return Batch(stacked, built, len(views))
+        return Batch(stacked, built, len(views), from_labels=labels is not None)
 
     def _check_inputs(self, views, labels, target) -> tuple[Tensor, Optional[Tensor]]:
         """This rank's checks: the stacked views ``(V N, d)`` and the labels as int64 (or ``None``)."""
@@ -270,6 +277,9 @@ class AlignmentLoss(ContrastiveLoss):
             tol=0.0,
             grad="unroll",
         )
+        default = isinstance(solver, str) and solver == "sinkhorn" and not solver_options and compat is None
+        self._fused_terms = fused.terms_of(self.aligner.divergence) if default else None
+        self._lam_a, self._lam_b = _exponent(rho_a, self.temperature), _exponent(rho_b, self.temperature)
 
     def cost(self, embeddings: Tensor, anchors: Optional[Tensor] = None, rows: Optional[Tensor] = None) -> DenseCost:
         """The cost between anchors (rows; default ``Z`` itself) and candidates ``Z (V N, d)``: ``-cos`` with the
@@ -282,7 +292,9 @@ class AlignmentLoss(ContrastiveLoss):
             cost = 1 - (unit @ candidates.T).clamp(min=AUTHORS_CLAMP)
             top = cost.amax() if rows is None else distributed.global_max(cost)
             return DenseCost(torch.where(self_pairs, top, cost), bounds=(0.0, 2.0))
-        return DenseCost(negative_cosine(anchors, embeddings), self_pairs, bounds=(-1.0, 1.0))
+        # -cos with the sign folded into the (n, d) operand: no separate pass over the (n, n) product
+        unit, candidates = nn.functional.normalize(anchors, dim=-1), nn.functional.normalize(embeddings, dim=-1)
+        return DenseCost(unit @ (-candidates).T, self_pairs, bounds=(-1.0, 1.0))
 
     def align(self, *views: Tensor, labels: Optional[Tensor] = None, target: Optional[Tensor] = None):
         """The :class:`~otalign.Alignment` (plan, per-anchor losses, weights) of the batch; when gathered, of this
@@ -298,8 +310,34 @@ class AlignmentLoss(ContrastiveLoss):
             return self.aligner.align(problem, batch.target)
 
     def per_anchor(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        fast = self._fused(batch)
+        if fast is not None:
+            return fast
         alignment = self._align(batch)
         return alignment.per_anchor, alignment.weights
+
+    def _fused(self, batch: Batch) -> Optional[tuple[Tensor, Tensor]]:
+        """The per-anchor losses and weights by :mod:`otalign.losses.fused` (the same values as :meth:`_align`'s),
+        or ``None`` where that path does not apply: another solver or divergence, ``compat``, a sharded batch, half
+        precision, a kernel ``exp(s / eps)`` out of range for the dtype, or (validation on) a non-finite result, for which the
+        general path gives its precise answer or error."""
+        terms = self._fused_terms
+        if terms is None or batch.local_rows is not None or batch.anchors is not None:
+            return None
+        dtype = batch.embeddings.dtype
+        if dtype not in fused.SPREAD_LIMIT:  # half precision: the general path solves in float32
+            return None
+        if self._lam_b != 0 and not fused.kernel_allowed(self.temperature, dtype):
+            return None
+        target = batch.pairing if batch.pairing is not None else batch.target
+        per_anchor = fused.per_anchor(
+            batch.embeddings, target, eps=self.temperature, iterations=self.iterations, lam_a=self._lam_a,
+            lam_b=self._lam_b, terms=terms, binary=batch.from_labels,
+        )
+        if validation_enabled() and not bool(torch.isfinite(per_anchor.detach().sum())):
+            return None
+        weights = batch.pairing.weights if batch.pairing is not None else anchor_weights(batch.target)
+        return per_anchor, weights
 
     def extra_repr(self) -> str:
         a = self.aligner
@@ -388,6 +426,11 @@ def _check_labels(labels: Tensor, n: int, device: torch.device) -> Tensor:
     if labels.dim() != 1 or labels.shape[0] != n:
         raise ValueError(f"labels: expected shape ({n},) (one label per sample), got {tuple(labels.shape)}")
     return labels.to(device=device, dtype=torch.int64)
+
+
+def _exponent(rho: float, eps: float) -> float:
+    """The scaling exponent ``rho / (rho + eps)`` of a side: 1 when hard (``rho = inf``), 0 when free."""
+    return 1.0 if math.isinf(rho) else rho / (rho + eps)
 
 
 def _positive(name: str, value: float) -> float:

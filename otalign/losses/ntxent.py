@@ -45,12 +45,15 @@ class NTXent(ContrastiveLoss):
         rows, columns = anchors.shape[0], candidates.shape[0]
         n = columns // batch.n_views
         own = distributed.self_pairs(batch.local_rows, rows, columns, candidates.device)
-        logits = (anchors @ candidates.T / self.temperature).masked_fill(own, -torch.inf)
-        sample = torch.arange(columns, device=candidates.device) % n
-        anchor_sample = sample if batch.local_rows is None else sample[batch.local_rows]
-        positive = (anchor_sample[:, None] == sample[None, :]) & ~own
-        log_prob = (logits - torch.logsumexp(logits, dim=1, keepdim=True)).masked_fill(own, 0.0)
-        loss = -(log_prob * positive).sum(1) / (batch.n_views - 1)
+        # the temperature folded into the (columns, d) operand; self-pairs removed in place (the product's backward
+        # does not read its output)
+        logits = (anchors @ (candidates / self.temperature).T).masked_fill_(own, -torch.inf)
+        index = torch.arange(rows, device=candidates.device) if batch.local_rows is None else batch.local_rows
+        others = (index[:, None] + n * torch.arange(1, batch.n_views, device=candidates.device)) % columns
+        if batch.n_views == 2:
+            loss = F.cross_entropy(logits, others[:, 0], reduction="none")
+        else:  # averaged over the V - 1 positives
+            loss = -logits.log_softmax(1).gather(1, others).mean(1)
         return loss, torch.ones_like(loss)
 
     def extra_repr(self) -> str:

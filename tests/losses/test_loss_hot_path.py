@@ -8,7 +8,7 @@ import torch
 
 import otalign
 from otalign import targets
-from otalign.losses import GCARINCE, GCAUOT, GCAInfoNCE, InfoNCE
+from otalign.losses import GCARINCE, GCAUOT, GCAInfoNCE, InfoNCE, SupCon
 
 HOST_READS = ("__bool__", "__float__", "__int__", "__index__", "item", "tolist", "numpy")
 
@@ -43,6 +43,23 @@ def test_no_host_read_when_validation_is_off(cls, validation_off, monkeypatch):
     assert torch.isfinite(z0.grad).all() and torch.isfinite(loss.detach())
 
 
+@pytest.mark.parametrize("cls", [SupCon, GCAInfoNCE, GCAUOT])
+def test_no_host_read_with_labels_when_validation_is_off(cls, validation_off, monkeypatch):
+    z0, z1 = embeddings()
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    loss_fn = cls()
+
+    def host_read(*args, **kwargs):
+        raise AssertionError("a device-to-host read on the hot path")
+
+    for name in HOST_READS:
+        monkeypatch.setattr(torch.Tensor, name, host_read)
+    loss = loss_fn(z0, z1, labels=labels)
+    loss.backward()
+    monkeypatch.undo()
+    assert torch.isfinite(z0.grad).all() and torch.isfinite(loss.detach())
+
+
 def test_the_host_read_detector_catches_a_read(monkeypatch):
     """The detector above works: the same loss with validation on reads values (it checks them)."""
     z0, z1 = embeddings()
@@ -55,7 +72,10 @@ def test_the_host_read_detector_catches_a_read(monkeypatch):
         GCAInfoNCE()(z0, z1)
 
 
-def test_target_checked_once_and_log_matrix_built_once(monkeypatch):
+@pytest.mark.parametrize("general", [True, False])
+def test_target_checked_once_and_log_matrix_built_once(general, monkeypatch):
+    """The general path (a solver instance) builds the plan's log-matrix once for both divergences of GCA-UOT; the
+    fused path (the default solver name) builds none. Both check the target once."""
     z0, z1 = embeddings()
     counts = {"finite": 0, "log_plan": 0}
     finite, log_plan = targets._all_finite, otalign.Problem.log_plan_block
@@ -70,8 +90,9 @@ def test_target_checked_once_and_log_matrix_built_once(monkeypatch):
 
     monkeypatch.setattr(targets, "_all_finite", counting_finite)
     monkeypatch.setattr(otalign.Problem, "log_plan_block", counting_log_plan)
-    GCAUOT()(z0, z1, target=targets.paired(8))  # r1 KL + r2 robust: two divergences of one plan
-    assert counts == {"finite": 1, "log_plan": 1}
+    solver = otalign.solvers.get("sinkhorn") if general else "sinkhorn"
+    GCAUOT(solver=solver)(z0, z1, target=targets.paired(8))  # r1 KL + r2 robust: two divergences of one plan
+    assert counts == {"finite": 1, "log_plan": int(general)}
 
 
 def test_validation_off_equals_on():
@@ -92,8 +113,8 @@ def test_set_validation_takes_a_bool():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("make", [GCAInfoNCE, GCAUOT, lambda: GCAInfoNCE(solver="proximal")],
-                         ids=["GCAInfoNCE", "GCAUOT", "GCAInfoNCE-proximal"])
+@pytest.mark.parametrize("make", [GCAInfoNCE, GCAUOT, InfoNCE, GCARINCE, lambda: GCAInfoNCE(solver="proximal")],
+                         ids=["GCAInfoNCE", "GCAUOT", "InfoNCE", "GCARINCE", "GCAInfoNCE-proximal"])
 def test_compiles_with_fullgraph(make, validation_off):
     """Dynamo captures the whole forward (no graph break) and AOT autograd the backward; values and gradients
     equal eager mode. ``aot_eager`` traces exactly what inductor would compile, without a C++ toolchain. The
