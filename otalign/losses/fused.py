@@ -35,9 +35,7 @@ from torch.nn import functional as F
 
 from ..divergences import Robust, Weighted, _row_logsumexp, kl, robust
 from ..problem import safe_log
-from ..softmin.kernel_domain import SPREAD_LIMIT
-
-#: Largest ``2 / eps`` (spread of the similarity logits) for which the kernel domain is used, per dtype.
+from ..softmin.kernel_domain import SPREAD_LIMIT  # the largest spread / eps of the kernel domain, per dtype
 
 _CACHE: dict[tuple, "Pairing"] = {}
 _CACHE_SIZE = 16
