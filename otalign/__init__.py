@@ -10,6 +10,7 @@ from . import costs, distributed, divergences, gromov, losses, metrics, targets
 from .aligner import Aligner, Alignment
 from .geometry import DenseCost, Geometry, PointCloud
 from .lowrank_plan import LowRankPlan
+from .measures import sinkhorn_divergence
 from .gromov import GWProblem
 from .plan import Plan
 from .problem import Problem
@@ -48,6 +49,7 @@ __all__ = [
     "gromov",
     "losses",
     "metrics",
+    "sinkhorn_divergence",
     "solve",
     "set_validation",
     "targets",

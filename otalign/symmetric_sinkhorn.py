@@ -1,0 +1,174 @@
+"""The symmetric, eps-annealed Sinkhorn loop of a Sinkhorn divergence (docs/divergence.md).
+
+A divergence between ``(a, x)`` and ``(b, y)`` needs up to four potentials: ``f_ba`` on ``x`` and ``g_ab`` on ``y``
+for ``OT(a, b)``, and the symmetric potentials ``f_aa`` on ``x`` and ``g_bb`` on ``y`` for the self-terms
+``OT(a, a)`` and ``OT(b, b)``. Every one of them is updated by the same operation, a soft-min of the cost against
+another potential plus the log-masses of the other side,
+
+    T(h)_i = -lambda eps LSE_j[ log w_j + (h_j - C(u_i, v_j)) / eps ],     lambda = rho / (rho + eps),
+
+with ``(u, v, w, h)`` = ``(x, y, b, g_ab)`` for ``f_ba``, ``(y, x, a, f_ba)`` for ``g_ab``, ``(x, x, a, f_aa)`` for
+``f_aa`` and ``(y, y, b, g_bb)`` for ``g_bb``. This is :meth:`otalign.Problem.update_f` of the problem with rows
+``u``, columns ``v`` and column masses ``w`` (product reference). A *symmetric* step updates all four at once from
+the previous values (a Jacobi step, not alternating) and averages old and new: ``h <- (h + T(h')) / 2``.
+
+When ``x`` and ``y`` have the same number of points the four updates are one batched soft-min over a stacked
+point cloud (rows ``[x, y, x, y]``, columns ``[y, x, x, y]``): one pass of the soft-min per step for all terms.
+Otherwise ``OT(a, b)`` takes two half-steps and each self-term one.
+
+The eps schedule (:func:`annealing_schedule`) starts at ``diameter^p`` and divides eps by ``scaling^-p`` at each
+step down to ``blur^p``, one symmetric step per value (the schedule of geomloss's ``SamplesLoss("sinkhorn")``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .geometry import DenseCost, PointCloud
+from .problem import Problem
+from .validation import trusted
+
+
+def bounding_diameter(x: Tensor, y: Tensor) -> float:
+    """The diagonal of the bounding box of all points of ``x (..., n, d)`` and ``y (..., m, d)`` (every batch
+    together): an upper bound of every distance ``|x_i - y_j|``."""
+    d = x.shape[-1]
+    with torch.no_grad():
+        points = torch.cat((x.detach().reshape(-1, d), y.detach().reshape(-1, d)))
+        return float((points.amax(0) - points.amin(0)).norm())
+
+
+def annealing_schedule(p: float, diameter: float, blur: float, scaling: float) -> list[float]:
+    """eps values of the annealed loop: ``diameter^p``, then ``exp(p log diameter + k p log scaling)`` for
+    ``k = 0, 1, ...`` while above ``blur^p`` (``diameter^p`` thus appears twice), and finally ``blur^p``."""
+    start, stop, step = p * math.log(diameter), p * math.log(blur), p * math.log(scaling)
+    exponents = np.arange(start, stop, step)  # float64, as many values as ceil((stop - start) / step)
+    return [diameter ** p] + [float(np.exp(e)) for e in exponents] + [blur ** p]
+
+
+#: Factor by which the backward of the differentiated last step is scaled up (and scaled back on the points).
+#: Its soft-min backward multiplies the kernel's clamped smallest weights (``e^-80`` in float32) by the incoming
+#: gradient (of order ``eps / n``), which lands in the subnormal range; every later product (the cost's backward, a
+#: matrix product) then runs on subnormals, 100x slower on CPUs. Scaled by 2^40 (exact in binary), they stay normal.
+GRAD_SCALE = 2.0 ** 40
+
+
+@dataclass
+class Potentials:
+    """The potentials of a divergence: ``f_ba (..., n)`` and ``g_ab (..., m)`` of ``OT(a, b)``, ``f_aa (..., n)``
+    and ``g_bb (..., m)`` of the self-terms (``None`` when the self-terms are not computed)."""
+
+    f_ba: Tensor
+    g_ab: Tensor
+    f_aa: Optional[Tensor] = None
+    g_bb: Optional[Tensor] = None
+
+    def as_list(self) -> list[Tensor]:
+        return [t for t in (self.f_ba, self.g_ab, self.f_aa, self.g_bb) if t is not None]
+
+    def average(self, other: "Potentials") -> "Potentials":
+        mixed = [(s + o) / 2 for s, o in zip(self.as_list(), other.as_list())]
+        return Potentials(*mixed)
+
+
+class SymmetricTerms:
+    """The OT problems of one divergence as soft-min half-steps (module docstring).
+
+    Args:
+        x, y: points ``(n, d)``, ``(m, d)`` or batched ``(B, n, d)``, ``(B, m, d)``.
+        a, b: masses ``(..., n)``, ``(..., m)``.
+        cost: a cost name of :data:`otalign.costs.COSTS` or a callable (symmetric: ``C(u, v) = C(v, u)^T``).
+        rho: marginal penalty (``inf``: balanced), the same on every side.
+        debias: also the self-terms.
+        dense: materialise the cost matrices (fast for moderate sizes) instead of a :class:`PointCloud` that
+            recomputes cost blocks (O((n + m) d) memory).
+        detach_columns: the columns' points and masses carry no gradient (the last, differentiated step of the
+            envelope gradient: each point then receives its gradient once, through its own rows).
+        eps: the problem's eps (the final one; steps may use any other).
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, a: Tensor, b: Tensor, cost, rho: float, debias: bool, dense: bool,
+                 detach_columns: bool, eps: float):
+        self.debias, self.n = debias, x.shape[-2]
+        self.scale = GRAD_SCALE if detach_columns else 1.0
+        if detach_columns:  # the backward of the last step runs GRAD_SCALE times larger (see GRAD_SCALE)
+            x, y = _scale_grad(x, 1.0 / GRAD_SCALE), _scale_grad(y, 1.0 / GRAD_SCALE)
+        self.stacked = x.shape[-2] == y.shape[-2]
+        col = (lambda t: t.detach()) if detach_columns else (lambda t: t)
+        if self.stacked:
+            rows = [x, y, x, y] if debias else [x, y]
+            cols = [col(y), col(x), col(x), col(y)] if debias else [col(y), col(x)]
+            masses = [col(b), col(a), col(a), col(b)] if debias else [col(b), col(a)]
+            stack = lambda ts: _stack(ts, x.dim() == 3)
+            self.problems = [_problem(stack(rows), stack(cols), stack(masses), cost, rho, dense, eps)]
+        else:
+            pairs = [(x, col(y), col(b)), (y, col(x), col(a))]
+            if debias:
+                pairs += [(x, col(x), col(a)), (y, col(y), col(b))]
+            self.problems = [_problem(u, v, w, cost, rho, dense, eps) for u, v, w in pairs]
+        self.batched = x.dim() == 3
+
+    def step(self, eps: float, current: Potentials, hints: Optional[list[Tensor]] = None
+             ) -> tuple[Potentials, list[Tensor]]:
+        """``T`` applied to every potential at ``eps``, from ``current`` (a Jacobi step, no averaging). Returns
+        the new potentials and the raw log-sum-exps (hints for the next step)."""
+        h = [current.g_ab, current.f_ba] + ([current.f_aa, current.g_bb] if self.debias else [])
+        hints = hints or [None] * len(self.problems)
+        if self.stacked:
+            out, lse = self.problems[0].with_eps(eps).update_f(_stack(h, self.batched), hints[0])
+            out = _scale_grad(out, self.scale)
+            k = len(h)
+            parts = list(out.reshape(k, -1, *out.shape[1:]).unbind(0)) if self.batched else list(out.unbind(0))
+            return Potentials(*parts), [lse]
+        results = [problem.with_eps(eps).update_f(hj, hint) for problem, hj, hint in zip(self.problems, h, hints)]
+        return Potentials(*[_scale_grad(r[0], self.scale) for r in results]), [r[1] for r in results]
+
+    def hints(self, eps: float, current: Potentials) -> list[Tensor]:
+        """Guesses of the next step's log-sum-exps from the current potentials (``lse = -T(h) / (lambda eps)``)."""
+        lam = self.problems[0].with_eps(eps).lambda_a
+        values = [current.f_ba, current.g_ab] + ([current.f_aa, current.g_bb] if self.debias else [])
+        scaled = [v.detach() / (-lam * eps) for v in values]
+        return [_stack(scaled, self.batched)] if self.stacked else scaled
+
+
+def _scale_grad(tensor: Tensor, factor: float) -> Tensor:
+    """``tensor`` itself, whose incoming gradient is multiplied by ``factor`` (a power of two: exact)."""
+    if factor == 1.0 or not tensor.requires_grad:
+        return tensor
+    return _ScaleGrad.apply(tensor, factor)
+
+
+class _ScaleGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor: Tensor, factor: float) -> Tensor:
+        ctx.factor = factor
+        return tensor.view_as(tensor)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad * ctx.factor, None
+
+
+def _stack(tensors: list[Tensor], batched: bool) -> Tensor:
+    """Stack along a new leading axis; batched tensors ``(B, ...)`` are concatenated instead (``(k B, ...)``)."""
+    return torch.cat(tensors) if batched else torch.stack(tensors)
+
+
+def _problem(u: Tensor, v: Tensor, w: Tensor, cost, rho: float, dense: bool, eps: float) -> Problem:
+    """The problem whose :meth:`~otalign.Problem.update_f` is ``T`` for rows ``u``, columns ``v`` and column masses
+    ``w`` (row masses are not used by the half-step under the product reference: ``w`` stands in)."""
+    geometry = PointCloud(u, v, cost)
+    if dense:
+        geometry = DenseCost(geometry.matrix())
+    a = (w.detach().sum(-1, keepdim=True) / u.shape[-2]).expand(u.shape[:-1])
+    with trusted():
+        return Problem(geometry, a, w, eps=eps, rho_a=rho, rho_b=rho, reference="product")
+
+
+__all__ = ["Potentials", "SymmetricTerms", "annealing_schedule", "bounding_diameter"]
