@@ -19,6 +19,7 @@ unbalanced: ``OT(alpha, beta) + eps (m(alpha) + m(beta)) / 2 - eps m(alpha) m(be
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Optional, Union
 
 import torch
@@ -28,7 +29,10 @@ from .costs import CostFn
 from .geometry import PointCloud
 from .problem import Problem
 from .solve import solve
-from .symmetric_sinkhorn import Potentials, SymmetricTerms, annealing_schedule, bounding_diameter
+from .solver import ConvergenceWarning
+from .symmetric_sinkhorn import (
+    Potentials, SymmetricTerms, annealing_schedule, bounding_diameter, symmetric_potential,
+)
 from .validation import check_number, is_inf
 
 METHODS = ("annealing", "sinkhorn")
@@ -76,8 +80,8 @@ def sinkhorn_divergence(
         method: ``"annealing"`` (default): symmetric averaged steps, one per eps of
             :func:`~otalign.symmetric_sinkhorn.annealing_schedule` from ``eps_start`` down by ``eps_scaling``
             (geomloss's scheme: a fixed, small number of steps, not a converged solve); ``"sinkhorn"``: each OT
-            problem solved to ``tol`` by :func:`otalign.solve` (``"sinkhorn"`` with ``eps_scaling``, the two
-            self-terms as one batched solve when ``n == m``).
+            problem solved to ``tol``: ``OT(a, b)`` by :func:`otalign.solve` (``"sinkhorn"`` with ``eps_scaling``),
+            the self-terms by averaged symmetric steps after the same schedule (one batched problem when ``n == m``).
         eps_scaling: ratio in (0, 1) of successive eps values (geomloss's ``scaling ** p``).
         eps_start: first eps of the schedule; default ``diameter ** p`` with ``diameter`` the bounding box's
             diagonal and ``p`` the cost's exponent (1 or 2; other costs must give it).
@@ -113,11 +117,12 @@ def sinkhorn_divergence(
         raise ValueError(f"eps_scaling: expected a ratio in (0, 1), got {eps_scaling!r}")
     if dense is None:
         dense = cost not in PRODUCT_COSTS and x.shape[-2] * y.shape[-2] <= DENSE_LIMIT
+    schedule = _schedule(x, y, cost, eps, eps_scaling, eps_start)
     if method == "annealing":
-        schedule = _schedule(x, y, cost, eps, eps_scaling, eps_start)
         potentials = _anneal(x, y, a, b, cost, rho, eps, debias, dense, schedule, grad)
     else:
-        potentials = _converge(x, y, a, b, cost, rho, eps, debias, dense, eps_scaling, grad, max_iter, tol)
+        potentials = _converge(x, y, a, b, cost, rho, eps, debias, dense, eps_scaling, schedule, grad, max_iter,
+                               tol)
     last = SymmetricTerms(x, y, a, b, cost, rho, debias, dense, detach_columns=grad == "envelope", eps=eps)
     if grad == "envelope":
         potentials = Potentials(*[t.detach() for t in potentials.as_list()])
@@ -173,31 +178,35 @@ def _anneal(x, y, a, b, cost, rho, eps, debias, dense, schedule, grad) -> Potent
     return current
 
 
-def _converge(x, y, a, b, cost, rho, eps, debias, dense, eps_scaling, grad, max_iter, tol) -> Potentials:
-    """Each OT problem solved by :func:`otalign.solve`; the self-terms symmetrised (``(f + g) / 2``)."""
+def _converge(x, y, a, b, cost, rho, eps, debias, dense, eps_scaling, schedule, grad, max_iter, tol) -> Potentials:
+    """``OT(a, b)`` solved by :func:`otalign.solve`; each self-term by averaged symmetric steps to the same ``tol``
+    (:func:`~otalign.symmetric_sinkhorn.symmetric_potential`: alternating Sinkhorn is slow on symmetric problems),
+    the two as one batched problem when ``n == m``, after one averaged step per eps of ``schedule``."""
     mode = "unroll" if grad == "unroll" else "detach"
 
-    def run(u, v, wu, wv):
+    def problem(u, v, wu, wv):
         geometry = PointCloud(u, v, cost)
-        if dense:
-            geometry = geometry.matrix()
-        problem = Problem(geometry, wu, wv, eps=eps, rho_a=rho, rho_b=rho, reference="product")
-        return solve(problem, "sinkhorn", max_iter=max_iter, tol=tol, grad=mode, eps_scaling=eps_scaling)
+        return Problem(geometry.matrix() if dense else geometry, wu, wv, eps=eps, rho_a=rho, rho_b=rho,
+                       reference="product")
 
-    plan = run(x, y, a, b)
-    f_ba, g_ab = plan.f, plan.g
+    plan = solve(problem(x, y, a, b), "sinkhorn", max_iter=max_iter, tol=tol, grad=mode, eps_scaling=eps_scaling)
     if not debias:
-        return Potentials(f_ba, g_ab)
-    if x.shape[-2] == y.shape[-2]:
-        batched = x.dim() == 3
-        join = torch.cat if batched else torch.stack
-        own = run(join([x, y]), join([x, y]), join([a, b]), join([a, b]))
-        sym = (own.f + own.g) / 2
-        f_aa, g_bb = sym.chunk(2) if batched else sym.unbind(0)
-    else:
-        own_x, own_y = run(x, x, a, a), run(y, y, b, b)
-        f_aa, g_bb = (own_x.f + own_x.g) / 2, (own_y.f + own_y.g) / 2
-    return Potentials(f_ba, g_ab, f_aa, g_bb)
+        return Potentials(plan.f, plan.g)
+    with torch.set_grad_enabled(grad == "unroll" and torch.is_grad_enabled()):
+        if x.shape[-2] == y.shape[-2]:
+            join = torch.cat if x.dim() == 3 else torch.stack
+            both = problem(join([x, y]), join([x, y]), join([a, b]), join([a, b]))
+            f, converged = symmetric_potential(both, schedule, max_iter, tol)
+            f_aa, g_bb = f.chunk(2) if x.dim() == 3 else f.unbind(0)
+        else:
+            own_x, own_y = problem(x, x, a, a), problem(y, y, b, b)
+            f_aa, done_x = symmetric_potential(own_x, schedule, max_iter, tol)
+            g_bb, done_y = symmetric_potential(own_y, schedule, max_iter, tol)
+            converged = done_x and done_y
+    if not converged:
+        warnings.warn(f"sinkhorn_divergence: the self-terms did not reach tol={tol:g} in max_iter={max_iter} "
+                      f"steps; raise max_iter or eps", ConvergenceWarning, stacklevel=3)
+    return Potentials(plan.f, plan.g, f_aa, g_bb)
 
 
 def _schedule(x: Tensor, y: Tensor, cost, eps: float, eps_scaling: float, eps_start: Optional[float]) -> list[float]:

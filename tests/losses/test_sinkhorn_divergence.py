@@ -101,7 +101,8 @@ def test_column_weights_are_accepted_as_geomloss_does():
 
 @pytest.mark.parametrize("kwargs, name", [
     ({"p": 3}, "p"), ({"blur": 0.0}, "blur"), ({"scaling": 1.0}, "scaling"), ({"reach": -1.0}, "reach"),
-    ({"backend": "keops"}, "backend"), ({"compat": "ott"}, "compat"), ({"method": "exact"}, "method"), ({"grad": "implicit"}, "grad"),
+    ({"backend": "keops"}, "backend"), ({"compat": "ott"}, "compat"), ({"method": "exact"}, "method"),
+    ({"grad": "implicit"}, "grad"),
 ])
 def test_bad_arguments_are_named(kwargs, name):
     with pytest.raises((ValueError, TypeError), match=name):
@@ -112,3 +113,12 @@ def test_wrong_number_of_arguments():
     x = torch.rand(5, 2)
     with pytest.raises(TypeError, match=r"\(x, y\) or \(a, x, b, y\)"):
         SinkhornDivergence()(x, x, x)
+
+
+@pytest.mark.slow
+def test_matches_geomloss_online_keops_backend():
+    pytest.importorskip("pykeops")
+    a, x, b, y = _inputs(60, 45, seed=4)
+    ours = SinkhornDivergence(p=2, blur=0.05, backend="online")
+    theirs = geomloss.SamplesLoss("sinkhorn", p=2, blur=0.05, backend="online")
+    _compare(ours, theirs, [a, x, b, y])
