@@ -28,7 +28,7 @@ def _gkl(p, q):
     return (p * (p / q).log() - p + q).sum()
 
 
-def _reference_ot(C, a, b, eps, rho, iterations=3000):
+def _reference_ot(C, a, b, eps, rho, iterations=1000):
     """Primal value of min <C,P> + eps KL(P|a b^T) + rho KL(P1|a) + rho KL(P^T 1|b), and the plan."""
     lam = 1.0 if math.isinf(rho) else rho / (rho + eps)
     f, g = torch.zeros_like(a), torch.zeros_like(b)

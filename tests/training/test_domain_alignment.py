@@ -84,6 +84,7 @@ def test_cli_trains_with_the_sinkhorn_term_and_fingerprints_it(tmp_path, capsys)
     assert "setting domain_weight: 0.5 -> 0.25" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_refuses_alignment_on_a_dataset_without_domains(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--dataset", "digits", "--domain-alignment", "sinkhorn", "--out", str(tmp_path / "x"), *TINY])
