@@ -231,6 +231,10 @@ def _measures(x, y, a, b, eps, rho, cost):
             raise ValueError(f"x: the Problem's rho_a and rho_b must be equal, got {problem.rho_a}, {problem.rho_b}")
         if any(v is not None for v in (y, a, b, eps)):
             raise TypeError("y, a, b, eps: given by the Problem; do not pass them as well")
+        if not isinstance(problem.geometry, PointCloud):
+            raise TypeError(f"x: a Problem over a {type(problem.geometry).__name__} has no points; the divergence "
+                            f"needs them for the self-terms' costs C(x, x) and C(y, y): pass a Problem over a "
+                            f"PointCloud, or the points")
         x, a, b, eps, rho = problem.geometry, problem.a, problem.b, problem.eps, problem.rho_a
     if isinstance(x, PointCloud):
         if y is not None:

@@ -181,6 +181,12 @@ def test_bad_arguments_are_named(kwargs, match):
         sinkhorn_divergence(x, y, a, b, **options)
 
 
+def test_problem_without_points_is_refused():
+    x, y, a, b = _points(5, 4, seed=0)
+    with pytest.raises(TypeError, match="has no points"):
+        sinkhorn_divergence(Problem(torch.cdist(x, y), a, b, eps=0.1))
+
+
 def test_balanced_divergence_needs_equal_masses():
     x, y, a, b = _points(5, 4, seed=0)
     with pytest.raises(ValueError, match="a, b"):
