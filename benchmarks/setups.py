@@ -171,7 +171,8 @@ def alignment_section(seeds: int, epochs: int, weight: float, quick: bool) -> li
              "term at the last epoch | seeds |", "|---|---|---:|---:|---:|---:|---:|"]
     for label, modality, dataset, encoder, batch, factor in ALIGNMENT_ROWS:
         base = Config(modality=modality, dataset=dataset, encoder=encoder, method="infonce", feature_dim=64,
-                      hidden_dim=128, projection_dim=32, epochs=epochs * factor, batch_size=batch, lr=2e-3, warmup_epochs=1,
+                      hidden_dim=128, projection_dim=32, epochs=epochs * factor, batch_size=batch, lr=2e-3,
+                      warmup_epochs=1,
                       temperature=0.5, device="cpu", amp=False, checkpoint_every=0, resume=False, quiet=True,
                       subset=200 if quick else 0, out=fresh_folder())
         data = load_data(base, torch.device("cpu"))

@@ -10,7 +10,8 @@ reference measure,
 ``g_ab`` those of ``OT(alpha, beta)`` and ``f_aa``, ``g_bb`` the symmetric ones of the self-terms,
 
     balanced:    S = <a, f_ba - f_aa> + <b, g_ab - g_bb>
-    unbalanced:  S = (rho + eps / 2) (<a, exp(-f_aa / rho) - exp(-f_ba / rho)> + <b, exp(-g_bb / rho) - exp(-g_ab / rho)>)
+    unbalanced:  S = (rho + eps / 2) (<a, exp(-f_aa / rho) - exp(-f_ba / rho)>
+                                      + <b, exp(-g_bb / rho) - exp(-g_ab / rho)>)
 
 and without debiasing (``debias=False``) the same formulas with ``f_aa = g_bb = 0`` (balanced: ``OT(alpha, beta)``;
 unbalanced: ``OT(alpha, beta) + eps (m(alpha) + m(beta)) / 2 - eps m(alpha) m(beta)``, geomloss's raw value).

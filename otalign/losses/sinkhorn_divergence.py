@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 from typing import Optional, Union
 
-import torch
 from torch import Tensor, nn
 
 from ..costs import CostFn, sqeuclidean
@@ -135,8 +134,8 @@ class SinkhornDivergence(nn.Module):
         dense = None if self.backend == "auto" else self.backend == "tensorized"
         return sinkhorn_divergence(
             x, y, a, b, eps=self.eps, rho=self.rho, cost=self.cost, debias=self.debias, method=self.method,
-            eps_scaling=self.scaling ** self.p, eps_start=(diameter if diameter > 0 else self.blur) ** self.p, grad=self.grad,
-            dense=dense, geomloss_gradient=self.compat == "geomloss",
+            eps_scaling=self.scaling ** self.p, eps_start=(diameter if diameter > 0 else self.blur) ** self.p,
+            grad=self.grad, dense=dense, geomloss_gradient=self.compat == "geomloss",
         )
 
     def extra_repr(self) -> str:
