@@ -159,7 +159,6 @@ def main() -> None:
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     store = RESULTS / "divergence.json"
-    results = json.loads(store.read_text()) if store.is_file() else {}
     for part in args.part:
         if part == "tensorized":
             records = part_tensorized(args.repeats)
@@ -167,6 +166,7 @@ def main() -> None:
             records = part_keops(args.repeats)
         else:
             records = part_large()
+        results = json.loads(store.read_text()) if store.is_file() else {}  # re-read: parts may run side by side
         results[part] = {"machine": machine(), "records": records}
         store.write_text(json.dumps(results, indent=2))
         (RESULTS / "divergence.md").write_text(render(results))
