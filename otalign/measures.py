@@ -7,11 +7,13 @@ reference measure,
     S(alpha, beta) = OT(alpha, beta) - OT(alpha, alpha) / 2 - OT(beta, beta) / 2 + eps / 2 (m(alpha) - m(beta))^2
 
 (``m`` the total mass; the last term vanishes when balanced). It is computed from the potentials: with ``f_ba``,
-``g_ab`` those of ``OT(alpha, beta)`` and ``f_aa``, ``g_bb`` the symmetric ones of the self-terms,
+``g_ab`` those of ``OT(alpha, beta)`` and ``f_aa``, ``g_bb`` the symmetric ones of the self-terms, balanced
 
-    balanced:    S = <a, f_ba - f_aa> + <b, g_ab - g_bb>
-    unbalanced:  S = (rho + eps / 2) (<a, exp(-f_aa / rho) - exp(-f_ba / rho)>
-                                      + <b, exp(-g_bb / rho) - exp(-g_ab / rho)>)
+    S = <a, f_ba - f_aa> + <b, g_ab - g_bb>
+
+and unbalanced
+
+    S = (rho + eps / 2) (<a, exp(-f_aa / rho) - exp(-f_ba / rho)> + <b, exp(-g_bb / rho) - exp(-g_ab / rho)>)
 
 and without debiasing (``debias=False``) the same formulas with ``f_aa = g_bb = 0`` (balanced: ``OT(alpha, beta)``;
 unbalanced: ``OT(alpha, beta) + eps (m(alpha) + m(beta)) / 2 - eps m(alpha) m(beta)``, geomloss's raw value).
