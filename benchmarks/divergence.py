@@ -138,13 +138,13 @@ def render(results: dict) -> str:
              "of the benchmark process (KeOps's threads included) does not, and is the fairer comparison.", ""]
     if "tensorized" in results:
         part = results["tensorized"]
-        lines += ["## n = m = 4096, one thread each", "", f"Machine: {part['machine']}.", "",
+        lines += ["## n = m = 4096, one thread each", ""] + _note(part) + [f"Machine: {part['machine']}.", "",
                   markdown_table(["d", "loss", "wall s (value + gradient)", "CPU s", "speed-up (wall)",
                                   "speed-up (CPU)", "abs. value difference"],
                                  [_row(r, [r["d"], r["loss"]]) for r in part["records"]]), ""]
     if "keops" in results:
         part = results["keops"]
-        lines += ["## n = m = 20,000, d = 3: geomloss online (KeOps)", ""]
+        lines += ["## n = m = 20,000, d = 3: geomloss online (KeOps)", ""] + _note(part)
         if "skipped" in part["records"][0]:
             lines += [f"Not measured: {part['records'][0]['skipped']}.", ""]
         else:
@@ -165,8 +165,13 @@ def render(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _note(part: dict) -> list[str]:
+    """A part's ``note`` (added to the results file by hand: circumstances of a run), as a paragraph."""
+    return [part["note"], ""] if part.get("note") else []
+
+
 def _row(record: dict, lead: list) -> list:
-    cpu = record.get("cpu_seconds", float("nan"))
+    cpu = record.get("cpu_seconds", "–")
     cpu_speedup = f"{record['cpu_speedup']:.2f}x" if "cpu_speedup" in record else "–"
     return lead + [record["seconds"], cpu, f"{record['speedup']:.2f}x", cpu_speedup, f"{record['value_diff']:.1e}"]
 
