@@ -5,8 +5,9 @@
   ``p = 2``, ``blur = 0.05``, ``scaling = 0.5`` (so the same eps schedule and the same number of steps), both
   backends of otalign (``"online"``: point-cloud blocks, the default for p = 2; ``"tensorized"``: stored matrices).
 * ``--part keops``: geomloss's online backend (pykeops) at n = m = 20,000, d = 3, if pykeops imports.
-* ``--part large``: otalign online at n = m = 100,000, d = 3 (float32, the default threads), in a fresh process:
-  time and peak resident memory (``--large-scaling`` shortens the schedule: time is linear in its length).
+* ``--part large``: otalign online at n = m = 100,000 (``--large-n``), d = 3 (float32, the default threads), in a
+  fresh process: time and peak resident memory of the value (with ``--large-gradient`` also of its gradient);
+  ``--large-scaling`` shortens the schedule (time is linear in its length).
 
 Each part updates ``benchmarks/results/divergence.json``; the markdown table ``divergence.md`` is rewritten from it.
 Run: ``python benchmarks/divergence.py --part tensorized`` (several minutes), ``--part large`` (tens of minutes).
@@ -100,9 +101,10 @@ def part_keops(repeats: int) -> list[dict]:
              "speedup": t_keops / t_ours, "cpu_speedup": c_keops / c_ours, "value_diff": abs(v_ours - v_keops)}]
 
 
-def part_large(scaling: float, n: int = 100000) -> list[dict]:
-    """In a fresh process: the peak resident memory is then this run's alone. ``scaling`` sets the number of
-    annealing steps (memory does not depend on it; time is linear in it)."""
+def part_large(scaling: float, n: int, gradient: bool) -> dict:
+    """One online run in a fresh process (so that the peak resident memory is this run's alone): the value, and
+    with ``gradient`` its backward w.r.t. ``x``. ``scaling`` sets the number of annealing steps (memory does not
+    depend on it; forward time is linear in it)."""
     code = (
         "import json, sys, time, torch\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})\n"
@@ -112,20 +114,22 @@ def part_large(scaling: float, n: int = 100000) -> list[dict]:
         "from otalign.losses import SinkhornDivergence\n"
         f"x, y = _clouds({n}, 3)\n"
         "reset_peak_rss(); before = peak_rss_mb()\n"
-        "xg = x.clone().requires_grad_()\n"
-        "start = time.perf_counter()\n"
+        f"xg = x.clone().requires_grad_({gradient!r})\n"
+        "start, start_cpu = time.perf_counter(), time.process_time()\n"
         f"value = SinkhornDivergence(p=2, blur=BLUR, scaling={scaling!r}, backend='online')(xg, y)\n"
-        "forward = time.perf_counter() - start\n"
-        "value.backward()\n"
-        "total = time.perf_counter() - start\n"
+        "forward, forward_cpu = time.perf_counter() - start, time.process_time() - start_cpu\n"
+        f"if {gradient!r}: value.backward()\n"
+        "total, total_cpu = time.perf_counter() - start, time.process_time() - start_cpu\n"
         f"steps = len(annealing_schedule(2, bounding_diameter(x, y), BLUR, {scaling!r})) + 2\n"
-        f"print(json.dumps({{'n': {n}, 'd': 3, 'scaling': {scaling!r}, 'steps': steps,\n"
-        "                  'threads': torch.get_num_threads(), 'forward_s': forward,\n"
-        "                  'total_s': total, 'peak_rss_mb': peak_rss_mb(), 'rss_before_mb': before,\n"
-        "                  'value': float(value), 'grad_finite': bool(torch.isfinite(xg.grad).all())}))\n"
+        f"print(json.dumps({{'n': {n}, 'd': 3, 'scaling': {scaling!r}, 'steps': steps, 'gradient': {gradient!r},\n"
+        "                  'threads': torch.get_num_threads(), 'forward_s': forward, 'forward_cpu_s': forward_cpu,\n"
+        "                  'total_s': total, 'total_cpu_s': total_cpu, 'peak_rss_mb': peak_rss_mb(),\n"
+        "                  'rss_before_mb': before, 'value': float(value.detach()),\n"
+        "                  'finite': bool(torch.isfinite(value))\n"
+        "                            and (xg.grad is None or bool(torch.isfinite(xg.grad).all()))}))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return [json.loads(done.stdout.strip().splitlines()[-1])]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def render(results: dict) -> str:
@@ -153,15 +157,15 @@ def render(results: dict) -> str:
                                       "speed-up (CPU)", "abs. value difference"],
                                      [_row(r, [r["loss"]]) for r in part["records"]]), ""]
     if "large" in results:
-        r = results["large"]["records"][0]
-        lines += ["## n = m = 100,000, d = 3, online (one run)", "", f"Machine: {results['large']['machine']}.", "",
-                  markdown_table(["scaling", "soft-min steps", "threads", "forward s", "value + gradient s",
-                                  "peak RSS MB", "gradient finite"],
-                                 [[r["scaling"], r["steps"], r["threads"], r["forward_s"], r["total_s"],
-                                   r["peak_rss_mb"], r["grad_finite"]]]),
-                  "", "Peak RSS is that of the whole process (Python, torch and the points included). Memory does not "
-                  "depend on the number of steps; each step is one batched soft-min over the four 100,000 x 100,000 "
-                  "cost blocks (never stored), so time is proportional to the steps.", ""]
+        lines += ["## Large online runs, d = 3", "", f"Machine: {results['large']['machine']}.", "",
+                  markdown_table(["n = m", "scaling", "soft-min steps", "gradient", "threads", "forward wall s",
+                                  "forward CPU s", "total wall s", "total CPU s", "peak RSS MB", "finite"],
+                                 [[r["n"], r["scaling"], r["steps"], r["gradient"], r["threads"], r["forward_s"],
+                                   r["forward_cpu_s"], r["total_s"], r["total_cpu_s"], r["peak_rss_mb"], r["finite"]]
+                                  for r in results["large"]["records"]]),
+                  "", "Peak RSS is that of the whole process (Python and torch alone hold about 500 MB). Memory does "
+                  "not depend on the number of steps; each step is one batched soft-min over the four n x n cost "
+                  "blocks (never stored), so forward time is proportional to the steps.", ""]
     return "\n".join(lines)
 
 
@@ -181,7 +185,9 @@ def main() -> None:
     parser.add_argument("--part", choices=("tensorized", "keops", "large"), action="append", required=True)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--large-scaling", type=float, default=SCALING,
-                        help="scaling of the 100,000-point run (fewer steps when smaller)")
+                        help="scaling of the large run (fewer steps when smaller)")
+    parser.add_argument("--large-n", type=int, default=100000, help="points per cloud of the large run")
+    parser.add_argument("--large-gradient", action="store_true", help="the large run also computes the gradient")
     args = parser.parse_args()
     RESULTS.mkdir(exist_ok=True)
     store = RESULTS / "divergence.json"
@@ -191,7 +197,10 @@ def main() -> None:
         elif part == "keops":
             records = part_keops(args.repeats)
         else:
-            records = part_large(args.large_scaling)
+            record = part_large(args.large_scaling, args.large_n, args.large_gradient)
+            previous = json.loads(store.read_text()).get("large", {}).get("records", []) if store.is_file() else []
+            records = [r for r in previous if (r.get("n"), r.get("gradient")) != (record["n"], record["gradient"])]
+            records.append(record)
         results = json.loads(store.read_text()) if store.is_file() else {}  # re-read: parts may run side by side
         results[part] = {"machine": machine(), "records": records}
         store.write_text(json.dumps(results, indent=2))
