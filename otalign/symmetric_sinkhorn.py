@@ -32,6 +32,7 @@ from torch import Tensor
 
 from .geometry import DenseCost, PointCloud
 from .problem import Problem, optimal_marginal
+from .softmin import exp_floor
 from .validation import trusted
 
 
@@ -57,6 +58,8 @@ def annealing_schedule(p: float, diameter: float, blur: float, scaling: float) -
 #: gradient (of order ``eps / n``), which lands in the subnormal range; every later product (the cost's backward, a
 #: matrix product) then runs on subnormals, 100x slower on CPUs. Scaled by 2^40 (exact in binary), they stay normal.
 GRAD_SCALE = 2.0 ** 40
+#: Costs ``c |x - y|^2`` whose envelope backward has a closed form: name -> ``2 c`` (the gradient's factor).
+GRADIENT_FACTORS = {"half_sqeuclidean": 1.0, "sqeuclidean": 2.0}
 
 
 @dataclass
@@ -96,8 +99,11 @@ class SymmetricTerms:
     def __init__(self, x: Tensor, y: Tensor, a: Tensor, b: Tensor, cost, rho: float, debias: bool, dense: bool,
                  detach_columns: bool, eps: float):
         self.debias, self.n = debias, x.shape[-2]
-        self.scale = GRAD_SCALE if detach_columns else 1.0
-        if detach_columns:  # the backward of the last step runs GRAD_SCALE times larger (see GRAD_SCALE)
+        #: the closed-form envelope backward (:class:`_EnvelopeStep`) for squared-Euclidean point clouds
+        self.closed_form = detach_columns and not dense and isinstance(cost, str) and cost in GRADIENT_FACTORS
+        self.factor = GRADIENT_FACTORS.get(cost, 1.0) if isinstance(cost, str) else 1.0
+        self.scale = GRAD_SCALE if detach_columns and not self.closed_form else 1.0
+        if self.scale != 1.0:  # the backward of the last step runs GRAD_SCALE times larger (see GRAD_SCALE)
             x, y = _scale_grad(x, 1.0 / GRAD_SCALE), _scale_grad(y, 1.0 / GRAD_SCALE)
         self.stacked = x.shape[-2] == y.shape[-2]
         col = (lambda t: t.detach()) if detach_columns else (lambda t: t)
@@ -121,13 +127,23 @@ class SymmetricTerms:
         h = [current.g_ab, current.f_ba] + ([current.f_aa, current.g_bb] if self.debias else [])
         hints = hints or [None] * len(self.problems)
         if self.stacked:
-            out, lse = self.problems[0].with_eps(eps).update_f(_stack(h, self.batched), hints[0])
-            out = _scale_grad(out, self.scale)
+            out, lse = self._update(self.problems[0].with_eps(eps), _stack(h, self.batched), hints[0])
             k = len(h)
             parts = list(out.reshape(k, -1, *out.shape[1:]).unbind(0)) if self.batched else list(out.unbind(0))
             return Potentials(*parts), [lse]
-        results = [problem.with_eps(eps).update_f(hj, hint) for problem, hj, hint in zip(self.problems, h, hints)]
-        return Potentials(*[_scale_grad(r[0], self.scale) for r in results]), [r[1] for r in results]
+        results = [self._update(problem.with_eps(eps), hj, hint) for problem, hj, hint in zip(self.problems, h, hints)]
+        return Potentials(*[r[0] for r in results]), [r[1] for r in results]
+
+    def _update(self, problem: Problem, h: Tensor, hint: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """``T(h)`` of one (possibly stacked) problem and its log-sum-exp."""
+        if self.closed_form:
+            rows = problem.geometry.x
+            detached = problem.with_tensors([rows.detach(), problem.geometry.y], problem.a, problem.b)
+            with torch.no_grad():
+                out, lse = detached.update_f(h.detach(), hint)
+            return _EnvelopeStep.apply(rows, out, lse, detached, h.detach(), self.factor), lse
+        out, lse = problem.update_f(h, hint)
+        return _scale_grad(out, self.scale), lse
 
     def hints(self, eps: float, current: Potentials) -> list[Tensor]:
         """Guesses of the next step's log-sum-exps from the current potentials (``lse = -T(h) / (lambda eps)``)."""
@@ -159,6 +175,37 @@ def symmetric_potential(problem: Problem, schedule: list[float], max_iter: int, 
             return f, True
         f = (f + new) / 2
     return f, False
+
+
+class _EnvelopeStep(torch.autograd.Function):
+    """``T(h)`` (computed already: ``out``) as a function of the row points alone, for ``C = c |u - v|^2``
+    (``factor = 2 c``). Its backward is the closed form ``dT_i / du_i = lambda factor (u_i - sum_j s_ij v_j)``,
+    ``s_ij`` the soft-min weights of row ``i``: one blocked pass (logits, exp, product with ``v``) instead of
+    autograd through every cost block."""
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, out: Tensor, lse: Tensor, problem: Problem, h: Tensor, factor: float) -> Tensor:
+        ctx.save_for_backward(rows, lse, h)
+        ctx.problem, ctx.factor = problem, factor
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        rows, lse, h = ctx.saved_tensors
+        problem: Problem = ctx.problem
+        geometry = problem.geometry
+        tensors = geometry.tensors()
+        columns = tensors[1]
+        h_scaled = (h + problem.eps * problem.log_b) / problem.eps  # the product reference's column term
+        floor = exp_floor(rows.dtype)
+        mean = torch.empty_like(rows)
+        with torch.no_grad():
+            blocks = geometry.logit_blocks(tensors, h_scaled, lse, 1, problem.eps)
+            for start, stop in geometry.row_blocks():
+                weights = blocks(start, stop).clamp_min_(floor).exp_()  # s_ij, rows sum to 1
+                mean[..., start:stop, :] = weights @ columns
+        coefficient = (problem.lambda_a * ctx.factor) * grad_out
+        return coefficient.unsqueeze(-1) * (rows - mean), None, None, None, None, None
 
 
 def _scale_grad(tensor: Tensor, factor: float) -> Tensor:
