@@ -155,9 +155,10 @@ def mean_se(values: Sequence[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values) / len(values) ** 0.5:.3f}"
 
 
-def alignment_section(seeds: int, epochs: int, weight: float, quick: bool) -> list[str]:
+def alignment_section(seeds: int, epochs: int, weight: float, quick: bool,
+                      progress: Callable[[list[str]], None] = lambda lines: None) -> list[str]:
     """(c): held-out-domain accuracy with and without the domain-alignment term, one table row per dataset and
-    condition."""
+    condition; ``progress(lines)`` is called after each row (the results file then holds every finished row)."""
     from otalign.training.data import load_data
     from otalign.training.experiment import run_experiment
 
@@ -191,6 +192,7 @@ def alignment_section(seeds: int, epochs: int, weight: float, quick: bool) -> li
             lines.append(f"| {label} | {term_text} | {mean_se(scores[0])} | {mean_se(scores[1])} | "
                          f"{mean_se(scores[2])} | {last} | {seeds} |")
             print(lines[-1], flush=True)
+            progress(lines)
     return lines + [""]
 
 
@@ -202,11 +204,15 @@ def alignment_main(args) -> int:
              f"Measured on {machine()} (one torch thread); `python benchmarks/setups.py --only domain-alignment "
              f"--seeds {seeds} --epochs {epochs} --weight {args.weight:g}`"
              + (" --quick (SMOKE RUN: numbers are not meaningful)" if args.quick else "") + ".", ""]
-    lines += alignment_section(seeds, epochs, args.weight, args.quick)
-    seconds = time.perf_counter() - start
-    lines += [f"Total wall time: {seconds:.0f} s.", ""]
     out = ALIGNMENT_RESULTS if args.out == RESULTS else args.out
     out.parent.mkdir(parents=True, exist_ok=True)
+
+    def progress(rows: list[str]) -> None:
+        out.write_text("\n".join(lines + rows + ["", "(run in progress: the rows above are finished)", ""]))
+
+    lines += alignment_section(seeds, epochs, args.weight, args.quick, progress)
+    seconds = time.perf_counter() - start
+    lines += [f"Total wall time: {seconds:.0f} s.", ""]
     out.write_text("\n".join(lines))
     print(f"wrote {out} in {seconds:.0f} s")
     return 0
