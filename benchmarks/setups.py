@@ -3,6 +3,8 @@
     python benchmarks/setups.py            # about 10 minutes on a shared 2-core CPU
     python benchmarks/setups.py --quick    # a smoke run (tiny data, 1 epoch)
     python benchmarks/setups.py --only domain-alignment --seeds 5 --epochs 10   # (c) alone, its own results file
+    python benchmarks/setups.py --only domain-alignment --seeds 3 --epochs 10 --held-out-domain 1 \
+        --out benchmarks/results/domain_alignment_lodo.md                        # (c), leave-one-domain-out
 
 (a) Domain shift: GCA-INCE with target ``domain_prior(domains, alpha, beta)``, sweeping ``alpha - beta``; linear
 probes on frozen encoder features predict the domain and the class (stratified 75/25 split of all samples), on
