@@ -29,9 +29,10 @@ _EXPORTS = {
     "set_validation": "checks", "validation": "checks", "validation_enabled": "checks",
     "barycenter": "barycenters", "free_support_barycenter": "free_support", "wasserstein_1d": "oned",
     "sliced_wasserstein": "sliced", "max_sliced_wasserstein": "sliced",
+    "sinkhorn_divergence": "measures",
 }
 #: Subpackages and modules reachable as attributes.
-_MODULES = ("checks", "costs", "distributed", "gaussian", "barycenters", "free_support", "oned", "sliced", "divergences", "gromov", "losses", "metrics", "targets", "adapt", "capabilities",
+_MODULES = ("checks", "costs", "distributed", "gaussian", "barycenters", "free_support", "oned", "sliced", "measures", "divergences", "gromov", "losses", "metrics", "targets", "adapt", "capabilities",
             "registry", "arrays", "plan", "problem", "geometry", "softmin", "halfstep")
 #: Folders of the checkout installed under this package (:func:`otalign._layout.import_mapped`).
 _MAPPED = ("solvers", "modalities")
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from .geometry import DenseCost, Geometry, PointCloud  # noqa: F401
     from .gromov import GWProblem  # noqa: F401
     from .lowrank_plan import LowRankPlan  # noqa: F401
+    from .measures import sinkhorn_divergence  # noqa: F401
     from .plan import Plan  # noqa: F401
     from .problem import Problem  # noqa: F401
     from .solver import ConvergenceWarning, Solver  # noqa: F401
@@ -102,4 +104,5 @@ __all__ = [
     "barycenter",
     "free_support_barycenter",
     "gaussian",
+    "sinkhorn_divergence",
 ]

@@ -86,6 +86,9 @@ FLAG_HELP = {
               "(domain, coarse)",
     "weights": "hierarchical target: comma-separated weights, one per level",
     "held_out_domain": "train without this domain's samples (leave-one-domain-out); results report its accuracy",
+    "domain_alignment": "add a divergence between the batch's domains' features to the loss: sinkhorn, sliced or "
+                        "gaussian (needs a dataset with domains)",
+    "domain_weight": "weight lambda of --domain-alignment's term (default 1 when it is set)",
 }
 #: Loss parameters whose ``None`` default means "the method's own value"; any other ``None`` reads "unset".
 LOSS_PARAMETERS = ("iterations", "rho", "q", "lam", "r1", "r2")

@@ -52,6 +52,9 @@ class Cost:
     name: str = "custom"
     #: The inner-product form, when the cost has one.
     form: Optional[InnerProductForm] = None
+    #: ``p`` when the cost grows like ``|x - y|^p`` (2 for the squared-Euclidean costs, 1 for the Euclidean one): the
+    #: exponent that turns a diameter into a cost scale; ``None`` when unknown.
+    power: Optional[int] = None
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
         raise NotImplementedError
@@ -99,6 +102,7 @@ class SqEuclidean(Cost):
 
     name = "sqeuclidean"
     form = InnerProductForm(0.0, 1.0, 2.0, False)
+    power = 2
     scale = 1.0
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
@@ -127,6 +131,7 @@ class Euclidean(Cost):
     """``C_ij = |x_i - y_j|`` (the p = 1 ground cost of W1). Smoothed at 0 so its gradient stays finite."""
 
     name = "euclidean"
+    power = 1
 
     def __call__(self, x: Tensor, y: Tensor) -> Tensor:
         return (SQEUCLIDEAN(x, y) + 1e-12).sqrt()

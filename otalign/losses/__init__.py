@@ -18,6 +18,9 @@ loss                   divergence                        plan                   
 :class:`NTXent`        SimCLR's cross-entropy, direct    (none)                 (none)
 =====================  ================================  =====================  ==========
 
+:class:`SinkhornDivergence` (:mod:`otalign.losses.sinkhorn_divergence`) is a loss between two point clouds, not
+between views: geomloss's ``SamplesLoss("sinkhorn")``, called as ``loss(x, y)`` or ``loss(a, x, b, y)``.
+
 :class:`GWAlignmentLoss` (:mod:`otalign.losses.gromov`) is the odd one out: two encoders with no shared space,
 KL between a target and the Gromov-Wasserstein plan of their intra-domain geometries.
 """
@@ -30,6 +33,7 @@ from .gromov import GWAlignmentLoss
 from .infonce import InfoNCE
 from .ntxent import NTXent
 from .rince import RINCE
+from .sinkhorn_divergence import SinkhornDivergence
 from .supcon import SupCon
 
 __all__ = [
@@ -43,5 +47,6 @@ __all__ = [
     "InfoNCE",
     "NTXent",
     "RINCE",
+    "SinkhornDivergence",
     "SupCon",
 ]

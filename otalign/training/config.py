@@ -16,6 +16,7 @@ from typing import Any, Mapping, Optional, Union
 from ..registry import resolve_solver
 
 OPTIMISERS = ("sgd", "adam", "adamw", "lars")
+DOMAIN_ALIGNMENTS = ("sinkhorn", "sliced", "gaussian")
 CORRUPT_VIEWS = ("first", "second", "both")
 
 
@@ -54,6 +55,9 @@ class Config:
         levels, weights: the hierarchical target's levels, comma-separated, from ``"instance"``, ``"label"`` and
             the dataset's metadata names (``"domain"``, ``"coarse"``), and one weight per level.
         ema_tau: BYOL's base target momentum (rises to 1 along a cosine over training).
+        domain_alignment, domain_weight: add ``domain_weight`` (default 1) times a divergence between the encoder
+            features of the batch's domains to the loss: ``"sinkhorn"``, ``"sliced"`` or ``"gaussian"``
+            (:mod:`otalign.training.domain_alignment`; needs a dataset with domains).
 
     Optimisation:
         epochs: training epochs.
@@ -130,6 +134,9 @@ class Config:
     corrupt_view: str = "second"
     corrupt_fraction: float = 1.0
 
+    domain_alignment: Optional[str] = None
+    domain_weight: Optional[float] = None
+
     held_out_domain: Optional[int] = None
     seed: int = 0
     out: str = "runs/otalign"
@@ -158,6 +165,8 @@ class Config:
                 raise ValueError(f"{name}: {getattr(self, name)!r} is too small (its inverse overflows)")
         if self.optimiser not in OPTIMISERS:
             raise ValueError(f"optimiser: expected one of {OPTIMISERS}, got {self.optimiser!r}")
+        if self.domain_alignment is not None and self.domain_alignment not in DOMAIN_ALIGNMENTS:
+            raise ValueError(f"domain_alignment: expected one of {DOMAIN_ALIGNMENTS}, got {self.domain_alignment!r}")
         if self.corrupt_view not in CORRUPT_VIEWS:
             raise ValueError(f"corrupt_view: expected one of {CORRUPT_VIEWS}, got {self.corrupt_view!r}")
         if not isinstance(self.solver_options, dict) or not all(isinstance(k, str) for k in self.solver_options):
@@ -215,6 +224,7 @@ RANGES: dict[str, tuple[str, float, float, str]] = {
     "corrupt_severity": ("[", 0, 5, "]"),
     "corrupt_fraction": ("[", 0, 1, "]"),
     "held_out_domain": ("[", 0, INF, ")"),
+    "domain_weight": ("[", 0, INF, ")"),
     "seed": ("[", 0, MAX_SEED, "]"),
     "checkpoint_every": ("[", 0, INF, ")"),
     "eval_labels_per_class": ("[", 0, INF, ")"),

@@ -13,7 +13,7 @@ import json
 import logging
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,6 +24,7 @@ from ..checks import trusted
 from . import checkpoint, rng
 from .config import Config
 from .data import TensorData
+from .domain_alignment import domain_alignment_term
 from .distributed import DistInfo, barrier, mean_over_ranks, prepare_model, resolve_device, shard, unwrap
 from .fingerprint import differences, run_fingerprint
 from .optim import build_optimiser
@@ -97,6 +98,7 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.fingerprint = run_fingerprint(config, data, unwrap(self.model))
+        self.alignment = domain_alignment_term(config, tuple(data.train_meta))
 
     # ------------------------------------------------------------------------------------------------ public
     def fit(self, stop_after: Optional[int] = None) -> list[dict[str, Any]]:
@@ -203,6 +205,7 @@ class Trainer:
         views_generator = rng.generator(rng.derived_seed(config.seed, self.epoch, info.rank + 1))
         self.model.train()
         total = torch.zeros((), dtype=torch.float64, device=self.device)
+        aligned = torch.zeros((), dtype=torch.float64, device=self.device)
         batches = shard(order, info, self.batch_size)
         for index in batches:
             index = index.to(self.data.train_x.device)
@@ -213,8 +216,12 @@ class Trainer:
             autocast = (torch.autocast(self.device.type, dtype=self.amp_dtype) if self.amp_dtype is not None
                         else nullcontext())
             try:
-                with autocast, trusted():  # the loss skips its value checks: this step's loss is checked instead
-                    loss = self.model(x0, x1, labels=labels, meta=meta)
+                with autocast, trusted(), self._features() as features:  # the loss skips its value checks: this
+                    loss = self.model(x0, x1, labels=labels, meta=meta)  # step's loss is checked instead
+                if self.alignment is not None:
+                    term = self._alignment_term(features, meta)
+                    loss = loss + term
+                    aligned += term.detach()
             except (FloatingPointError, ValueError) as error:  # e.g. a solver fed the NaN cost of NaN embeddings
                 raise self._diverged(x0, x1, None) or error  # not a divergence: the error as it was
             if not torch.isfinite(loss.detach()):
@@ -229,12 +236,41 @@ class Trainer:
             total += loss.detach()
         self.epoch += 1
         mean_loss = mean_over_ranks(float(total.item()) / max(1, len(batches)), info, self.device)
-        return {
+        record = {
             "epoch": self.epoch,
             "loss": mean_loss,
             "lr": float(self.scheduler.get_last_lr()[0]),
             "seconds": time.perf_counter() - start,
         }
+        if self.alignment is not None:  # the term's share of the loss
+            record["domain_alignment"] = mean_over_ranks(float(aligned.item()) / max(1, len(batches)), info,
+                                                         self.device)
+        return record
+
+    @contextmanager
+    def _features(self):
+        """While active, the outputs of the encoder's calls are appended to the yielded list (only with a domain
+        alignment term, which reads the first: the features of the batch's views)."""
+        captured: list[torch.Tensor] = []
+        if self.alignment is None:
+            yield captured
+            return
+        handle = unwrap(self.model).encoder.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            yield captured
+        finally:
+            handle.remove()
+
+    def _alignment_term(self, captured: list[torch.Tensor], meta: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The domain-alignment term of a batch from the encoder's first output: the features of both views
+        (``(2 N, k)``, view-blocked) or of one (``(N, k)``)."""
+        if not captured:
+            raise ValueError(f"domain_alignment: method {self.config.method!r} never called its encoder")
+        features, domains = captured[0], meta["domain"]
+        if features.shape[0] == 2 * domains.shape[0]:
+            domains = torch.cat([domains, domains])
+        with torch.autocast(device_type=features.device.type, enabled=False):
+            return self.alignment(features.reshape(features.shape[0], -1), domains)
 
     def _diverged(self, x0: Any, x1: Any, loss: Optional[torch.Tensor]) -> Optional[FloatingPointError]:
         """The error for a step that produced a non-finite ``loss`` (or raised ``FloatingPointError``, ``loss=None``):
