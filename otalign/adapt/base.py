@@ -29,26 +29,17 @@ class NotFittedError(ValueError, AttributeError):
     scikit-learn's)."""
 
 
-class BaseTransport:
-    """Common machinery of the transports; subclasses define ``__init__`` (parameters stored under their own names)
-    and :meth:`_solve`.
+class Parameters:
+    """scikit-learn's parameter protocol for an estimator whose constructor stores each argument under its name:
+    ``get_params`` reads them, ``set_params`` checks the new values with the estimator's ``_check_params`` and
+    leaves the estimator as it was when one is refused."""
 
-    Fitted attributes: ``coupling_ (n_s, n_t)`` and ``cost_ (n_s, n_t)`` (in the container of ``Xs``: NumPy or
-    torch; the label cost included, ``inf`` on forbidden pairs), ``mu_s (n_s,)``, ``mu_t (n_t,)`` (uniform
-    masses), ``plan_`` (the :class:`otalign.Plan`), ``n_iter_``, ``converged_``, ``norm_value_`` (the
-    divisor of ``norm="median"|"max"``).
-    """
-
-    #: How points other than the fitted ones are mapped: ``"ferradans"`` or ``"continuous"``.
-    out_of_sample_map: str = "ferradans"
-
-    # ------------------------------------------------------------------ parameters
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor's parameters (scikit-learn's ``get_params``; ``deep`` is accepted and ignored)."""
         names = [p for p in inspect.signature(type(self).__init__).parameters if p != "self"]
         return {name: getattr(self, name) for name in names}
 
-    def set_params(self, **params) -> "BaseTransport":
+    def set_params(self, **params) -> "Parameters":
         """Set constructor parameters by name (checked as in the constructor; all or none); returns ``self``."""
         previous = self.get_params()
         for name in params:
@@ -64,6 +55,27 @@ class BaseTransport:
         return self
 
     def _check_params(self) -> None:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
+
+class BaseTransport(Parameters):
+    """Common machinery of the transports; subclasses define ``__init__`` (parameters stored under their own names)
+    and :meth:`_solve`.
+
+    Fitted attributes: ``coupling_ (n_s, n_t)`` and ``cost_ (n_s, n_t)`` (in the container of ``Xs``: NumPy or
+    torch; the label cost included, ``inf`` on forbidden pairs), ``mu_s (n_s,)``, ``mu_t (n_t,)`` (uniform
+    masses), ``plan_`` (the :class:`otalign.Plan`), ``n_iter_``, ``converged_``, ``norm_value_`` (the
+    divisor of ``norm="median"|"max"``).
+    """
+
+    #: How points other than the fitted ones are mapped: ``"ferradans"`` or ``"continuous"``.
+    out_of_sample_map: str = "ferradans"
+
+    def _check_params(self) -> None:
         """Validate the common parameters (subclasses extend it)."""
         ground.check_metric(self.metric)
         ground.check_norm(self.norm)
@@ -75,9 +87,6 @@ class BaseTransport:
         if hasattr(self, "solver"):
             resolve_solver(self.solver)
 
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
-        return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ fit
     def _solve(self, cost: Tensor, a: Tensor, b: Tensor, mask: Optional[Tensor], ys: Optional[Tensor]) -> Plan:

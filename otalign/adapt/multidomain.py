@@ -18,14 +18,15 @@ from torch import Tensor
 
 from ..free_support import free_support_barycenter, squared_distances
 from ..problem import Problem
+from ..registry import resolve_solver
 from ..solving import solve
 from ..checks import check_eps, check_number, check_positive_int
 from . import mapping
 from .arrays import ArrayLike, as_samples
-from .base import NotFittedError
+from .base import NotFittedError, Parameters
 
 
-class BarycentricDomainMapping:
+class BarycentricDomainMapping(Parameters):
     """Map K domains onto their free-support Wasserstein barycenter (module docstring).
 
     Args:
@@ -56,37 +57,13 @@ class BarycentricDomainMapping:
     def _check_params(self) -> None:
         if self.n_support is not None:
             check_positive_int("n_support", self.n_support)
-        if not isinstance(self.solver, str):
-            raise TypeError(f"solver: expected a registered solver name, got {type(self.solver).__name__}")
+        resolve_solver(self.solver)
         check_eps(self.eps)
         check_positive_int("max_iter", self.max_iter)
         check_number("tol", self.tol)
         check_positive_int("inner_max_iter", self.inner_max_iter)
         check_number("inner_tol", self.inner_tol)
         check_positive_int("seed", self.seed, minimum=0)
-
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The constructor's parameters (scikit-learn's ``get_params``)."""
-        return {k: getattr(self, k) for k in ("n_support", "solver", "eps", "max_iter", "tol", "inner_max_iter",
-                                                 "inner_tol", "seed")}
-
-    def set_params(self, **params) -> "BarycentricDomainMapping":
-        """Set constructor parameters by name (checked; all or none); returns ``self``."""
-        previous = self.get_params()
-        for name in params:
-            if name not in previous:
-                raise ValueError(f"{name}: not a parameter of {type(self).__name__}; "
-                                 f"expected one of {sorted(previous)}")
-        self.__dict__.update(params)
-        try:
-            self._check_params()
-        except (TypeError, ValueError):
-            self.__dict__.update(previous)
-            raise
-        return self
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
     def fit(self, Xs: Sequence[ArrayLike], y: Any = None) -> "BarycentricDomainMapping":
         """Fit the barycenter of the domains ``Xs`` (a list of K >= 2 arrays ``(n_k, d)``); ``y`` is ignored.
