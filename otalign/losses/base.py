@@ -65,6 +65,7 @@ from ..capabilities import check_supported
 from ..divergences import Divergence, anchor_weights
 from ..distributed import ShardedGeometry
 from ..geometry import DenseCost
+from ..problem_checks import _check_range as check_eps_range
 from ..registry import resolve_solver
 from ..solver import Solver
 from ..arrays import as_labels, as_tensor
@@ -329,6 +330,8 @@ class AlignmentLoss(ContrastiveLoss):
             return None
         if self._lam_b != 0 and not fused.kernel_allowed(self.temperature, dtype):
             return None
+        # the general path's problem would refuse an eps its dtype cannot hold or resolve (cost -cos: |C| <= 1)
+        check_eps_range(self.temperature, math.inf, math.inf, dtype, 1.0)
         target = batch.pairing if batch.pairing is not None else batch.target
         per_anchor = fused.per_anchor(
             batch.embeddings, target, eps=self.temperature, iterations=self.iterations, lam_a=self._lam_a,

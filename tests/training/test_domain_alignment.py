@@ -74,8 +74,8 @@ def test_cli_trains_with_the_sinkhorn_term_and_fingerprints_it(tmp_path, capsys)
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["domain_alignment"] == "sinkhorn" and results["config"]["domain_weight"] == 0.5
     assert all(record["domain_alignment"] >= 0 for record in results["history"])
-    assert "held_out_domain/2" in results["evaluation"]
-    fingerprint = json.loads(json.loads((out / "run.json").read_text())["config"])
+    assert results["evaluation"]["held_out_domain_id"] == 2 and "held_out_domain" in results["evaluation"]
+    fingerprint = json.loads((out / "run.json").read_text())["config"]
     assert fingerprint["domain_alignment"] == "sinkhorn" and fingerprint["domain_weight"] == 0.5
     # resuming the folder with another weight is refused, naming the setting
     with pytest.raises(SystemExit):
