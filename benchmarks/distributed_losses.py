@@ -25,7 +25,7 @@ import torch
 import torch.distributed as dist
 
 from otalign import losses
-from otalign.losses import distributed
+from otalign.losses import gather as distributed
 
 RESULTS = Path(__file__).resolve().parent / "results" / "distributed_losses.md"
 

@@ -281,7 +281,7 @@ def _config(args: argparse.Namespace):
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .training.distributed import is_main_process, teardown
+    from .training.ddp import is_main_process, teardown
     from .training.experiment import run_experiment
 
     config = _config(args)

@@ -14,7 +14,7 @@ masses and all of ``b (m,)``, and the ordinary solvers (``"sinkhorn"``, ``"unbal
 
 Every rank must make the same calls in the same order (the solvers do), and every rank must run ``backward``.
 
-Gradients follow the convention of :func:`otalign.losses.distributed.gather`: what is differentiated is the *sum
+Gradients follow the convention of :func:`otalign.losses.gather.gather`: what is differentiated is the *sum
 over ranks* of the scalars the ranks backpropagate. So the backward of a quantity reduced over rows (a column
 soft-min, ``plan.value``) all-reduces the incoming gradient, and reaches every rank's rows. If every rank
 backpropagates the same global scalar (e.g. ``plan.value``), each rank's gradients are ``world_size`` times its
@@ -24,7 +24,7 @@ gradient; the shares sum (``all_reduce``) to the full gradient.
 
 ``grad="implicit"`` works too: the conjugate-gradient solve of :mod:`otalign.implicit` uses the same reductions.
 The ``"proximal"`` solver runs sharded as well; ``"pot"`` and ``"geomloss"`` need all rows and refuse. The
-contrastive losses use this module with ``gather_distributed=True`` (:mod:`otalign.losses.distributed`).
+contrastive losses use this module with ``gather_distributed=True`` (:mod:`otalign.losses.gather`).
 
 Inputs are agreed on before any data moves (:func:`agree`): a rank with no rows, NaNs, another ``m``, ``d``, dtype
 or ``eps`` makes every rank raise the same error naming the argument and the rank, instead of leaving its peers

@@ -36,14 +36,14 @@ The constant 1 in ``1 - cos`` shifts ``log K~`` by ``-1/eps``, which changes the
 Everything else stays as above.
 
 Distributed (``gather_distributed=True``, inside an initialised process group). Embeddings and labels of all ranks
-are gathered (:func:`otalign.losses.distributed.gather`) as the candidates (columns; the views of all ranks
+are gathered (:func:`otalign.losses.gather.gather`) as the candidates (columns; the views of all ranks
 stacked view-blocked in rank order, ``V N_global``); each rank's own embeddings are its anchors (rows), and each
 rank computes only its ``(V N_r, V N_global)`` rows of the plan, the column reductions all-reduced
-(:mod:`otalign.losses.distributed`); it returns the loss of its own anchors. A ``target=`` must then be the
+(:mod:`otalign.losses.gather`); it returns the loss of its own anchors. A ``target=`` must then be the
 *global* ``(V N_global, V N_global)`` matrix in that layout (each rank reads its anchors' rows).
 With ``"mean"``, rank r returns ``R * sum_{its anchors} l_i / (number of global anchors)``: the ranks' average is
 the global mean, and with equal local batches it is simply the mean over the local anchors. Since DDP averages
-gradients over ranks and :func:`~otalign.losses.distributed.gather` sums every rank's gradient into each rank's
+gradients over ranks and :func:`~otalign.losses.gather.gather` sums every rank's gradient into each rank's
 inputs, training then matches single-process training on the concatenated batch (tested on 2 and 3 gloo
 processes). Local batch sizes may differ between ranks; the ranks agree on their inputs before any data moves.
 """
@@ -70,7 +70,7 @@ from ..registry import resolve_solver
 from ..solver import Solver
 from ..arrays import as_labels, as_tensor
 from ..checks import as_real, check_tensor, checks_enabled, is_finite, trusted, validation_enabled
-from . import distributed, fused
+from . import fused, gather
 
 REDUCTIONS = ("mean", "sum", "none")
 COMPAT = (None, "authors")
@@ -160,8 +160,8 @@ class ContrastiveLoss(nn.Module):
     def prepare(self, views: Sequence[Tensor], labels: Optional[Tensor], target: Optional[Tensor]) -> Batch:
         """Check the inputs, stack the views, gather across ranks if asked, and build the target."""
         refuse_compiled_validation()
-        if self.gather_distributed and distributed.is_distributed():
-            return Batch(*distributed.sharded_batch(self, views, labels, target))
+        if self.gather_distributed and gather.is_distributed():
+            return Batch(*gather.sharded_batch(self, views, labels, target))
         stacked, labels = self._check_inputs(views, labels, target)
         n = stacked.shape[0] // len(views)
         if labels is None and target is None:
@@ -287,11 +287,11 @@ class AlignmentLoss(ContrastiveLoss):
         self-pairs masked (known bounds ``[-1, 1]``), or the authors' variant (``[0, 2]``). ``rows``: each anchor's
         index in ``Z`` (its self-pair), when the anchors are this rank's share of a sharded batch."""
         anchors = embeddings if anchors is None else anchors
-        self_pairs = distributed.self_pairs(rows, anchors.shape[0], embeddings.shape[0], embeddings.device)
+        self_pairs = gather.self_pairs(rows, anchors.shape[0], embeddings.shape[0], embeddings.device)
         if self.compat == "authors":
             unit, candidates = nn.functional.normalize(anchors, dim=-1), nn.functional.normalize(embeddings, dim=-1)
             cost = 1 - (unit @ candidates.T).clamp(min=AUTHORS_CLAMP)
-            top = cost.amax() if rows is None else distributed.global_max(cost)
+            top = cost.amax() if rows is None else gather.global_max(cost)
             return DenseCost(torch.where(self_pairs, top, cost), bounds=(0.0, 2.0))
         # -cos with the sign folded into the (n, d) operand: no separate pass over the (n, n) product
         unit, candidates = nn.functional.normalize(anchors, dim=-1), nn.functional.normalize(embeddings, dim=-1)
@@ -370,7 +370,7 @@ def reduce(per_anchor: Tensor, weights: Tensor, batch: Batch, reduction: str) ->
         return per_anchor
     if reduction == "sum":
         return per_anchor.sum()
-    total = weights.sum() if batch.row_counts is None else distributed.global_sum(weights.sum())
+    total = weights.sum() if batch.row_counts is None else gather.global_sum(weights.sum())
     return batch.world_size * (per_anchor * weights).sum() / total.clamp_min(1)
 
 

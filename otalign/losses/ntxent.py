@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from . import distributed
+from . import gather
 from .base import Batch, ContrastiveLoss
 
 
@@ -44,7 +44,7 @@ class NTXent(ContrastiveLoss):
         anchors = candidates if batch.anchors is None else F.normalize(batch.anchors, dim=1)
         rows, columns = anchors.shape[0], candidates.shape[0]
         n = columns // batch.n_views
-        own = distributed.self_pairs(batch.local_rows, rows, columns, candidates.device)
+        own = gather.self_pairs(batch.local_rows, rows, columns, candidates.device)
         # the temperature folded into the (columns, d) operand; self-pairs removed in place (the product's backward
         # does not read its output)
         logits = (anchors @ (candidates / self.temperature).T).masked_fill_(own, -torch.inf)

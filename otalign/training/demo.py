@@ -37,7 +37,7 @@ import torch
 from .config import Config
 from .data import load_data
 from .demo_names import CONDITIONS, LABELS, METRICS
-from .distributed import resolve_device, unwrap
+from .ddp import resolve_device, unwrap
 from .evaluate import evaluate
 from .experiment import plan_of_batch, train, untrained_evaluation
 from .methods import get_method

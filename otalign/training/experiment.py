@@ -14,7 +14,7 @@ from torch import nn
 from .. import targets
 from .config import Config
 from .data import TensorData, build_networks, load_data
-from .distributed import barrier, setup, unwrap
+from .ddp import barrier, setup, unwrap
 from .evaluate import EVAL_STREAM, evaluate
 from .methods import build_model, get_method
 from .modality import with_defaults

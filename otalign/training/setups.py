@@ -28,7 +28,7 @@ from .. import metrics, targets
 from ..arrays import as_labels
 from .config import Config
 from .data import TensorData, ViewMaker, build_networks, stratified_split
-from .distributed import resolve_device
+from .ddp import resolve_device
 from .evaluate import extract_features
 from .methods import LOSS_METHODS, make_loss
 from .models import ContrastiveModel

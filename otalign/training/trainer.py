@@ -25,7 +25,7 @@ from . import checkpoint, rng
 from .config import Config
 from .data import TensorData
 from .domain_alignment import domain_alignment_term
-from .distributed import DistInfo, barrier, mean_over_ranks, prepare_model, resolve_device, shard, unwrap
+from .ddp import DistInfo, barrier, mean_over_ranks, prepare_model, resolve_device, shard, unwrap
 from .fingerprint import differences, run_fingerprint
 from .optim import build_optimiser
 from .schedule import warmup_cosine
@@ -44,7 +44,7 @@ class Trainer:
         config: the run's settings (epochs, batch size, optimiser, seed, output folder...).
         model: the model (``model(x0, x1, labels=...)`` returns the loss); seed before building it.
         data: training tensors and the view maker.
-        info, device: from :func:`otalign.training.distributed.setup` (default: one process on ``config.device``
+        info, device: from :func:`otalign.training.ddp.setup` (default: one process on ``config.device``
             resolved to CUDA when available).
 
     Progress (rank 0 only): a tqdm bar when stderr is a terminal, otherwise one line per epoch through the

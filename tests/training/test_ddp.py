@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from otalign.training.distributed import DistInfo, resolve_device, shard, unwrap
+from otalign.training.ddp import DistInfo, resolve_device, shard, unwrap
 
 
 def test_shards_partition_each_global_batch():
