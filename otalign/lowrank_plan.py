@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -25,8 +26,9 @@ class LowRankPlan(MarginalQuantities):
         problem: the (balanced) problem solved.
         Q: ``(..., n, r)``, non-negative, rows sum to ``a`` (source side).
         R: ``(..., m, r)``, non-negative, rows sum to ``b`` (target side).
-        g: ``(..., r)``, the common column sums of ``Q`` and ``R`` (the inner marginal). Not a dual potential: unlike
-            :class:`~otalign.Plan`, a low-rank plan has no ``f``, ``g`` potentials.
+        inner_marginal: ``(..., r)``, the common column sums of ``Q`` and ``R`` (the ``g`` of the papers and of
+            POT). Not a dual potential: a low-rank plan has no ``f``, ``g`` potentials (``plan.g`` is a deprecated
+            alias of this field).
         epsilon: the weight of the entropic term in :attr:`value`.
         iterations: mirror-descent steps run.
         converged: the stopping criterion was met and the last projection reached its tolerance.
@@ -46,7 +48,7 @@ class LowRankPlan(MarginalQuantities):
     problem: Problem
     Q: Tensor
     R: Tensor
-    g: Tensor
+    inner_marginal: Tensor
     epsilon: float
     iterations: int
     converged: bool
@@ -58,18 +60,25 @@ class LowRankPlan(MarginalQuantities):
     _operator: Optional[CostOperator] = field(default=None, repr=False)
 
     @property
+    def g(self) -> Tensor:
+        """Deprecated alias of :attr:`inner_marginal` (``Plan.g`` is a potential; this is a marginal)."""
+        warnings.warn("LowRankPlan.g is deprecated: use LowRankPlan.inner_marginal (Plan.g is a dual potential, this "
+                      "is the factors' inner marginal)", DeprecationWarning, stacklevel=2)
+        return self.inner_marginal
+
+    @property
     def rank(self) -> int:
-        return self.g.shape[-1]
+        return self.inner_marginal.shape[-1]
 
     @property
     def matrix(self) -> Tensor:
         """The plan ``P = Q diag(1/g) R^T``, ``(..., n, m)`` (materialised: n x m memory)."""
-        return (self.Q / self.g.unsqueeze(-2)) @ self.R.transpose(-1, -2)
+        return (self.Q / self.inner_marginal.unsqueeze(-2)) @ self.R.transpose(-1, -2)
 
     @property
     def log_matrix(self) -> Tensor:
         """``log P``, ``(..., n, m)``, as a log-sum-exp over the rank (exact where ``P`` underflows)."""
-        log_q = self.Q.log() - self.g.log().unsqueeze(-2)
+        log_q = self.Q.log() - self.inner_marginal.log().unsqueeze(-2)
         return torch.logsumexp(log_q.unsqueeze(-2) + self.R.log().unsqueeze(-3), dim=-1)
 
     def apply(self, x: Tensor, axis: int = 1) -> Tensor:
@@ -78,20 +87,20 @@ class LowRankPlan(MarginalQuantities):
         if axis not in (0, 1):
             raise ValueError(f"axis: expected 0 or 1, got {axis!r}")
         near, far = (self.Q, self.R) if axis == 1 else (self.R, self.Q)
-        return near @ ((far.transpose(-1, -2) @ x) / self.g.unsqueeze(-1))
+        return near @ ((far.transpose(-1, -2) @ x) / self.inner_marginal.unsqueeze(-1))
 
     @property
     def marginals(self) -> tuple[Tensor, Tensor]:
         """Row sums ``P 1`` ``(..., n)`` and column sums ``P^T 1`` ``(..., m)``, from the factors."""
-        rows = self.Q @ (self.R.sum(-2) / self.g).unsqueeze(-1)
-        cols = self.R @ (self.Q.sum(-2) / self.g).unsqueeze(-1)
+        rows = self.Q @ (self.R.sum(-2) / self.inner_marginal).unsqueeze(-1)
+        cols = self.R @ (self.Q.sum(-2) / self.inner_marginal).unsqueeze(-1)
         return rows.squeeze(-1), cols.squeeze(-1)
 
     def measured_residual(self) -> Tensor:
         """The larger of ``|P 1 - a|_1`` and ``|P^T 1 - b|_1`` from the factors in float64, ``(...,)`` (balanced
         problems only: every low-rank side is hard)."""
         with torch.no_grad():
-            Q, R, g = (x.detach().double() for x in (self.Q, self.R, self.g))
+            Q, R, g = (x.detach().double() for x in (self.Q, self.R, self.inner_marginal))
             rows = Q @ (R.sum(-2) / g).unsqueeze(-1)
             cols = R @ (Q.sum(-2) / g).unsqueeze(-1)
             a, b = self.problem.a.detach().double(), self.problem.b.detach().double()
@@ -107,7 +116,7 @@ class LowRankPlan(MarginalQuantities):
     @property
     def value_linear(self) -> Tensor:
         """``<C, P> = sum_k (Q^T C R)_kk / g_k``, ``(...,)``; O((n + m) r d) for a factored cost."""
-        return linear_value(self.operator, self.Q, self.R, self.g)
+        return linear_value(self.operator, self.Q, self.R, self.inner_marginal)
 
     @property
     def value(self) -> Tensor:
@@ -119,7 +128,7 @@ class LowRankPlan(MarginalQuantities):
         ``<C, P> + eps KL(P | a b^T)``: the entropy is that of the factors. With ``grad="envelope"`` the factors
         are detached, so the gradient of this value is ``P``'s (Danskin), through the cost only.
         """
-        return self.value_linear + self.epsilon * factor_entropy(self.Q, self.R, self.g)
+        return self.value_linear + self.epsilon * factor_entropy(self.Q, self.R, self.inner_marginal)
 
     def __repr__(self) -> str:
         err = None if self.error is None else float(self.error.max())

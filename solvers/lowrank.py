@@ -75,7 +75,7 @@ class LowRankSinkhorn(Solver):
         >>> x, y = torch.randn(10**6, 3), torch.randn(10**6, 3)
         >>> problem = otalign.Problem(otalign.PointCloud(x, y), eps=0.01)
         >>> plan = otalign.solve(problem, "lowrank", rank=10, max_iter=50)
-        >>> plan.value_linear, plan.Q.shape, plan.g                     # (10**6, 10) factors, no n x m
+        >>> plan.value_linear, plan.Q.shape, plan.inner_marginal                   # (10**6, 10) factors, no n x m
     """
 
     supports = frozenset({"unroll", "envelope", "detach", "batched", "uniform_reference", "warm_start", "dense",
@@ -129,7 +129,7 @@ class LowRankSinkhorn(Solver):
         return replace(plan, problem=problem if grad == "envelope" else problem.detach(), grad=grad, _operator=None)
 
     def check_result(self, plan: LowRankPlan) -> None:
-        for name, x in (("Q", plan.Q), ("R", plan.R), ("g", plan.g)):
+        for name, x in (("Q", plan.Q), ("R", plan.R), ("inner_marginal", plan.inner_marginal)):
             if not bool(torch.isfinite(x).all()):
                 raise FloatingPointError(f"lowrank: the factor {name} is not finite; this is a bug, please report it "
                                          f"with the problem ({plan.problem!r}) and the solver options")
@@ -202,7 +202,7 @@ class LowRankSinkhorn(Solver):
         if init is None:
             return initial_factors(problem, self.rank, self.initializer, self.seed)
         if isinstance(init, LowRankPlan):
-            init = (init.Q, init.R, init.g)
+            init = (init.Q, init.R, init.inner_marginal)
         if not (isinstance(init, (tuple, list)) and len(init) == 3):
             raise TypeError(f"init: expected a LowRankPlan or a triple (Q, R, g), got {type(init).__name__}")
         r, batch = self.rank, problem.batch_shape

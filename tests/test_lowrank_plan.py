@@ -21,7 +21,7 @@ def make_plan(batch=()):
 @pytest.mark.parametrize("batch", [(), (2,)])
 def test_factored_quantities_equal_the_matrix(batch):
     plan = make_plan(batch)
-    P = torch.einsum("...ik,...jk->...ij", plan.Q / plan.g.unsqueeze(-2), plan.R)
+    P = torch.einsum("...ik,...jk->...ij", plan.Q / plan.inner_marginal.unsqueeze(-2), plan.R)
     torch.testing.assert_close(plan.matrix, P)
     torch.testing.assert_close(plan.log_matrix, P.log())
     rows, cols = plan.marginals
@@ -31,7 +31,7 @@ def test_factored_quantities_equal_the_matrix(batch):
     torch.testing.assert_close(plan.mass, P.sum((-1, -2)))
     C = plan.problem.cost
     torch.testing.assert_close(plan.value_linear, (C * P).sum((-1, -2)))
-    entropy = sum((t * t.log()).flatten(len(batch)).sum(-1) for t in (plan.Q, plan.R, plan.g))
+    entropy = sum((t * t.log()).flatten(len(batch)).sum(-1) for t in (plan.Q, plan.R, plan.inner_marginal))
     torch.testing.assert_close(plan.value, (C * P).sum((-1, -2)) + 0.2 * entropy)
     v = torch.randn(batch + (5, 4), dtype=F64)
     u = torch.randn(batch + (7, 4), dtype=F64)

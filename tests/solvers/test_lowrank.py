@@ -31,7 +31,9 @@ def test_registered_and_returns_a_lowrank_plan(data):
     assert solve(Problem(data.C, eps=0.3), "lowrank", rank=2, epsilon=None, max_iter=2, tol=0).epsilon == 0.3
     plan = solve(Problem(data.C, data.a, data.b, eps=0.05), "lowrank", rank=2, max_iter=20, tol=0)
     assert isinstance(plan, LowRankPlan)
-    assert plan.Q.shape == (8, 2) and plan.R.shape == (6, 2) and plan.g.shape == (2,)
+    assert plan.Q.shape == (8, 2) and plan.R.shape == (6, 2) and plan.inner_marginal.shape == (2,)
+    with pytest.warns(DeprecationWarning, match="inner_marginal"):
+        assert plan.g is plan.inner_marginal
     assert plan.iterations == 20 and not plan.converged and plan.history.shape == (20,)
 
 
@@ -42,9 +44,9 @@ def test_marginals_and_inner_constraints_hold(make):
     assert float(plan.projection_error) <= 1e-10
     rows, cols = plan.marginal_error
     assert float(rows) <= 1e-10 and float(cols) <= 1e-10
-    torch.testing.assert_close(plan.Q.sum(0), plan.g, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(plan.R.sum(0), plan.g, rtol=1e-12, atol=1e-14)
-    assert bool((plan.Q >= 0).all() and (plan.R >= 0).all() and (plan.g > 0).all())
+    torch.testing.assert_close(plan.Q.sum(0), plan.inner_marginal, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(plan.R.sum(0), plan.inner_marginal, rtol=1e-12, atol=1e-14)
+    assert bool((plan.Q >= 0).all() and (plan.R >= 0).all() and (plan.inner_marginal > 0).all())
     torch.testing.assert_close(plan.matrix.sum(1), d.a, rtol=0, atol=1e-10)
     assert torch.linalg.matrix_rank(plan.matrix) <= 4
 
@@ -77,7 +79,7 @@ def test_matches_pot_lowrank_sinkhorn_with_aligned_conventions():
                                      init="deterministic", stopThr=1e-9, numItermax=5000)
     plan = solve(Problem(PointCloud(x, y), a, b, eps=1.0), "lowrank", rank=3, epsilon=0.1, initializer="rank2",
                  gamma_rescale="square", max_iter=100, tol=0, inner_tol=1e-9, inner_max_iter=5000)
-    for ours, theirs in ((plan.Q, Qp), (plan.R, Rp), (plan.g, gp)):
+    for ours, theirs in ((plan.Q, Qp), (plan.R, Rp), (plan.inner_marginal, gp)):
         torch.testing.assert_close(ours, torch.from_numpy(theirs), rtol=1e-8, atol=1e-12)
     P_pot = torch.from_numpy(Qp / gp[None, :] @ Rp.T)
     torch.testing.assert_close(plan.value_linear, (torch.cdist(x, y) ** 2 * P_pot).sum(), rtol=1e-8, atol=0)
@@ -113,7 +115,7 @@ def test_batched_equals_looped(batch_data):
     batched = solve(Problem(d.C, d.a, d.b, eps=0.02), "lowrank", **options)
     for i in range(d.C.shape[0]):
         single = solve(Problem(d.C[i], d.a[i], d.b[i], eps=0.02), "lowrank", **options)
-        for ours, ref in ((batched.Q[i], single.Q), (batched.R[i], single.R), (batched.g[i], single.g)):
+        for ours, ref in ((batched.Q[i], single.Q), (batched.R[i], single.R), (batched.inner_marginal[i], single.inner_marginal)):
             torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-12)
 
 
@@ -123,7 +125,7 @@ def test_point_cloud_factored_cost_equals_dense_cost(data):
     cloud = solve(Problem(PointCloud(data.x, data.y), data.a, data.b, eps=eps), "lowrank", **options)
     dense = solve(Problem(torch.cdist(data.x, data.y) ** 2, data.a, data.b, eps=eps), "lowrank", **options)
     assert cloud.operator.kind == "factored" and dense.operator.kind == "dense"
-    for ours, ref in ((cloud.Q, dense.Q), (cloud.R, dense.R), (cloud.g, dense.g)):
+    for ours, ref in ((cloud.Q, dense.Q), (cloud.R, dense.R), (cloud.inner_marginal, dense.inner_marginal)):
         torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-12)
 
 
@@ -135,7 +137,7 @@ def test_warm_start_continues_the_run(data):
     first = solve(problem, "lowrank", max_iter=4, **options)
     second = solve(problem, "lowrank", max_iter=4, init=first, **options)
     torch.testing.assert_close(second.Q, whole.Q, rtol=1e-10, atol=1e-13)
-    third = solve(problem, "lowrank", max_iter=4, init=(first.Q, first.R, first.g), **options)
+    third = solve(problem, "lowrank", max_iter=4, init=(first.Q, first.R, first.inner_marginal), **options)
     torch.testing.assert_close(third.Q, second.Q, rtol=0, atol=0)
 
 
@@ -217,7 +219,7 @@ def test_envelope_gradient_matches_finite_differences_at_convergence(data):
     torch.testing.assert_close(grad, plan.matrix.detach(), rtol=1e-12, atol=1e-15)
     direction = torch.randn(data.C.shape, generator=torch.Generator().manual_seed(1), dtype=F64)
     h = 1e-5
-    start = (plan.Q, plan.R, plan.g)
+    start = (plan.Q, plan.R, plan.inner_marginal)
     values = [float(solve(Problem(data.C + s * h * direction, data.a, data.b, eps=0.05), "lowrank", init=start,
                           **options).value) for s in (1, -1)]
     assert math.isclose((values[0] - values[1]) / (2 * h), float((grad * direction).sum()), rel_tol=1e-4)
