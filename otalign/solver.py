@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from .capabilities import check_supported, required
+from .distributed import agree_solve
 from .geometry import DenseCost, Geometry, PointCloud
 from .halfstep import log_row_marginal
 from .plan import Plan, certify
@@ -111,6 +112,9 @@ def run_solver(solver: Solver, problem: Problem, *, max_iter: int = 1000, tol: f
     max_iter = check_positive_int("max_iter", max_iter)
     tol = check_number("tol", tol)
     check_supported(solver, required(problem, grad, init))
+    # rows split across processes: every argument that must agree is agreed (the solver instance describes its
+    # options) before the first collective; a no-op for a single process
+    agree_solve(problem, solver, {"max_iter": max_iter, "tol": tol, "grad": grad, "init": init})
     if grad == "unroll":
         plan, refuted = _run_certified(solver, problem, max_iter, tol, init)
     else:

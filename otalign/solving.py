@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Union, overload
 
-from .distributed import agree_solve
 from .plan import Plan
 from .problem import Problem
 from .registry import resolve_solver
@@ -79,5 +78,4 @@ def solve(
         kinds = ", ".join(["otalign.Problem"] + [k.__name__ for k in _PROBLEM_KINDS])
         raise TypeError(f"problem: expected one of {kinds}, got {type(problem).__name__}")
     instance = resolve_solver(solver, options)
-    agree_solve(problem, solver, {"max_iter": max_iter, "tol": tol, "grad": grad, "init": init, **options})
     return run_solver(instance, problem, max_iter=max_iter, tol=tol, grad=grad, init=init)
