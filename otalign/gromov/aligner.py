@@ -13,7 +13,7 @@ from ..solver import Solver
 from ..targets import check_target
 from ..checks import check_eps, check_number, check_positive_int, check_rho
 from .problem import LOSSES, Cost, GWProblem
-from .solve import GW_GRAD_MODES, GWInit, _solver, solve_gw
+from .solve import GW_GRAD_MODES, SCHEDULES, GWInit, _solver, solve_gw
 
 
 class GWAligner:
@@ -27,7 +27,8 @@ class GWAligner:
         solver: linear solver of each outer step (name or instance); ``**options`` go to its constructor.
         divergence: ``"kl"``, ``"robust"`` or a callable ``(plan, target) -> (..., n)``.
         eps, alpha, loss, rho_a, rho_b: the :class:`GWProblem`'s parameters.
-        max_iter, tol, grad, inner_max_iter, inner_tol: passed to :func:`solve_gw`.
+        max_iter, tol, grad, inner_max_iter, inner_tol, step, schedule: passed to :func:`solve_gw` (its adaptive
+            schedule and its ``converged`` rule apply).
 
     Example::
 
@@ -47,10 +48,12 @@ class GWAligner:
         rho_a: float = math.inf,
         rho_b: float = math.inf,
         max_iter: int = 100,
-        tol: float = 1e-9,
+        tol: float = 1e-6,
         grad: str = "unroll",
         inner_max_iter: int = 1000,
         inner_tol: Optional[float] = None,
+        step: Optional[float] = None,
+        schedule: str = "adaptive",
         **options,
     ):
         self.solver = _solver(solver, options)
@@ -69,6 +72,11 @@ class GWAligner:
         self.grad = grad
         self.inner_max_iter = check_positive_int("inner_max_iter", inner_max_iter)
         self.inner_tol = None if inner_tol is None else check_number("inner_tol", inner_tol)
+        if step is not None:
+            check_number("step", step, strict=True)
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule: expected one of {SCHEDULES}, got {schedule!r}")
+        self.step, self.schedule = step, schedule
 
     def problem(
         self, geom_x: Cost, geom_y: Cost, a: Optional[Tensor] = None, b: Optional[Tensor] = None,
@@ -92,6 +100,6 @@ class GWAligner:
         target = check_target(target, (problem.n, problem.m), problem.batch_shape)
         plan = solve_gw(
             problem, self.solver, max_iter=self.max_iter, tol=self.tol, grad=self.grad, init=init,
-            inner_max_iter=self.inner_max_iter, inner_tol=self.inner_tol,
+            inner_max_iter=self.inner_max_iter, inner_tol=self.inner_tol, step=self.step, schedule=self.schedule,
         )
         return Alignment(plan, self.divergence(plan.inner, target), anchor_weights(target))

@@ -25,10 +25,12 @@ class GWPlan:
         problem: the :class:`GWProblem`.
         inner: the last linear :class:`otalign.Plan`.
         iterations: outer steps run.
-        converged: whether the plan change met the tolerance (``False`` for a fixed number of steps, ``tol=0``).
+        converged: whether the plan change met ``tol`` and the returned plan's measured marginal residual met
+            ``inner_tol`` (``False`` for a fixed number of steps, ``tol=0``).
         error: the last measured plan change ``|P_k - P_{k-1}|_F`` (``(...,)``), or ``None``.
         grad: the differentiation mode.
         inner_iterations: linear-solver iterations summed over the outer steps.
+        step: the mirror-descent step of the last outer step (see :func:`~otalign.gromov.solve_gw`).
 
     Values (both ``(...,)``): :attr:`value` is ``F(P) = (1 - alpha) <M, P> + alpha E(P)`` *without* the entropic
     term (POT's ``gw_dist`` / ``fgw_dist``); :attr:`value_entropic` adds ``eps KL(P | a b^T)`` and the marginal
@@ -46,6 +48,7 @@ class GWPlan:
     grad: str
     inner_iterations: int
     objective: Linearization = field(repr=False)
+    step: float = 1.0
 
     @property
     def f(self) -> Tensor:

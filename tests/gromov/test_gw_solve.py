@@ -105,7 +105,7 @@ def test_stopping_rule_and_iteration_count_match_pot():
     x, y, a, b = clouds(10, 10, seed=4)
     T, log = _pot_gw(sqdist(x), sqdist(y), a, b, "square", eps=0.02, iters=500, tol=1e-7)
     plan = solve_gw(GWProblem(sqdist(x), sqdist(y), a, b, eps=0.02), max_iter=500, tol=1e-7, check_every=10,
-                    inner_tol=1e-12, inner_max_iter=5000)
+                    inner_tol=1e-12, inner_max_iter=5000, schedule="fixed")
     assert plan.converged
     assert plan.iterations == 10 * (len(log["err"]) - 1) + 1
     assert abs(float(plan.error) - float(log["err"][-1])) <= 1e-6 * float(log["err"][-1]) + 1e-12
@@ -164,7 +164,7 @@ def test_fixed_point_is_stationary(rho):
 def test_damped_steps_reach_the_same_fixed_point():
     x, y, a, b = clouds(8, 7, seed=7)
     problem = GWProblem(PointCloud(x), PointCloud(y), a, b, eps=0.05, rho_a=2.0, rho_b=2.0)
-    full = solve_gw(problem, max_iter=500, tol=1e-8, inner_tol=1e-10, inner_max_iter=5000)
+    full = solve_gw(problem, max_iter=500, tol=1e-8, inner_tol=1e-10, inner_max_iter=5000, step=1.0)
     damped = solve_gw(problem, max_iter=500, tol=1e-8, inner_tol=1e-10, inner_max_iter=5000, step=0.5)
     assert full.converged and damped.converged and damped.iterations > full.iterations
     assert torch.allclose(full.matrix, damped.matrix, atol=1e-7)
