@@ -43,6 +43,9 @@ INNER_TOL_FRACTION = 0.1
 #: Window of measured plan changes that, when it oscillates without lowering the smallest one by 1 %, halves an
 #: automatic step.
 STALL_PATIENCE = 20
+#: Polishing solves (plan change within tol) that may miss inner_tol before the loop stops unconverged: further
+#: outer steps would only continue a linear solve that inner_max_iter cannot finish.
+POLISH_ATTEMPTS = 3
 #: The smallest automatic step.
 MIN_AUTO_STEP = 1 / 16
 #: Default ``inner_tol`` floor per dtype (the linear solves' accuracy the dtype can certify in reasonable time).
@@ -116,7 +119,8 @@ def solve_gw(
 
     ``converged`` is one rule: the last measured plan change is within ``tol``, the last linear solve ran to
     ``inner_tol``, and the returned plan's marginal residual, measured on the plan (float64 sums), is within
-    ``inner_tol`` (``tol`` when ``inner_tol`` is 0). Warns :class:`otalign.ConvergenceWarning` naming the knob
+    ``inner_tol`` (``tol`` when ``inner_tol`` is 0). When three such solves in a row stop at ``inner_max_iter``
+    above ``inner_tol`` while the plan no longer moves, the loop stops there, unconverged. Warns :class:`otalign.ConvergenceWarning` naming the knob
     when the outer loop stops at ``max_iter`` above ``tol``, or when the returned plan misses ``inner_tol`` (with
     how spread the linearised cost is against eps: entropic GW at an eps far below the cost's spread needs many
     linear iterations; scale the intra costs, e.g. divide them by their max, or raise eps).
@@ -279,6 +283,7 @@ def _run(problem, current, potentials, instance, max_iter, tol, inner_max_iter, 
     steps = 0
     cost = None
     strict = True
+    missed_polishes = 0
     for step in range(max_iter):
         cost = objective.gradient(current)
         step_size = schedule.step
@@ -312,10 +317,13 @@ def _run(problem, current, potentials, instance, max_iter, tol, inner_max_iter, 
         if tol > 0 and step % check_every == 0:
             error = plan_change(plan, current, problem.n, problem.m)
             schedule.record(float(error.max()))
-            if strict and bool((error <= tol).all()):
+            if not bool((error <= tol).all()):
+                missed_polishes = 0
+            elif strict:
                 converged = _meets_marginals(plan, inner_converged, inner_tol, tol)
+                missed_polishes = 0 if converged else missed_polishes + 1
         current, f_prev, g_prev = plan, plan.f, plan.g
-        if converged:
+        if converged or missed_polishes >= POLISH_ATTEMPTS:
             break
     if strict and marginal_tol > 0 and isinstance(current, Plan) and not _meets_marginals(current, inner_converged, inner_tol, tol):
         warnings.warn(

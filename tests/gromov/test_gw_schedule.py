@@ -145,3 +145,14 @@ def test_schedule_is_checked():
     x, y = _points(5, 4, seed=4)
     with pytest.raises(ValueError, match="schedule"):
         solve_gw(GWProblem(PointCloud(x), PointCloud(y), eps=0.1), schedule="fast")
+
+
+def test_the_loop_stops_when_polishing_solves_cannot_meet_inner_tol():
+    """The plan no longer moves but inner_max_iter cannot finish the linear solve: three polishing solves, then an
+    unconverged plan and the warning (instead of outer steps that only continue the linear solve)."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(20, 3, generator=g, dtype=torch.float64), torch.randn(15, 2, generator=g, dtype=torch.float64)
+    with pytest.warns(ConvergenceWarning, match="raise inner_max_iter"):
+        plan = solve_gw(GWProblem(PointCloud(x), PointCloud(y), eps=0.05), max_iter=1000, inner_max_iter=100,
+                        tol=1e-3, inner_tol=1e-9)
+    assert not plan.converged and plan.iterations < 1000 and float(plan.error) <= 1e-3
