@@ -14,6 +14,7 @@ from otalign.halfstep import col_step, log_col_marginal, log_row_marginal, row_s
 from otalign.plan import Plan
 from otalign.problem import Problem, optimal_marginal
 from otalign.softmin import KERNEL_OPTIONS, LogDomain, SoftMin, choose_softmin
+from otalign.softmin.held import HeldKernel
 from otalign.solver import Init, Solver, initial_potentials
 from otalign.checks import check_number, check_positive_int
 
@@ -155,7 +156,7 @@ class Sinkhorn(Solver):
             last_column_step = None if hint_g is None else (g_next, hint_g)
             iterations += 1
         return Plan(problem, f, g, done + iterations, converged, error, "unroll", iterates,
-                    log_mass=_log_mass(problem, last_column_step))
+                    log_mass=_log_mass(problem, last_column_step), kernel=_held_kernel(problem, softmin, last_column_step))
 
 
 def _residual(problem: Problem, f: Tensor, g: Tensor, lse_rows: Optional[Tensor], log_cols: Optional[Tensor]) -> Tensor:
@@ -198,6 +199,18 @@ def cost_range(problem: Problem) -> tuple[float, float]:
                 low, high = min(low, finite.min().item()), max(high, finite.max().item())
     bounds = geometry.reduce_rows(torch.tensor([-low, high], dtype=torch.float64, device=geometry.device), "max")
     return -bounds[0].item(), bounds[1].item()  # over all ranks' rows when sharded
+
+
+def _held_kernel(problem: Problem, softmin: SoftMin, column_step) -> Optional[HeldKernel]:
+    """The kernel the soft-min holds, for the plan's matrix (:mod:`otalign.softmin.held`): only for a solve run
+    without autograd recording (``grad`` other than ``"unroll"``, or under ``torch.no_grad()``: an unrolled plan
+    keeps the exponential form its log-matrix shares), after a column half-step through the kernel (its
+    certificate covers the plan's ``f``, which the translation of :meth:`Sinkhorn.after_iteration` only shifts),
+    in one process."""
+    held = getattr(softmin, "held", None)
+    if held is None or column_step is None or problem.geometry.shards > 1 or torch.is_grad_enabled():
+        return None
+    return held()
 
 
 def _log_mass(problem: Problem, column_step: Optional[tuple[Tensor, Tensor]]) -> Optional[Tensor]:

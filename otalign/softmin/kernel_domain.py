@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from ..geometry import DenseCost, Geometry
+from .held import HeldKernel
 
 #: Largest cost spread / eps for which the kernel domain is used, per dtype.
 SPREAD_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
@@ -79,6 +80,7 @@ class KernelDomain:
         self.offset: Optional[Tensor] = None
         self.rows: list[Tensor] = []
         self.cols: list[Tensor] = []
+        self.version = 0
         self.token = _KernelToken.apply(self.cost, self)
 
     def __call__(self, h: Tensor, axis: int, hint: Optional[Tensor] = None) -> Tensor:
@@ -91,9 +93,31 @@ class KernelDomain:
                 return _lse(self, h_scaled, axis)[0]
         return _KernelStep.apply(h_scaled, self.token, self, axis)
 
+    def held(self) -> Optional[HeldKernel]:
+        """``K`` for forming a plan without an exponential (:mod:`otalign.softmin.held`): ``alpha`` is the offset,
+        ``beta`` 0; ``None`` when a gradient flows to the cost through ``K`` (or it was released)."""
+        if self.matrix is None or self.token.requires_grad:
+            return None
+        return HeldKernel(self.matrix, self.offset, torch.zeros_like(self.offset), self, self.version)
+
+    def release(self) -> None:
+        """Give up ``K``'s memory (a plan took it); a later half-step builds it again."""
+        self.matrix = None
+        self.version += 1
+
+    def build(self) -> None:
+        """``K = exp(offset - C / eps)``, ``offset = min C / eps`` read from the cost's bounds (no pass over the
+        cost once they are known; over all ranks' rows when sharded): entries in ``[e^-spread/eps, 1]``."""
+        negated_low = self.geometry.reduce_rows(torch.tensor([-_dense(self.geometry).bounds()[0]],
+                                                             dtype=self.cost.dtype, device=self.cost.device), "max")
+        self.offset = negated_low.reshape(()) / -self.eps
+        self.matrix = torch.sub(self.offset, self.cost.detach(), alpha=1.0 / self.eps).exp_()  # one n x m allocation
+
 
 def _lse(kernel: KernelDomain, h_scaled: Tensor, axis: int) -> tuple[Tensor, Tensor, Tensor]:
     """``(LSE, w, K w)`` of one half-step (``w^T K`` for ``axis=0``)."""
+    if kernel.matrix is None:
+        kernel.build()
     top = h_scaled.amax(-1, keepdim=True)
     if axis == 0:
         top = kernel.geometry.reduce_rows(top, "max")
@@ -107,9 +131,7 @@ class _KernelToken(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cost: Tensor, kernel: KernelDomain) -> Tensor:
-        offset = -kernel.geometry.reduce_rows(-cost.detach().amin((-1, -2), keepdim=True), "max") / kernel.eps
-        kernel.matrix = torch.sub(offset, cost, alpha=1.0 / kernel.eps).exp_()  # one n x m allocation
-        kernel.offset = offset.squeeze(-1)
+        kernel.build()
         ctx.kernel = kernel
         return cost.new_zeros(())
 
