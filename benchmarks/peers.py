@@ -35,7 +35,7 @@ Rows (float32 unless stated; uniform masses):
   set to 1e-4 / sqrt(n), which guarantees the L1 target, and, in a second row, to 1e-4 itself, whose plan's L1
   error is then measured and may miss the target); OTT with its defaults (threshold 1e-4 on the L1 error,
   checked every 10 iterations), with adaptive momentum and with Anderson acceleration (memory 5); otalign
-  ``tol=1e-4`` (L1 marginal residuals).
+  ``tol=1e-4`` (L1 marginal residuals), plain and with ``Sinkhorn(acceleration="anderson")`` (memory 5).
 
 Checked for every plan: its marginal L1 error ``|P 1 - a|_1 + |P^T 1 - b|_1`` in float64, beside the same figure
 for a float64 reference in the Sinkhorn rows (otalign's log-domain Sinkhorn with the same iterations). A plan
@@ -112,7 +112,8 @@ def tasks(rows: list[str], quick: bool) -> list[dict]:
     if "to tolerance" in rows:
         params = dict(n=256 if quick else 4096, eps=0.1 if quick else 0.01, tol=1e-4)
         for library, entry in (("pot", "POT sinkhorn"), ("pot", "POT sinkhorn, stopThr=tol"), ("ott", "OTT defaults"),
-                               ("ott", "OTT momentum"), ("ott", "OTT anderson"), ("otalign", "otalign")):
+                               ("ott", "OTT momentum"), ("ott", "OTT anderson"), ("otalign", "otalign"),
+                               ("otalign", "otalign anderson")):
             add("to tolerance", library, entry, ref=entry == "POT sinkhorn", **params)
     return out
 
@@ -313,8 +314,12 @@ def _tolerance(entry: str, cost: np.ndarray, eps: float, tol: float) -> Callable
 
     c = torch.from_numpy(cost)
 
+    from otalign.solvers import Sinkhorn
+
+    solver = Sinkhorn(acceleration="anderson") if entry == "otalign anderson" else Sinkhorn()
+
     def run() -> dict:
-        plan = otalign.solve(otalign.Problem(c, eps=eps), "sinkhorn", max_iter=100_000, tol=tol, grad="detach")
+        plan = otalign.solve(otalign.Problem(c, eps=eps), solver, max_iter=100_000, tol=tol, grad="detach")
         return {"plan": plan.matrix.numpy(), "iterations": int(plan.iterations)}
 
     return run

@@ -51,6 +51,7 @@ from torch import Tensor
 
 from ..geometry import DenseCost, Geometry
 from .held import HeldKernel
+from .kernel_domain import matvec, rmatvec
 from .logdomain import logsumexp
 
 #: ``(T, W, X, round-off)`` per dtype: kernel entries below ``e^-T`` and weights below ``e^-W`` are raised to them
@@ -168,11 +169,9 @@ class AbsorbedKernel:
         top = torch.nan_to_num(moved.amax(-1, keepdim=True), neginf=0.0)  # 0 where every input is -inf
         w = moved.sub_(top).clamp_min_(-floor_w).exp_()  # raising weights below e^-W to e^-W adds < e^-W mass_i
         if axis == 1:
-            sums = (self.matrix @ w.unsqueeze(-1)).squeeze(-1)
-            mass = self.row_mass
+            sums, mass = matvec(self.matrix, w), self.row_mass
         else:
-            sums = (w.unsqueeze(-2) @ self.matrix).squeeze(-2)
-            mass = self.col_mass
+            sums, mass = rmatvec(self.matrix, w), self.col_mass
         # raised terms: at most e^-T sum(w) + e^-W mass_i, to stay below round_off * sums_i
         margin = torch.add(sums, mass, alpha=-math.exp(-floor_w) / round_off).amin(-1)
         if not bool((margin >= w.sum(-1) * (math.exp(-floor_t) / round_off)).all()):

@@ -50,11 +50,19 @@ def _dense(geometry: Geometry) -> Geometry:
     return geometry.process_local
 
 
-def _matvec(kernel: Tensor, w: Tensor) -> Tensor:
+def matvec(kernel: Tensor, w: Tensor) -> Tensor:
+    """``K w``: ``(..., n, m), (..., m) -> (..., n)``. One matrix and one vector go through ``torch.mv`` (a
+    matrix-vector kernel; ``K @ w[:, None]`` takes a matrix-matrix path up to 3x slower at 4096 x 4096 here)."""
+    if kernel.dim() == 2 and w.dim() == 1:
+        return torch.mv(kernel, w)
     return (kernel @ w.unsqueeze(-1)).squeeze(-1)
 
 
-def _rmatvec(kernel: Tensor, w: Tensor) -> Tensor:
+def rmatvec(kernel: Tensor, w: Tensor) -> Tensor:
+    """``w^T K``: ``(..., n), (..., n, m) -> (..., m)``; ``torch.mv`` on the transposed view (as fast as the row
+    product: no transposed copy of ``K`` is needed)."""
+    if kernel.dim() == 2 and w.dim() == 1:
+        return torch.mv(kernel.t(), w)
     return (w.unsqueeze(-2) @ kernel).squeeze(-2)
 
 
@@ -122,7 +130,7 @@ def _lse(kernel: KernelDomain, h_scaled: Tensor, axis: int) -> tuple[Tensor, Ten
     if axis == 0:
         top = kernel.geometry.reduce_rows(top, "max")
     w = torch.exp(h_scaled - top)
-    sums = _matvec(kernel.matrix, w) if axis == 1 else kernel.geometry.reduce_rows(_rmatvec(kernel.matrix, w))
+    sums = matvec(kernel.matrix, w) if axis == 1 else kernel.geometry.reduce_rows(rmatvec(kernel.matrix, w))
     return sums.log() + top - kernel.offset, w, sums
 
 
@@ -164,10 +172,10 @@ class _KernelStep(torch.autograd.Function):
             grad_lse = kernel.geometry.reduce_rows(grad_lse)
         q = grad_lse / sums
         if ctx.axis == 1:
-            h_bar = w * _rmatvec(kernel.matrix, q)
+            h_bar = w * rmatvec(kernel.matrix, q)
             rows, cols = q, w
         else:
-            h_bar = w * _matvec(kernel.matrix, q)
+            h_bar = w * matvec(kernel.matrix, q)
             rows, cols = w, q
         token_bar = None
         if ctx.needs_input_grad[1]:
