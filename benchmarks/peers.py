@@ -46,7 +46,8 @@ Run: ``python benchmarks/peers.py`` (about 15 minutes on a loaded 2-core machine
 otalign[peers]`` installs POT, geomloss and OTT-JAX; ``pip install --no-deps lightly`` adds lightly's losses without
 its training stack (its loss module needs only torch). Writes
 ``benchmarks/results/peers.md`` (``--out`` for another file) and the raw measurements beside it (``peers.json``;
-``--report-only peers.json`` renders the table again).
+``--report-only peers.json`` renders the table again; ``--merge`` keeps the rows of the existing JSON that this run
+does not measure, naming their run in the header).
 """
 
 from __future__ import annotations
@@ -485,6 +486,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per task and round (median)")
     parser.add_argument("--out", type=Path, default=RESULTS / "peers.md")
     parser.add_argument("--report-only", type=Path, default=None, help="re-render --out from a saved JSON")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other rows of --out's JSON (from their own run, named in the header)")
     args = parser.parse_args()
     if args.worker:
         worker()
@@ -517,9 +520,28 @@ def main() -> None:
     finished_uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip() if shutil.which("uptime") else ""
     raw = {"todo": todo, "results": results, "rounds": rounds, "repeats": args.repeats, "quick": args.quick,
            "skipped": skipped, "started": started, "uptime": uptime, "finished_uptime": finished_uptime}
+    if args.merge and args.out.with_suffix(".json").exists():
+        merge_earlier(raw, json.loads(args.out.with_suffix(".json").read_text()), args.rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
     write_report(raw, args.out)
+
+
+def merge_earlier(raw: dict, earlier: dict, rows: list[str]) -> None:
+    """Add to ``raw`` the rows of an earlier run ``earlier`` that this run did not measure, with that run's start
+    and load (named in the report's header)."""
+    kept = [i for i, task in enumerate(earlier["todo"]) if task["row"] not in rows]
+    offset = len(raw["todo"])
+    for new_index, i in enumerate(kept):
+        raw["todo"].append(earlier["todo"][i])
+        raw["results"][offset + new_index] = earlier["results"][str(i)]
+    earlier_runs = [run for run in earlier.get("earlier", []) if set(run["rows"]) - set(rows)]
+    for run in earlier_runs:
+        run["rows"] = [row for row in run["rows"] if row not in rows]
+    own_rows = sorted({earlier["todo"][i]["row"] for i in kept} - {row for run in earlier_runs for row in run["rows"]})
+    if own_rows:
+        earlier_runs.append({"rows": own_rows, "started": earlier["started"], "uptime": earlier["uptime"]})
+    raw["earlier"] = earlier_runs
 
 
 def write_report(raw: dict, out: Path) -> None:
@@ -527,12 +549,12 @@ def write_report(raw: dict, out: Path) -> None:
     results = {int(i): replies for i, replies in raw["results"].items()}
     options = argparse.Namespace(repeats=raw["repeats"], quick=raw["quick"])
     text = report(raw["todo"], results, raw["rounds"], options, raw["skipped"], raw["started"], raw["uptime"],
-                  raw["finished_uptime"])
+                  raw["finished_uptime"], raw.get("earlier", []))
     out.write_text(text)
     print(text)
 
 
-def report(todo, results, rounds, args, skipped, started, uptime, finished_uptime) -> str:
+def report(todo, results, rounds, args, skipped, started, uptime, finished_uptime, earlier=()) -> str:
     sys.path.insert(0, str(ROOT))
     from _common import machine, markdown_table
 
@@ -612,6 +634,9 @@ def report(todo, results, rounds, args, skipped, started, uptime, finished_uptim
         f"same-round ratios (below 1: faster than the reference). Written by "
         f"`python benchmarks/peers.py{' --quick' if args.quick else ''}` (see its docstring for every setting).\n",
     ]
+    for run in earlier:
+        parts.append(f"Rows {', '.join(run['rows'])}: from an earlier run of the same script (`--merge`), started "
+                     f"{run['started']}; load at start: `{run['uptime']}`.\n")
     if skipped:
         parts.append(f"Not installed, skipped: {', '.join(skipped)}.\n")
     if summary:

@@ -21,7 +21,9 @@ A half-step is accepted only if that bound is below the dtype's unit round-off t
 accepted outputs therefore equal the log-domain soft-min up to rounding. Otherwise the kernel is rebuilt along that
 half-step's axis, scaled so that its rows (after a row step) or columns (after a column step) sum to ``e^X``: the
 headroom before the certificate fails again is ``T + X`` (in units of the logits), while the sums of a product stay
-below the kernel's masses, far from overflow.
+below the kernel's masses, far from overflow. ``X`` is half of each row's (column's) ``|lse|``, at most 30
+(float32) / 300 (float64): full headroom where eps is small and the logits large (the rebuilds that matter), while
+the exponents a product's outputs carry, and so their rounding, at most double where the logits are small.
 
 Rebuilds take one pass over the cost, exponentiating each block of logits in the kernel's own memory with the
 logits clamped at ``-T`` (the raising of small entries, and no denormal ``exp``, in one pass):
@@ -55,8 +57,12 @@ from .kernel_domain import matvec, rmatvec
 from .logdomain import logsumexp
 
 #: ``(T, W, X, round-off)`` per dtype: kernel entries below ``e^-T`` and weights below ``e^-W`` are raised to them
-#: (``T + W`` inside the normal range: no denormal product); a rebuilt kernel's rows (or columns) sum to ``e^X``.
+#: (``T + W`` inside the normal range: no denormal product); a rebuilt kernel's rows (or columns) sum to up to
+#: ``e^X`` (:func:`_scale`).
 _LIMITS = {torch.float32: (35.0, 50.0, 30.0, 2.0**-24), torch.float64: (300.0, 300.0, 300.0, 2.0**-53)}
+
+#: The share of a rebuilt row's (column's) ``|lse|`` taken as its scale ``X`` (see :func:`_scale`).
+SCALE_SHARE = 0.5
 
 #: Largest number of cost entries (over the batch) for which ``kernel="auto"`` allocates the absorbed kernel: for a
 #: dense cost (which already takes as much memory), and for a geometry that never materialises its cost (a point
@@ -183,7 +189,7 @@ class AbsorbedKernel:
         its exact row maxima are at hand; ``K~_ij = exp(h_j - C_ij/eps - max_i + X)``. Returns the exact ``lse``
         (the entries raised change each row's sum by at most ``m e^-(T + X)`` of its largest term)."""
         geometry = self.geometry
-        floor_t, _, scale, _ = _LIMITS[h_scaled.dtype]
+        floor_t, _, largest_scale, _ = _LIMITS[h_scaled.dtype]
         shape = geometry.batch_shape + (geometry.n,)
         top, row_mass = h_scaled.new_empty(shape), h_scaled.new_empty(shape)
         col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
@@ -192,11 +198,12 @@ class AbsorbedKernel:
             block = fill(start, stop)
             block_top = block.amax(-1)
             block_top = torch.where(torch.isfinite(block_top), block_top, torch.zeros_like(block_top))
-            block.sub_((block_top - scale).unsqueeze(-1))
+            block_top = block_top - _scale(block_top, largest_scale)
+            block.sub_(block_top.unsqueeze(-1))
             _keep(block, floor_t, start, stop, row_mass, col_mass)
             top[..., start:stop] = block_top
-        self._set(scale - top, h_scaled, row_mass, col_mass)
-        return (top - scale).add_(row_mass.log())
+        self._set(-top, h_scaled, row_mass, col_mass)
+        return top.add_(row_mass.log())
 
     def _col_step_and_absorb(self, h_scaled: Tensor, hint: Tensor, block_rows: Optional[int]) -> Optional[Tensor]:
         """A column half-step that rebuilds ``K~_ij = exp(h_i - C_ij/eps - hint_j + X)`` in one pass and reads the
@@ -204,12 +211,13 @@ class AbsorbedKernel:
         raised entries are below rounding) and small enough that the kernel's masses stay in range; else ``None``
         (the kernel's memory is then overwritten by the rebuild that follows)."""
         geometry = self.geometry
-        floor_t, _, scale, round_off = _LIMITS[h_scaled.dtype]
+        floor_t, _, largest_scale, round_off = _LIMITS[h_scaled.dtype]
         if not bool(torch.isfinite(hint).all()):
             return None
+        shift = hint - _scale(hint, largest_scale)
         row_mass = h_scaled.new_empty(geometry.batch_shape + (geometry.n,))
         col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
-        fill = self._filler(h_scaled, hint - scale, 0)
+        fill = self._filler(h_scaled, shift, 0)
         for start, stop in geometry.row_blocks(block_rows):
             _keep(fill(start, stop), floor_t, start, stop, row_mass, col_mass)
         low, high = torch.aminmax(col_mass)
@@ -218,8 +226,8 @@ class AbsorbedKernel:
                 and bool(torch.isfinite(row_mass).all())):
             self.certified = False
             return None
-        self._set(h_scaled, scale - hint, row_mass, col_mass)
-        return (hint - scale).add_(col_mass.log())
+        self._set(h_scaled, -shift, row_mass, col_mass)
+        return shift.add_(col_mass.log())
 
     def _absorb(self, h_scaled: Tensor, lse: Tensor, axis: int, block_rows: Optional[int]) -> None:
         """Rebuild ``K~`` around the exact half-step ``lse``: ``K~_ij = exp((h - C)/eps - lse + X)`` along ``axis``."""
@@ -227,16 +235,17 @@ class AbsorbedKernel:
             self.release()
             return
         geometry = self.geometry
-        floor_t, _, scale, _ = _LIMITS[h_scaled.dtype]
+        floor_t, _, largest_scale, _ = _LIMITS[h_scaled.dtype]
         row_mass = h_scaled.new_empty(geometry.batch_shape + (geometry.n,))
         col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
-        fill = self._filler(h_scaled, lse - scale, axis)
+        shift = lse - _scale(lse, largest_scale)
+        fill = self._filler(h_scaled, shift, axis)
         for start, stop in geometry.row_blocks(block_rows):
             _keep(fill(start, stop), floor_t, start, stop, row_mass, col_mass)
         if axis == 1:
-            self._set(scale - lse, h_scaled, row_mass, col_mass)
+            self._set(-shift, h_scaled, row_mass, col_mass)
         else:
-            self._set(h_scaled, scale - lse, row_mass, col_mass)
+            self._set(h_scaled, -shift, row_mass, col_mass)
 
     def _filler(self, h_scaled: Tensor, shift: Optional[Tensor], axis: int):
         """``(start, stop) ->`` rows ``start:stop`` of the kernel's memory holding the logits ``(h - C)/eps - shift``
@@ -272,6 +281,14 @@ class AbsorbedKernel:
     def _set(self, alpha: Tensor, beta: Tensor, row_mass: Tensor, col_mass: Tensor) -> None:
         self.alpha, self.beta, self.row_mass, self.col_mass = alpha, beta, row_mass, col_mass
         self.absorptions += 1
+
+
+def _scale(lse: Tensor, largest: float) -> Tensor:
+    """``X`` per row or column of a rebuilt kernel: :data:`SCALE_SHARE` of ``|lse|``, at most ``largest``. The
+    rounding of a product's log-domain output grows with the exponents it adds up (``|alpha|``, ``|beta|``, ``X``), so
+    ``X`` is a share of the ``lse`` already there: full headroom where the logits are large (small eps), and at most
+    twice the exponents (and rounding) where they are small."""
+    return (lse.abs() * SCALE_SHARE).clamp_(max=largest)
 
 
 def _keep(block: Tensor, floor_t: float, start: int, stop: int, row_mass: Tensor, col_mass: Tensor) -> None:

@@ -101,6 +101,42 @@ class KernelDomain:
                 return _lse(self, h_scaled, axis)[0]
         return _KernelStep.apply(h_scaled, self.token, self, axis)
 
+    def scaling_iterations(self, problem, g: Tensor, iterations: int) -> tuple[Tensor, Tensor, Tensor]:
+        """``iterations`` balanced Sinkhorn iterations from ``g`` in scaling form, without autograd: the iterates
+        of :func:`otalign.halfstep.row_step` / :func:`~otalign.halfstep.col_step` through this soft-min, up to
+        rounding, in two products and two divisions per iteration (no log / exp per half-step)::
+
+            u = a / (K v),   v = b / (K^T u),   P = diag(u) K diag(v),
+
+        ``v`` starting at ``exp(g / eps - max)`` (times ``b`` under the product reference; the shift keeps a warm
+        start in range and is taken out again at the end). Returns ``(f (..., n), g (..., m), lse (..., m))`` of
+        the last iteration, ``lse`` being the column half-step's ``LSE_i[(f_i + eps log Ra_i - C_ij) / eps]``.
+        For a balanced ``problem`` on this soft-min's cost without forbidden pairs, in one process (the caller
+        checks)."""
+        eps = self.eps
+        with torch.no_grad():
+            if self.matrix is None:
+                self.build()
+            kernel, a, b = self.matrix, problem.a, problem.b
+            g_scaled = g / eps
+            top = g_scaled.amax(-1, keepdim=True)
+            top = torch.where(torch.isfinite(top), top, torch.zeros_like(top))
+            v = g_scaled.sub_(top).exp_()
+            if problem.reference == "product":
+                v.mul_(b)
+            for _ in range(iterations):
+                rows = matvec(kernel, v)
+                cols = rmatvec(kernel, torch.div(a, rows))
+                v = torch.div(b, cols)
+            # the shift by top: v and rows carry exp(-top), u = a / rows and cols exp(top)
+            f = (rows.log_().add_(top).sub_(self.offset)).mul_(-eps)
+            lse = cols.log_().sub_(top)
+            g = lse.mul(-eps)
+            if problem.reference != "product":
+                f.add_(problem.log_a, alpha=eps)
+                g.add_(problem.log_b, alpha=eps)
+        return f, g, lse
+
     def held(self) -> Optional[HeldKernel]:
         """``K`` for forming a plan without an exponential (:mod:`otalign.softmin.held`): ``alpha`` is the offset,
         ``beta`` 0; ``None`` when a gradient flows to the cost through ``K`` (or it was released)."""
