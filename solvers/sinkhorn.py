@@ -170,7 +170,8 @@ class Sinkhorn(Solver):
             last_column_step = None if hint_g is None else (g_next, hint_g)
             iterations += 1
         return Plan(problem, f, g, done + iterations, converged, error, "unroll", iterates,
-                    log_mass=_log_mass(problem, last_column_step), kernel=_held_kernel(problem, softmin, last_column_step))
+                    log_mass=_log_mass(problem, last_column_step),
+                    kernel=_held_kernel(problem, softmin, last_column_step))
 
 
 def _residual(problem: Problem, f: Tensor, g: Tensor, lse_rows: Optional[Tensor], log_cols: Optional[Tensor]) -> Tensor:
