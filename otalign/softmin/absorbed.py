@@ -137,14 +137,14 @@ class AbsorbedKernel:
             self.certified = False
             return logsumexp(self.geometry, h, self.eps, axis, hint=hint, block_rows=block_rows)
         with torch.no_grad():
-            h_scaled = h / self.eps
             self.certified = True
             if self.matrix is not None:
-                out = self._product(h_scaled, axis)
+                out = self._product(h, axis)
                 if out is not None:
                     self.products += 1
                     return out
                 self.rejected += 1
+            h_scaled = h / self.eps
             if axis == 1:
                 return self._row_step_and_absorb(h_scaled, block_rows)
             if hint is not None:
@@ -168,21 +168,32 @@ class AbsorbedKernel:
         self.matrix = None
         self.certified = False
 
-    def _product(self, h_scaled: Tensor, axis: int) -> Optional[Tensor]:
-        """The product half-step, or ``None`` when its certificate fails."""
-        floor_t, floor_w, _, round_off = _LIMITS[h_scaled.dtype]
-        moved = h_scaled - (self.beta if axis == 1 else self.alpha)
-        top = torch.nan_to_num(moved.amax(-1, keepdim=True), neginf=0.0)  # 0 where every input is -inf
-        w = moved.sub_(top).clamp_min_(-floor_w).exp_()  # raising weights below e^-W to e^-W adds < e^-W mass_i
+    def _product(self, h: Tensor, axis: int) -> Optional[Tensor]:
+        """The product half-step for the input ``h`` (cost units), or ``None`` when its certificate fails."""
+        floor_t, floor_w, _, round_off = _LIMITS[h.dtype]
+        neg_in, neg_out = self._negated[axis]  # -beta, -alpha for a row step; -alpha, -beta for a column step
+        moved = torch.add(neg_in, h, alpha=1.0 / self.eps)
+        if moved.dim() == 1:  # one problem: the shift and the certificate as Python numbers (fewer small ops)
+            top = float(moved.amax())
+            top = top if math.isfinite(top) else 0.0  # 0 where every input is -inf
+            w = moved.sub_(top).clamp_min_(-floor_w).exp_()  # raising weights below e^-W adds < e^-W mass_i
+            sums = matvec(self.matrix, w) if axis == 1 else rmatvec(self.matrix, w)
+            mass = self.row_mass if axis == 1 else self.col_mass
+            # raised terms: at most e^-T sum(w) + e^-W mass_i, to stay below round_off * sums_i
+            low = float(torch.add(sums, mass, alpha=-math.exp(-floor_w) / round_off).amin())
+            if not low >= float(w.sum()) * (math.exp(-floor_t) / round_off):
+                return None
+            return sums.log_().add_(neg_out).add_(top)
+        top = torch.nan_to_num(moved.amax(-1, keepdim=True), neginf=0.0)
+        w = moved.sub_(top).clamp_min_(-floor_w).exp_()
         if axis == 1:
             sums, mass = matvec(self.matrix, w), self.row_mass
         else:
             sums, mass = rmatvec(self.matrix, w), self.col_mass
-        # raised terms: at most e^-T sum(w) + e^-W mass_i, to stay below round_off * sums_i
         margin = torch.add(sums, mass, alpha=-math.exp(-floor_w) / round_off).amin(-1)
         if not bool((margin >= w.sum(-1) * (math.exp(-floor_t) / round_off)).all()):
             return None
-        return sums.log_().add_(top).sub_(self.alpha if axis == 1 else self.beta)
+        return sums.log_().add_(top).add_(neg_out)
 
     def _row_step_and_absorb(self, h_scaled: Tensor, block_rows: Optional[int]) -> Tensor:
         """A log-domain row half-step that rebuilds the kernel in the same pass: each block holds whole rows, so
@@ -224,7 +235,6 @@ class AbsorbedKernel:
         largest = torch.finfo(h_scaled.dtype).max / (4 * max(geometry.n, geometry.m))
         if not (float(low) * round_off >= geometry.n * math.exp(-floor_t) and float(high) <= largest
                 and bool(torch.isfinite(row_mass).all())):
-            self.certified = False
             return None
         self._set(h_scaled, -shift, row_mass, col_mass)
         return shift.add_(col_mass.log())
@@ -280,6 +290,8 @@ class AbsorbedKernel:
 
     def _set(self, alpha: Tensor, beta: Tensor, row_mass: Tensor, col_mass: Tensor) -> None:
         self.alpha, self.beta, self.row_mass, self.col_mass = alpha, beta, row_mass, col_mass
+        self._negated = {1: (-beta, -alpha), 0: (-alpha, -beta)}
+        self.certified = True
         self.absorptions += 1
 
 
