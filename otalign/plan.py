@@ -128,8 +128,9 @@ class Plan(MarginalQuantities):
             ``None``: then :attr:`matrix` (and :meth:`measured_residual`, which measures what :attr:`matrix`
             returns) forms ``P = diag(u) K diag(v)`` from it instead of exponentiating, the first :attr:`matrix`
             in the kernel's own memory; equal to the exponential form up to rounding. Sinkhorn hands it over
-            from solves run without autograd recording (``grad`` other than ``"unroll"``); not used where autograd
-            would differentiate the matrix.
+            from solves of a dense cost run without autograd recording (``grad`` other than ``"unroll"``); the plan
+            then holds that ``n x m`` kernel until its first :attr:`matrix` (or until it is dropped). Not used
+            where autograd would differentiate the matrix.
     """
 
     problem: Problem

@@ -221,9 +221,10 @@ def _held_kernel(problem: Problem, softmin: SoftMin, column_step) -> Optional[He
     without autograd recording (``grad`` other than ``"unroll"``, or under ``torch.no_grad()``: an unrolled plan
     keeps the exponential form its log-matrix shares), after a column half-step through the kernel (its
     certificate covers the plan's ``f``, which the translation of :meth:`Sinkhorn.after_iteration` only shifts),
-    in one process."""
+    in one process, for a dense cost (whose user holds an n x m matrix already; a point cloud's plan holds none)."""
     held = getattr(softmin, "held", None)
-    if held is None or column_step is None or problem.geometry.shards > 1 or torch.is_grad_enabled():
+    if (held is None or column_step is None or not isinstance(problem.geometry, DenseCost)
+            or problem.geometry.shards > 1 or torch.is_grad_enabled()):
         return None
     return held()
 

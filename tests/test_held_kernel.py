@@ -101,3 +101,11 @@ def test_a_soft_min_whose_kernel_was_taken_rebuilds_it(kind):
         assert taken is not None and not held.valid() and held.take(taken[0], taken[0, :11], [(0, 15)]) is None
         taken.fill_(float("nan"))  # the caller owns it now
         torch.testing.assert_close(softmin(h, 1), before, rtol=1e-12, atol=0)
+
+
+def test_a_point_cloud_plan_holds_no_kernel():
+    """The user of a point cloud chose not to hold n x m numbers: its plan keeps none after the solve."""
+    gen = torch.Generator().manual_seed(3)
+    cloud = otalign.PointCloud(torch.randn(20, 2, generator=gen), torch.randn(15, 2, generator=gen))
+    plan = otalign.solve(Problem(cloud, eps=0.01), "sinkhorn", max_iter=10, tol=0, grad="detach")
+    assert plan.kernel is None and torch.isfinite(plan.matrix).all()
