@@ -35,7 +35,7 @@ Rows (float32 unless stated; uniform masses):
   set to 1e-4 / sqrt(n), which guarantees the L1 target, and, in a second row, to 1e-4 itself, whose plan's L1
   error is then measured and may miss the target); OTT with its defaults (threshold 1e-4 on the L1 error,
   checked every 10 iterations), with adaptive momentum and with Anderson acceleration (memory 5); otalign
-  ``tol=1e-4`` (L1 marginal residuals).
+  ``tol=1e-4`` (L1 marginal residuals), plain and with ``Sinkhorn(acceleration="anderson")`` (memory 5).
 
 Checked for every plan: its marginal L1 error ``|P 1 - a|_1 + |P^T 1 - b|_1`` in float64, beside the same figure
 for a float64 reference in the Sinkhorn rows (otalign's log-domain Sinkhorn with the same iterations). A plan
@@ -46,7 +46,8 @@ Run: ``python benchmarks/peers.py`` (about 15 minutes on a loaded 2-core machine
 otalign[peers]`` installs POT, geomloss and OTT-JAX; ``pip install --no-deps lightly`` adds lightly's losses without
 its training stack (its loss module needs only torch). Writes
 ``benchmarks/results/peers.md`` (``--out`` for another file) and the raw measurements beside it (``peers.json``;
-``--report-only peers.json`` renders the table again).
+``--report-only peers.json`` renders the table again; ``--merge`` keeps the rows of the existing JSON that this run
+does not measure, naming their run in the header).
 """
 
 from __future__ import annotations
@@ -112,7 +113,8 @@ def tasks(rows: list[str], quick: bool) -> list[dict]:
     if "to tolerance" in rows:
         params = dict(n=256 if quick else 4096, eps=0.1 if quick else 0.01, tol=1e-4)
         for library, entry in (("pot", "POT sinkhorn"), ("pot", "POT sinkhorn, stopThr=tol"), ("ott", "OTT defaults"),
-                               ("ott", "OTT momentum"), ("ott", "OTT anderson"), ("otalign", "otalign")):
+                               ("ott", "OTT momentum"), ("ott", "OTT anderson"), ("otalign", "otalign"),
+                               ("otalign", "otalign anderson")):
             add("to tolerance", library, entry, ref=entry == "POT sinkhorn", **params)
     return out
 
@@ -313,8 +315,12 @@ def _tolerance(entry: str, cost: np.ndarray, eps: float, tol: float) -> Callable
 
     c = torch.from_numpy(cost)
 
+    from otalign.solvers import Sinkhorn
+
+    solver = Sinkhorn(acceleration="anderson") if entry == "otalign anderson" else Sinkhorn()
+
     def run() -> dict:
-        plan = otalign.solve(otalign.Problem(c, eps=eps), "sinkhorn", max_iter=100_000, tol=tol, grad="detach")
+        plan = otalign.solve(otalign.Problem(c, eps=eps), solver, max_iter=100_000, tol=tol, grad="detach")
         return {"plan": plan.matrix.numpy(), "iterations": int(plan.iterations)}
 
     return run
@@ -480,6 +486,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="timed calls per task and round (median)")
     parser.add_argument("--out", type=Path, default=RESULTS / "peers.md")
     parser.add_argument("--report-only", type=Path, default=None, help="re-render --out from a saved JSON")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the other rows of --out's JSON (from their own run, named in the header)")
     args = parser.parse_args()
     if args.worker:
         worker()
@@ -512,9 +520,28 @@ def main() -> None:
     finished_uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip() if shutil.which("uptime") else ""
     raw = {"todo": todo, "results": results, "rounds": rounds, "repeats": args.repeats, "quick": args.quick,
            "skipped": skipped, "started": started, "uptime": uptime, "finished_uptime": finished_uptime}
+    if args.merge and args.out.with_suffix(".json").exists():
+        merge_earlier(raw, json.loads(args.out.with_suffix(".json").read_text()), args.rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(raw, indent=1))
     write_report(raw, args.out)
+
+
+def merge_earlier(raw: dict, earlier: dict, rows: list[str]) -> None:
+    """Add to ``raw`` the rows of an earlier run ``earlier`` that this run did not measure, with that run's start
+    and load (named in the report's header)."""
+    kept = [i for i, task in enumerate(earlier["todo"]) if task["row"] not in rows]
+    offset = len(raw["todo"])
+    for new_index, i in enumerate(kept):
+        raw["todo"].append(earlier["todo"][i])
+        raw["results"][offset + new_index] = earlier["results"][str(i)]
+    earlier_runs = [run for run in earlier.get("earlier", []) if set(run["rows"]) - set(rows)]
+    for run in earlier_runs:
+        run["rows"] = [row for row in run["rows"] if row not in rows]
+    own_rows = sorted({earlier["todo"][i]["row"] for i in kept} - {row for run in earlier_runs for row in run["rows"]})
+    if own_rows:
+        earlier_runs.append({"rows": own_rows, "started": earlier["started"], "uptime": earlier["uptime"]})
+    raw["earlier"] = earlier_runs
 
 
 def write_report(raw: dict, out: Path) -> None:
@@ -522,12 +549,12 @@ def write_report(raw: dict, out: Path) -> None:
     results = {int(i): replies for i, replies in raw["results"].items()}
     options = argparse.Namespace(repeats=raw["repeats"], quick=raw["quick"])
     text = report(raw["todo"], results, raw["rounds"], options, raw["skipped"], raw["started"], raw["uptime"],
-                  raw["finished_uptime"])
+                  raw["finished_uptime"], raw.get("earlier", []))
     out.write_text(text)
     print(text)
 
 
-def report(todo, results, rounds, args, skipped, started, uptime, finished_uptime) -> str:
+def report(todo, results, rounds, args, skipped, started, uptime, finished_uptime, earlier=()) -> str:
     sys.path.insert(0, str(ROOT))
     from _common import machine, markdown_table
 
@@ -607,6 +634,9 @@ def report(todo, results, rounds, args, skipped, started, uptime, finished_uptim
         f"same-round ratios (below 1: faster than the reference). Written by "
         f"`python benchmarks/peers.py{' --quick' if args.quick else ''}` (see its docstring for every setting).\n",
     ]
+    for run in earlier:
+        parts.append(f"Rows {', '.join(run['rows'])}: from an earlier run of the same script (`--merge`), started "
+                     f"{run['started']}; load at start: `{run['uptime']}`.\n")
     if skipped:
         parts.append(f"Not installed, skipped: {', '.join(skipped)}.\n")
     if summary:

@@ -35,8 +35,9 @@ def _half_step(problem: Problem, other, log_ref_other, log_mass, lam, axis, soft
     h = other if log_ref_other is None else other + problem.eps * log_ref_other
     softmin = LogDomain(problem.geometry, problem.eps) if softmin is None else softmin
     lse = softmin(h, axis, hint)
-    target = -lse if problem.reference == "product" else log_mass - lse
-    return (lam * problem.eps) * target, lse
+    if problem.reference == "product":
+        return lse.mul(-lam * problem.eps), lse
+    return (lam * problem.eps) * (log_mass - lse), lse
 
 
 def log_row_marginal(problem: Problem, f: Tensor, lse_rows: Tensor) -> Tensor:

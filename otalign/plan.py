@@ -21,6 +21,7 @@ from torch import Tensor
 from .problem import Problem, dual_mass_term, marginal_penalty, optimal_marginal, safe_log, where_positive
 from .halfstep import log_col_marginal, log_row_marginal
 from .softmin import logsumexp
+from .softmin.held import HeldKernel
 
 
 @runtime_checkable
@@ -123,6 +124,13 @@ class Plan(MarginalQuantities):
             the solver knows them (``"exact"``: then :attr:`dual_value` equals :attr:`value`).
         log_mass: ``log`` of the plan's total mass ``(...,)`` when the solver already knows it (Sinkhorn reads it
             off its last column half-step), else ``None``; spares the overflow check a pass over the cost.
+        kernel: the kernel the solver's soft-min holds at the end (:class:`~otalign.softmin.held.HeldKernel`), or
+            ``None``: then :attr:`matrix` (and :meth:`measured_residual`, which measures what :attr:`matrix`
+            returns) forms ``P = diag(u) K diag(v)`` from it instead of exponentiating, the first :attr:`matrix`
+            in the kernel's own memory; equal to the exponential form up to rounding. Sinkhorn hands it over
+            from solves of a dense cost run without autograd recording (``grad`` other than ``"unroll"``); the plan
+            then holds that ``n x m`` kernel until its first :attr:`matrix` (or until it is dropped). Not used
+            where autograd would differentiate the matrix.
     """
 
     problem: Problem
@@ -135,6 +143,7 @@ class Plan(MarginalQuantities):
     iterates: Optional[list[tuple[Tensor, Tensor]]] = None
     explicit: Optional[Tensor] = None
     log_mass: Optional[Tensor] = None
+    kernel: Optional[HeldKernel] = field(default=None, repr=False, compare=False)
     _marginals: Optional[tuple[Tensor, Tensor]] = field(default=None, repr=False)
     _log_matrix: Optional[Tensor] = field(default=None, repr=False)
 
@@ -154,7 +163,28 @@ class Plan(MarginalQuantities):
             return self.explicit
         if self._log_matrix is not None:
             return self._log_matrix.exp()
+        scaled = self._kernel_scalings()
+        if scaled is not None:
+            held, u, v = scaled
+            out = held.take(u, v, self.problem.geometry.row_blocks())
+            if out is not None:
+                return out
         return self.problem.log_plan_block(self.f, self.g, 0, self.problem.n).exp_()
+
+    def _kernel_scalings(self) -> Optional[tuple[HeldKernel, Tensor, Tensor]]:
+        """``(kernel, u, v)`` when :attr:`matrix` is formed from the held kernel (:mod:`otalign.softmin.held`):
+        a kernel still valid, and nothing that autograd would differentiate."""
+        held, p = self.kernel, self.problem
+        if held is None or self.explicit is not None or not held.valid():
+            return None
+        if torch.is_grad_enabled() and any(t.requires_grad for t in (self.f, self.g, *p.geometry.tensors())):
+            return None
+        with torch.no_grad():
+            rows, cols = self.f / p.eps, self.g / p.eps
+            if p.reference == "product":
+                rows, cols = rows + p.log_a, cols + p.log_b
+            u, v = held.scalings(rows, cols)
+        return held, u, v
 
     @property
     def marginals(self) -> tuple[Tensor, Tensor]:
@@ -182,10 +212,14 @@ class Plan(MarginalQuantities):
                 rows, cols = matrix.sum(-1), matrix.sum(-2)
             else:
                 tensors = p.geometry.tensors()
+                scaled = self._kernel_scalings()
                 parts = []
                 cols = torch.zeros(p.batch_shape + (p.m,), dtype=torch.float64, device=p.device)
                 for start, stop in p.geometry.row_blocks():
-                    block = p.log_plan_block(f, g, start, stop, tensors).exp_().double()
+                    if scaled is not None:  # what matrix returns: formed from the held kernel
+                        block = scaled[0].block(scaled[1], scaled[2], start, stop).double()
+                    else:
+                        block = p.log_plan_block(f, g, start, stop, tensors).exp_().double()
                     parts.append(block.sum(-1))
                     cols += block.sum(-2)
                 rows = torch.cat(parts, dim=-1)

@@ -91,7 +91,7 @@ class Solver:
 
             f, g = implicit_potentials(problem, f, g)
         return Plan(problem, f, g, plan.iterations, plan.converged, plan.error, grad, plan.iterates, plan.explicit,
-                    None if plan.log_mass is None else plan.log_mass.detach())
+                    None if plan.log_mass is None else plan.log_mass.detach(), kernel=plan.kernel)
 
     def check_result(self, plan) -> None:
         """Raise on a result that is not finite or overflows its dtype (with validation on)."""

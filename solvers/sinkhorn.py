@@ -13,7 +13,8 @@ from otalign.geometry import DenseCost
 from otalign.halfstep import col_step, log_col_marginal, log_row_marginal, row_step
 from otalign.plan import Plan
 from otalign.problem import Problem, optimal_marginal
-from otalign.softmin import KERNEL_OPTIONS, LogDomain, SoftMin, choose_softmin
+from otalign.softmin import KERNEL_OPTIONS, KernelDomain, LogDomain, SoftMin, choose_softmin
+from otalign.softmin.held import HeldKernel
 from otalign.solver import Init, Solver, initial_potentials
 from otalign.checks import check_number, check_positive_int
 
@@ -108,6 +109,16 @@ class Sinkhorn(Solver):
         softmin = LogDomain(problem.geometry, problem.eps, variant, self.block_rows)
         return self.iterate(problem, plan.f, plan.g, max_iter, tol, plan.iterations, softmin)
 
+    def _scaling_form(self, problem: Problem, softmin: SoftMin, tol: float) -> bool:
+        """Whether a run may take the kernel domain's scaling loop (:meth:`KernelDomain.scaling_iterations`: the
+        same iterates without a log / exp per half-step): a fixed number of iterations of plain Sinkhorn (no
+        acceleration, no kept iterates, no :meth:`after_iteration`) on a balanced problem, nothing recorded by
+        autograd, a dense cost without forbidden pairs in one process."""
+        return (isinstance(softmin, KernelDomain) and tol == 0 and problem.is_balanced and self.acceleration is None
+                and not self.keep_iterates and type(self).after_iteration is Sinkhorn.after_iteration
+                and not torch.is_grad_enabled() and problem.geometry.shards == 1
+                and getattr(problem.geometry, "mask", None) is None)
+
     def after_iteration(self, problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
         """Hook run after each full iteration (the translation-invariant solver moves the potentials here)."""
         return f, g
@@ -121,6 +132,10 @@ class Sinkhorn(Solver):
         problem, the ``kernel`` option and ``tol``)."""
         if softmin is None:
             softmin = choose_softmin(problem, self.kernel, tol, self.block_rows)
+        if self._scaling_form(problem, softmin, tol):
+            f, g, lse = softmin.scaling_iterations(problem, g, max_iter)
+            return Plan(problem, f, g, done + max_iter, False, None, "unroll", None,
+                        log_mass=_log_mass(problem, (g, lse)), kernel=_held_kernel(problem, softmin, (g, lse)))
         iterates: Optional[list[tuple[Tensor, Tensor]]] = [] if self.keep_iterates else None
         hint_f = hint_g = None
         error: Optional[Tensor] = None
@@ -155,7 +170,8 @@ class Sinkhorn(Solver):
             last_column_step = None if hint_g is None else (g_next, hint_g)
             iterations += 1
         return Plan(problem, f, g, done + iterations, converged, error, "unroll", iterates,
-                    log_mass=_log_mass(problem, last_column_step))
+                    log_mass=_log_mass(problem, last_column_step),
+                    kernel=_held_kernel(problem, softmin, last_column_step))
 
 
 def _residual(problem: Problem, f: Tensor, g: Tensor, lse_rows: Optional[Tensor], log_cols: Optional[Tensor]) -> Tensor:
@@ -198,6 +214,19 @@ def cost_range(problem: Problem) -> tuple[float, float]:
                 low, high = min(low, finite.min().item()), max(high, finite.max().item())
     bounds = geometry.reduce_rows(torch.tensor([-low, high], dtype=torch.float64, device=geometry.device), "max")
     return -bounds[0].item(), bounds[1].item()  # over all ranks' rows when sharded
+
+
+def _held_kernel(problem: Problem, softmin: SoftMin, column_step) -> Optional[HeldKernel]:
+    """The kernel the soft-min holds, for the plan's matrix (:mod:`otalign.softmin.held`): only for a solve run
+    without autograd recording (``grad`` other than ``"unroll"``, or under ``torch.no_grad()``: an unrolled plan
+    keeps the exponential form its log-matrix shares), after a column half-step through the kernel (its
+    certificate covers the plan's ``f``, which the translation of :meth:`Sinkhorn.after_iteration` only shifts),
+    in one process, for a dense cost (whose user holds an n x m matrix already; a point cloud's plan holds none)."""
+    held = getattr(softmin, "held", None)
+    if (held is None or column_step is None or not isinstance(problem.geometry, DenseCost)
+            or problem.geometry.shards > 1 or torch.is_grad_enabled()):
+        return None
+    return held()
 
 
 def _log_mass(problem: Problem, column_step: Optional[tuple[Tensor, Tensor]]) -> Optional[Tensor]:

@@ -1,11 +1,11 @@
 """Absorbed kernel-domain soft-min: matrix-vector speed at any eps, with a certified error bound.
 
 A log-domain Sinkhorn half-step reads every cost entry and takes one exponential per entry. The plain kernel
-domain (:mod:`otalign.softmin.kernel_domain`) replaces that by one matrix-vector product with ``K = exp(-C / eps)``, but ``K``
-underflows once the cost's spread is large against eps. Absorption keeps the kernel in range by rebuilding it
-around the current potentials,
+domain (:mod:`otalign.softmin.kernel_domain`) replaces that by one matrix-vector product with ``K = exp(-C / eps)``,
+but ``K`` underflows once the cost's spread is large against eps. Absorption keeps the kernel in range by rebuilding
+it around the current potentials,
 
-    K~_ij = exp(alpha_i + beta_j - C_ij / eps)      (entries of a row- or column-normalised plan, all <= 1),
+    K~_ij = exp(alpha_i + beta_j - C_ij / eps)      (a row- or column-scaled plan),
 
 after which a half-step only needs how far its input moved since then:
 
@@ -13,21 +13,34 @@ after which a half-step only needs how far its input moved since then:
 
 (the mirror image, ``w^T K~``, for a column half-step).
 
-Certified results. Entries of ``K~`` below ``e^-T`` are set to 0 and weights ``w`` below ``e^-W`` are raised to
+Certified results. Entries of ``K~`` below ``e^-T`` and weights ``w`` below ``e^-W`` are raised to ``e^-T`` and
 ``e^-W`` (``T + W`` is kept inside the dtype's normal range, so the product never forms a denormal number: those
 slow a CPU product down by up to 12x). Together these change output ``i``'s sum ``S_i`` by at most
 ``e^-T sum_j w_j + e^-W sum_j K~_ij``.
 A half-step is accepted only if that bound is below the dtype's unit round-off times ``S_i`` for every output;
-accepted outputs therefore equal the log-domain soft-min up to rounding. Otherwise the half-step runs in the log
-domain (:func:`otalign.softmin.logdomain.logsumexp`) and the kernel is rebuilt around its exact result, normalised along that
-half-step's axis (rows sum to 1 after a row step, columns after a column step).
+accepted outputs therefore equal the log-domain soft-min up to rounding. Otherwise the kernel is rebuilt along that
+half-step's axis, scaled so that its rows (after a row step) or columns (after a column step) sum to ``e^X``: the
+headroom before the certificate fails again is ``T + X`` (in units of the logits), while the sums of a product stay
+below the kernel's masses, far from overflow. ``X`` is half of each row's (column's) ``|lse|``, at most 30
+(float32) / 300 (float64): full headroom where eps is small and the logits large (the rebuilds that matter), while
+the exponents a product's outputs carry, and so their rounding, at most double where the logits are small.
 
-Cost: one extra ``n x m`` matrix, one product per accepted half-step, and one log-domain half-step plus one pass
-over the cost per absorption (frequent in the first iterations of a cold start at small eps, rare near a fixed
-point). No gradient: the kernel is for solves whose iterations are not differentiated (``grad="implicit"``,
-``"envelope"``, ``"detach"``, or inputs without ``requires_grad``); ``Sinkhorn(kernel="auto")`` picks it there for
-dense costs (up to :data:`MAX_ELEMENTS` entries) and for geometries that never hold their cost, such as point
-clouds, while the kernel stays small (:data:`MAX_ELEMENTS_ONLINE`); ``kernel="absorbed"`` forces it.
+Rebuilds take one pass over the cost, exponentiating each block of logits in the kernel's own memory with the
+logits clamped at ``-T`` (the raising of small entries, and no denormal ``exp``, in one pass):
+
+* a row half-step reads each block's exact row maxima, so it returns the exact ``lse`` and rebuilds in that pass;
+* a column half-step rebuilds around its ``hint`` (the previous column ``lse``) and keeps the result only if it is
+  exact, i.e. every column's sum is large enough that the raised entries are below its round-off and small enough
+  to stay in range; otherwise (a poor or missing hint) it runs in the log domain
+  (:func:`otalign.softmin.logdomain.logsumexp`) and rebuilds around that exact result.
+
+Cost: one extra ``n x m`` matrix, one product per accepted half-step, and one pass over the cost per rebuild
+(frequent in the first iterations of a cold start at small eps, rare near a fixed point). No gradient: the kernel is
+for solves whose iterations are not differentiated (``grad="implicit"``, ``"envelope"``, ``"detach"``, or inputs
+without ``requires_grad``); ``Sinkhorn(kernel="auto")`` picks it there for dense costs (up to :data:`MAX_ELEMENTS`
+entries) and for geometries that never hold their cost, such as point clouds, while the kernel stays small
+(:data:`MAX_ELEMENTS_ONLINE`); ``kernel="absorbed"`` forces it. At the end of a solve the kernel is handed to the
+plan (:meth:`AbsorbedKernel.held`, :mod:`otalign.softmin.held`) when the last half-step's certificate covers it.
 """
 
 from __future__ import annotations
@@ -39,10 +52,17 @@ import torch
 from torch import Tensor
 
 from ..geometry import DenseCost, Geometry
-from .logdomain import exp_floor, logsumexp
+from .held import HeldKernel
+from .kernel_domain import matvec, rmatvec
+from .logdomain import logsumexp
 
-#: ``(T, W, round-off)`` per dtype: kernel entries below ``e^-T`` are dropped, weights below ``e^-W`` raised to it.
-_LIMITS = {torch.float32: (40.0, 45.0, 2.0**-24), torch.float64: (300.0, 300.0, 2.0**-53)}
+#: ``(T, W, X, round-off)`` per dtype: kernel entries below ``e^-T`` and weights below ``e^-W`` are raised to them
+#: (``T + W`` inside the normal range: no denormal product); a rebuilt kernel's rows (or columns) sum to up to
+#: ``e^X`` (:func:`_scale`).
+_LIMITS = {torch.float32: (35.0, 50.0, 30.0, 2.0**-24), torch.float64: (300.0, 300.0, 300.0, 2.0**-53)}
+
+#: The share of a rebuilt row's (column's) ``|lse|`` taken as its scale ``X`` (see :func:`_scale`).
+SCALE_SHARE = 0.5
 
 #: Largest number of cost entries (over the batch) for which ``kernel="auto"`` allocates the absorbed kernel: for a
 #: dense cost (which already takes as much memory), and for a geometry that never materialises its cost (a point
@@ -77,7 +97,10 @@ class AbsorbedKernel:
 
     Attributes:
         products: half-steps answered by the matrix-vector product.
-        absorptions: half-steps that ran in the log domain and rebuilt the kernel.
+        absorptions: half-steps that rebuilt the kernel.
+        rejected: products whose certificate failed (a rebuild followed).
+        hint_misses: column rebuilds around the hint that were not exact (the log domain followed).
+        version: counts writes to the kernel's memory (a :class:`HeldKernel` is valid while it is unchanged).
 
     Example::
 
@@ -100,6 +123,10 @@ class AbsorbedKernel:
         self.col_mass: Optional[Tensor] = None
         self.products = 0
         self.absorptions = 0
+        self.rejected = 0
+        self.hint_misses = 0
+        self.version = 0
+        self.certified = False  # whether the last half-step's certificate covers the kernel held now
 
     def __call__(self, h: Tensor, axis: int, hint: Optional[Tensor] = None) -> Tensor:
         """``LSE[(h - C) / eps]`` along ``axis`` (as :func:`otalign.softmin.logdomain.logsumexp`). Inputs that
@@ -107,98 +134,179 @@ class AbsorbedKernel:
         block_rows = self.block_rows
         hint = None if hint is None else hint.detach()
         if torch.is_grad_enabled() and (h.requires_grad or any(t.requires_grad for t in self.geometry.tensors())):
+            self.certified = False
             return logsumexp(self.geometry, h, self.eps, axis, hint=hint, block_rows=block_rows)
         with torch.no_grad():
-            h_scaled = h / self.eps
+            self.certified = True
             if self.matrix is not None:
-                out = self._product(h_scaled, axis)
+                out = self._product(h, axis)
                 if out is not None:
                     self.products += 1
                     return out
+                self.rejected += 1
+            h_scaled = h / self.eps
             if axis == 1:
                 return self._row_step_and_absorb(h_scaled, block_rows)
+            if hint is not None:
+                out = self._col_step_and_absorb(h_scaled, hint, block_rows)
+                if out is not None:
+                    return out
+                self.hint_misses += 1
             out = logsumexp(self.geometry, h, self.eps, axis, hint=hint, block_rows=block_rows)
             self._absorb(h_scaled, out, axis, block_rows)
             return out
 
-    def _product(self, h_scaled: Tensor, axis: int) -> Optional[Tensor]:
-        """The product half-step, or ``None`` when its certificate fails."""
-        floor_t, floor_w, round_off = _LIMITS[h_scaled.dtype]
-        moved = h_scaled - (self.beta if axis == 1 else self.alpha)
-        top = torch.nan_to_num(moved.amax(-1, keepdim=True), neginf=0.0)  # 0 where every input is -inf
-        w = moved.sub_(top).clamp_min_(-floor_w).exp_()  # raising weights below e^-W to e^-W adds < e^-W mass_i
+    def held(self) -> Optional[HeldKernel]:
+        """The kernel for forming a plan (:mod:`otalign.softmin.held`), or ``None`` when the last half-step's
+        certificate does not cover it (it ran in the log domain for a gradient, or there is no kernel)."""
+        if self.matrix is None or not self.certified:
+            return None
+        return HeldKernel(self.matrix, self.alpha, self.beta, self, self.version)
+
+    def release(self) -> None:
+        """Give up the kernel's memory (a plan took it); the next half-step rebuilds."""
+        self.matrix = None
+        self.certified = False
+
+    def _product(self, h: Tensor, axis: int) -> Optional[Tensor]:
+        """The product half-step for the input ``h`` (cost units), or ``None`` when its certificate fails."""
+        floor_t, floor_w, _, round_off = _LIMITS[h.dtype]
+        neg_in, neg_out = self._negated[axis]  # -beta, -alpha for a row step; -alpha, -beta for a column step
+        moved = torch.add(neg_in, h, alpha=1.0 / self.eps)
+        if moved.dim() == 1:  # one problem: the shift and the certificate as Python numbers (fewer small ops)
+            top = float(moved.amax())
+            top = top if math.isfinite(top) else 0.0  # 0 where every input is -inf
+            w = moved.sub_(top).clamp_min_(-floor_w).exp_()  # raising weights below e^-W adds < e^-W mass_i
+            sums = matvec(self.matrix, w) if axis == 1 else rmatvec(self.matrix, w)
+            mass = self.row_mass if axis == 1 else self.col_mass
+            # raised terms: at most e^-T sum(w) + e^-W mass_i, to stay below round_off * sums_i
+            low = float(torch.add(sums, mass, alpha=-math.exp(-floor_w) / round_off).amin())
+            if not low >= float(w.sum()) * (math.exp(-floor_t) / round_off):
+                return None
+            return sums.log_().add_(neg_out).add_(top)
+        top = torch.nan_to_num(moved.amax(-1, keepdim=True), neginf=0.0)
+        w = moved.sub_(top).clamp_min_(-floor_w).exp_()
         if axis == 1:
-            sums = (self.matrix @ w.unsqueeze(-1)).squeeze(-1)
-            mass = self.row_mass
+            sums, mass = matvec(self.matrix, w), self.row_mass
         else:
-            sums = (w.unsqueeze(-2) @ self.matrix).squeeze(-2)
-            mass = self.col_mass
-        # dropped terms: at most e^-T sum(w) + e^-W mass_i, to stay below round_off * sums_i
+            sums, mass = rmatvec(self.matrix, w), self.col_mass
         margin = torch.add(sums, mass, alpha=-math.exp(-floor_w) / round_off).amin(-1)
         if not bool((margin >= w.sum(-1) * (math.exp(-floor_t) / round_off)).all()):
             return None
-        return sums.log_().add_(top).sub_(self.alpha if axis == 1 else self.beta)
+        return sums.log_().add_(top).add_(neg_out)
 
     def _row_step_and_absorb(self, h_scaled: Tensor, block_rows: Optional[int]) -> Tensor:
-        """A log-domain row half-step that rebuilds the kernel in the same pass: each block of a dense cost holds
-        whole rows, so its exact row maxima are at hand; ``K~_ij = exp(h_j - C_ij/eps - max_i)`` (entries <= 1).
-        Returns the exact ``lse`` (the sums are taken before dropping entries, as the log domain takes them)."""
-
+        """A log-domain row half-step that rebuilds the kernel in the same pass: each block holds whole rows, so
+        its exact row maxima are at hand; ``K~_ij = exp(h_j - C_ij/eps - max_i + X)``. Returns the exact ``lse``
+        (the entries raised change each row's sum by at most ``m e^-(T + X)`` of its largest term)."""
         geometry = self.geometry
-        floor_t = _LIMITS[h_scaled.dtype][0]
-        floor = exp_floor(h_scaled.dtype)
-        matrix = self._matrix()
+        floor_t, _, largest_scale, _ = _LIMITS[h_scaled.dtype]
         shape = geometry.batch_shape + (geometry.n,)
-        top, sums, row_mass = h_scaled.new_empty(shape), h_scaled.new_empty(shape), h_scaled.new_empty(shape)
+        top, row_mass = h_scaled.new_empty(shape), h_scaled.new_empty(shape)
         col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
-        blocks = geometry.logit_blocks(self.tensors, h_scaled, torch.zeros_like(top), 1, self.eps)
+        fill = self._filler(h_scaled, None, 1)
         for start, stop in geometry.row_blocks(block_rows):
-            block = blocks(start, stop)
+            block = fill(start, stop)
             block_top = block.amax(-1)
             block_top = torch.where(torch.isfinite(block_top), block_top, torch.zeros_like(block_top))
-            block.sub_(block_top.unsqueeze(-1)).clamp_min_(floor).exp_()
-            sums[..., start:stop] = block.sum(-1)
-            _keep(block, start, stop, floor_t, matrix, row_mass, col_mass)
+            block_top = block_top - _scale(block_top, largest_scale)
+            block.sub_(block_top.unsqueeze(-1))
+            _keep(block, floor_t, start, stop, row_mass, col_mass)
             top[..., start:stop] = block_top
         self._set(-top, h_scaled, row_mass, col_mass)
-        return top + sums.log()
+        return top.add_(row_mass.log())
 
-    def _matrix(self) -> Tensor:
+    def _col_step_and_absorb(self, h_scaled: Tensor, hint: Tensor, block_rows: Optional[int]) -> Optional[Tensor]:
+        """A column half-step that rebuilds ``K~_ij = exp(h_i - C_ij/eps - hint_j + X)`` in one pass and reads the
+        ``lse`` off its column sums ``S_j``: exact when every ``S_j`` is at least ``n e^-T`` over the round-off (the
+        raised entries are below rounding) and small enough that the kernel's masses stay in range; else ``None``
+        (the kernel's memory is then overwritten by the rebuild that follows)."""
+        geometry = self.geometry
+        floor_t, _, largest_scale, round_off = _LIMITS[h_scaled.dtype]
+        if not bool(torch.isfinite(hint).all()):
+            return None
+        shift = hint - _scale(hint, largest_scale)
+        row_mass = h_scaled.new_empty(geometry.batch_shape + (geometry.n,))
+        col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
+        fill = self._filler(h_scaled, shift, 0)
+        for start, stop in geometry.row_blocks(block_rows):
+            _keep(fill(start, stop), floor_t, start, stop, row_mass, col_mass)
+        low, high = torch.aminmax(col_mass)
+        largest = torch.finfo(h_scaled.dtype).max / (4 * max(geometry.n, geometry.m))
+        if not (float(low) * round_off >= geometry.n * math.exp(-floor_t) and float(high) <= largest
+                and bool(torch.isfinite(row_mass).all())):
+            return None
+        self._set(h_scaled, -shift, row_mass, col_mass)
+        return shift.add_(col_mass.log())
+
+    def _absorb(self, h_scaled: Tensor, lse: Tensor, axis: int, block_rows: Optional[int]) -> None:
+        """Rebuild ``K~`` around the exact half-step ``lse``: ``K~_ij = exp((h - C)/eps - lse + X)`` along ``axis``."""
+        if not bool(torch.isfinite(lse).all()):
+            self.release()
+            return
+        geometry = self.geometry
+        floor_t, _, largest_scale, _ = _LIMITS[h_scaled.dtype]
+        row_mass = h_scaled.new_empty(geometry.batch_shape + (geometry.n,))
+        col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
+        shift = lse - _scale(lse, largest_scale)
+        fill = self._filler(h_scaled, shift, axis)
+        for start, stop in geometry.row_blocks(block_rows):
+            _keep(fill(start, stop), floor_t, start, stop, row_mass, col_mass)
+        if axis == 1:
+            self._set(-shift, h_scaled, row_mass, col_mass)
+        else:
+            self._set(h_scaled, -shift, row_mass, col_mass)
+
+    def _filler(self, h_scaled: Tensor, shift: Optional[Tensor], axis: int):
+        """``(start, stop) ->`` rows ``start:stop`` of the kernel's memory holding the logits ``(h - C)/eps - shift``
+        (``shift`` ``None``: 0); a dense cost's logits are computed there directly, other geometries' copied in
+        from :meth:`Geometry.logit_blocks`."""
+        geometry = self.geometry
         if self.matrix is None:
-            geometry = self.geometry
             shape = geometry.batch_shape + (geometry.n, geometry.m)
             self.matrix = torch.empty(shape, dtype=geometry.dtype, device=geometry.device)
-        return self.matrix
+        matrix = self.matrix
+        self.version += 1
+        if isinstance(geometry, DenseCost):
+            cost, scale = self.tensors[0], 1.0 / self.eps
+
+            def fill(start: int, stop: int) -> Tensor:
+                rows = matrix[..., start:stop, :]
+                if axis == 1:
+                    h_part = h_scaled.unsqueeze(-2)
+                    shift_part = None if shift is None else shift[..., start:stop].unsqueeze(-1)
+                else:
+                    h_part = h_scaled[..., start:stop].unsqueeze(-1)
+                    shift_part = None if shift is None else shift.unsqueeze(-2)
+                torch.sub(h_part, cost[..., start:stop, :], alpha=scale, out=rows)
+                return rows if shift_part is None else rows.sub_(shift_part)
+            return fill
+        zero = h_scaled.new_zeros(geometry.batch_shape + ((geometry.n,) if axis == 1 else (geometry.m,)))
+        blocks = geometry.logit_blocks(self.tensors, h_scaled, zero if shift is None else shift, axis, self.eps)
+
+        def copy(start: int, stop: int) -> Tensor:
+            return matrix[..., start:stop, :].copy_(blocks(start, stop))
+        return copy
 
     def _set(self, alpha: Tensor, beta: Tensor, row_mass: Tensor, col_mass: Tensor) -> None:
         self.alpha, self.beta, self.row_mass, self.col_mass = alpha, beta, row_mass, col_mass
+        self._negated = {1: (-beta, -alpha), 0: (-alpha, -beta)}
+        self.certified = True
         self.absorptions += 1
 
-    def _absorb(self, h_scaled: Tensor, lse: Tensor, axis: int, block_rows: Optional[int]) -> None:
-        """Rebuild ``K~`` around the exact half-step ``lse``: ``K~_ij = exp((h - C)/eps - lse)`` along ``axis``."""
-        if not bool(torch.isfinite(lse).all()):
-            self.matrix = None
-            return
-        geometry = self.geometry
-        floor_t = _LIMITS[h_scaled.dtype][0]
-        matrix = self._matrix()
-        row_mass = h_scaled.new_empty(geometry.batch_shape + (geometry.n,))
-        col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
-        blocks = geometry.logit_blocks(self.tensors, h_scaled, lse, axis, self.eps)
-        for start, stop in geometry.row_blocks(block_rows):
-            block = blocks(start, stop)
-            _keep(block.clamp_min_(-floor_t - 1.0).exp_(), start, stop, floor_t, matrix, row_mass, col_mass)
-        if axis == 1:
-            self._set(-lse, h_scaled, row_mass, col_mass)
-        else:
-            self._set(h_scaled, -lse, row_mass, col_mass)
+
+def _scale(lse: Tensor, largest: float) -> Tensor:
+    """``X`` per row or column of a rebuilt kernel: :data:`SCALE_SHARE` of ``|lse|``, at most ``largest``. The
+    rounding of a product's log-domain output grows with the exponents it adds up (``|alpha|``, ``|beta|``, ``X``), so
+    ``X`` is a share of the ``lse`` already there: full headroom where the logits are large (small eps), and at most
+    twice the exponents (and rounding) where they are small."""
+    return (lse.abs() * SCALE_SHARE).clamp_(max=largest)
 
 
-def _keep(block: Tensor, start: int, stop: int, floor_t: float, matrix: Tensor, row_mass: Tensor,
-          col_mass: Tensor) -> None:
-    """Store rows ``start:stop`` of the kernel: ``block`` with its entries below ``e^-floor_t`` set to 0 (in place),
-    and add their row and column sums to ``row_mass`` and ``col_mass``."""
-    torch.nn.functional.threshold_(block, math.exp(-floor_t), 0.0)
-    matrix[..., start:stop, :] = block
+def _keep(block: Tensor, floor_t: float, start: int, stop: int, row_mass: Tensor, col_mass: Tensor) -> None:
+    """Exponentiate the logits ``block`` (rows ``start:stop`` of the kernel) in place, those below ``-floor_t``
+    raised to it first (one clamp: no denormal ``exp``, and no ``exp(-inf)``, both slow paths on a CPU), and add the
+    rows' and columns' sums to ``row_mass`` and ``col_mass``."""
+    block.clamp_min_(-floor_t).exp_()
     row_mass[..., start:stop] = block.sum(-1)
     col_mass += block.sum(-2)

@@ -326,3 +326,43 @@ def test_compiled_kernel_on_cpu_equals_the_blocked_log_domain():
     blocked = solve(problem, Sinkhorn(kernel="blocked"), max_iter=30, tol=0)
     torch.testing.assert_close(compiled.f, blocked.f, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(compiled.g, blocked.g, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("reference", ["product", "uniform"])
+@pytest.mark.parametrize("batch", [None, 3])
+def test_scaling_form_gives_the_half_step_iterates(make, dtype, reference, batch):
+    """A fixed number of balanced iterations without autograd on the kernel domain runs in scaling form
+    (``u = a / (K v)``, ``v = b / (K^T u)``): the same potentials and total mass as the log-domain half-steps, up to
+    rounding, with a zero mass and a warm start far from 0 (``g / eps`` about 300: the start is shifted into range)."""
+    from otalign.softmin import KernelDomain
+
+    d = make(9, 7, seed=4, batch=batch)
+    a = d.a.clone()
+    a[..., 2] = 0.0
+    a = a / a.sum(-1, keepdim=True)
+    problem = Problem(d.C.to(dtype), a.to(dtype), d.b.to(dtype), eps=0.1, reference=reference)
+    init = (torch.zeros_like(problem.a), 30.0 + torch.rand_like(problem.b))
+    calls = []
+    original = KernelDomain.scaling_iterations
+
+    def counted(self, *args):
+        calls.append(1)
+        return original(self, *args)
+
+    KernelDomain.scaling_iterations = counted
+    try:
+        got = solve(problem, Sinkhorn(), max_iter=6, tol=0, grad="detach", init=init)
+    finally:
+        KernelDomain.scaling_iterations = original
+    ref = solve(problem, Sinkhorn(kernel="blocked"), max_iter=6, tol=0, grad="detach", init=init)
+    assert calls == [1] and got.iterations == ref.iterations == 6
+    # exponents of size (|f| + |g|) / eps, each rounded: 4 unit round-offs of that, in log units
+    finite = torch.isfinite(ref.f)
+    size = 1 + float(ref.f[finite].abs().max() + ref.g.abs().max()) / problem.eps
+    tol = 4 * torch.finfo(dtype).eps / 2 * size
+    assert bool((torch.isinf(got.f) == torch.isinf(ref.f)).all())
+    torch.testing.assert_close(got.f[finite], ref.f[finite], rtol=0, atol=tol * problem.eps)
+    torch.testing.assert_close(got.g, ref.g, rtol=0, atol=tol * problem.eps)
+    torch.testing.assert_close(got.log_mass, ref.log_mass, rtol=0, atol=tol)
+    torch.testing.assert_close(got.matrix, ref.matrix, rtol=tol, atol=0)
