@@ -10,8 +10,9 @@ divergence) computes for the GCA presets, in the fewest passes over the ``(n, n)
   index and never built; with the cached normalised pairing or the label target as probabilities otherwise);
 * plans with column constraints (GCA-InfoNCE, GCA-RINCE, GCA-UOT): the ``T`` scaling iterations
   ``u <- (1 / K v)^la``, ``v <- (1 / K^T u)^lb`` (masses 1, reference 1; ``la = rho_a / (rho_a + eps)``) on
-  ``K = exp(L)`` (zero on the self-pairs), with a hand-written backward: ``2T + 1`` matrix-vector products and one
-  rank-``(2T + 1)`` product for ``dL/dK``, instead of an autograd node per half-step;
+  ``K = exp(L)`` (zero on the self-pairs): the kernel domain's scaling loop as one autograd node
+  (:class:`otalign.softmin.scaling_loop.ScaledKernel`: ``2T + 1`` matrix-vector products and one rank-``(2T + 1)``
+  product for ``dL/dK`` in its backward), instead of an autograd node per half-step;
 * the KL and robust terms from the same row sums ``(K v)_i`` and positive entries: with
   ``K~ = K diag(v)``, ``KL_i = log (K v)_i - sum_j T_ij (L_ij + log v_j)``, ``pos_i = sum_j P_ij K~_ij``,
   ``all_i = (K v)_i``.
@@ -30,12 +31,12 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 from torch.nn import functional as F
 
 from ..divergences import Robust, Weighted, _row_logsumexp, kl, robust
 from ..problem import safe_log
 from ..softmin.kernel_domain import SPREAD_LIMIT  # the largest spread / eps of the kernel domain, per dtype
+from ..softmin.scaling_loop import ScaledKernel
 
 _CACHE: dict[tuple, "Pairing"] = {}
 _CACHE_SIZE = 16
@@ -148,7 +149,7 @@ def per_anchor(
         positive = logits.gather(1, pairs.positives) if pairs is not None else None
     else:
         index = pairs.positives if pairs is not None else logits.new_empty((logits.shape[0], 0), dtype=torch.long)
-        v, row_sums, positive = _ScaledKernel.apply(logits, index, iterations, lam_a, lam_b)
+        v, row_sums, positive = ScaledKernel.apply(logits, index, iterations, lam_a, lam_b, True)
         log_v = v.log()
         log_row = row_sums.log()
     loss: Optional[Tensor] = None
@@ -202,62 +203,3 @@ def _self_pairs(pairs: Optional[Pairing], logits: Tensor) -> Tensor:
     if pairs is not None:
         return pairs.self_pairs
     return torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
-
-
-class _ScaledKernel(torch.autograd.Function):
-    """From the logits ``L (n, m)`` (``K = exp(L)``, zero on the diagonal: self-pairs excluded) and an index
-    ``(n, k)`` of positives: ``(v_T, K v_T, L[i, positives_i])`` after ``T`` iterations ``u_t = (K v_{t-1})^-la``,
-    ``v_t = (K^T u_t)^-lb`` from ``v_0 = 1``.
-
-    Backward: the adjoint recursion (two matrix-vector products per iteration), ``dL/dK`` as one product ``A B^T``
-    of the ``2T + 1`` rank-one terms stacked as columns of ``A (n, 2T + 1)``, ``B (m, 2T + 1)``, multiplied by
-    ``K`` in place (``dL/dL = K * dL/dK``, zero on the diagonal) and the positives' gradient added by index.
-    """
-
-    @staticmethod
-    def forward(ctx, logits: Tensor, positives: Tensor, iterations: int, lam_a: float, lam_b: float):
-        kernel = logits.exp()
-        kernel.diagonal().zero_()
-        v = kernel.new_ones(kernel.shape[1])
-        saved = [v]
-        for _ in range(iterations):
-            r = kernel @ v
-            u = _power(r, lam_a)
-            c = kernel.T @ u
-            v = _power(c, lam_b)
-            saved += [r, u, c, v]
-        row_sums = kernel @ v
-        ctx.save_for_backward(kernel, positives, *saved)
-        ctx.iterations, ctx.lam_a, ctx.lam_b = iterations, lam_a, lam_b
-        return v, row_sums, logits.gather(1, positives)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_v: Optional[Tensor], grad_rows: Optional[Tensor], grad_positive: Optional[Tensor]):
-        kernel, positives, *saved = ctx.saved_tensors
-        v_last = saved[-1]
-        grad_v = torch.zeros_like(v_last) if grad_v is None else grad_v
-        if grad_rows is None:
-            grad_rows = torch.zeros(kernel.shape[0], dtype=kernel.dtype, device=kernel.device)
-        left, right = [grad_rows], [v_last]
-        grad_v = grad_v + kernel.T @ grad_rows
-        for t in range(ctx.iterations, 0, -1):
-            v_prev, r, u, c, v = saved[4 * t - 4 : 4 * t + 1]
-            grad_c = (-ctx.lam_b) * grad_v * v / c
-            left.append(u)
-            right.append(grad_c)
-            grad_u = kernel @ grad_c
-            grad_r = (-ctx.lam_a) * grad_u * u / r
-            left.append(grad_r)
-            right.append(v_prev)
-            grad_v = kernel.T @ grad_r
-        grad_logits = torch.stack(left, 1) @ torch.stack(right, 1).T
-        grad_logits.mul_(kernel)
-        if grad_positive is not None and positives.shape[1]:
-            grad_logits.scatter_add_(1, positives, grad_positive)
-        return grad_logits, None, None, None, None
-
-
-def _power(x: Tensor, lam: float) -> Tensor:
-    """``x^-lam`` (a reciprocal for a hard side)."""
-    return x.reciprocal() if lam == 1 else x.pow(-lam)

@@ -11,7 +11,9 @@ stabilising shift; it changes speed, never results. The implementations, one fil
 * :class:`~otalign.softmin.logdomain.LogDomain` (``logdomain.py``): exact at any eps, in row blocks (no n x m
   temporary), online for point clouds; variants ``"blocked"``, ``"dense"``, ``"compiled"``, ``"native"``.
 * :class:`~otalign.softmin.kernel_domain.KernelDomain` (``kernel_domain.py``): one matrix-vector product with
-  ``K = exp(-C / eps)`` for dense costs whose spread is small against eps; a one-GEMM backward.
+  ``K = exp(-C / eps)`` for dense costs whose spread is small against eps; a one-GEMM backward. Its fixed-count
+  solves run the scaling loop of ``scaling_loop.py``, which the contrastive losses' fused path differentiates as one
+  autograd node.
 * :class:`~otalign.softmin.absorbed.AbsorbedKernel` (``absorbed.py``): a product with a kernel rebuilt around the
   potentials, certified equal to the log domain up to rounding; no gradient.
 

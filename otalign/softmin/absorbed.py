@@ -53,7 +53,7 @@ from torch import Tensor
 
 from ..geometry import DenseCost, Geometry
 from .held import HeldKernel
-from .kernel_domain import matvec, rmatvec
+from .scaling_loop import matvec, rmatvec
 from .logdomain import logsumexp
 
 #: ``(T, W, X, round-off)`` per dtype: kernel entries below ``e^-T`` and weights below ``e^-W`` are raised to them

@@ -26,6 +26,7 @@ from torch import Tensor
 
 from ..geometry import DenseCost, Geometry
 from .held import HeldKernel
+from .scaling_loop import iterate, matvec, rmatvec
 
 #: Largest cost spread / eps for which the kernel domain is used, per dtype.
 SPREAD_LIMIT = {torch.float32: 40.0, torch.float64: 500.0}
@@ -48,22 +49,6 @@ def spread_allows(geometry: Geometry, eps: float) -> bool:
 def _dense(geometry: Geometry) -> Geometry:
     """The dense cost of this process's rows (the wrapped block of a sharded geometry)."""
     return geometry.process_local
-
-
-def matvec(kernel: Tensor, w: Tensor) -> Tensor:
-    """``K w``: ``(..., n, m), (..., m) -> (..., n)``. One matrix and one vector go through ``torch.mv`` (a
-    matrix-vector kernel; ``K @ w[:, None]`` takes a matrix-matrix path up to 3x slower at 4096 x 4096 here)."""
-    if kernel.dim() == 2 and w.dim() == 1:
-        return torch.mv(kernel, w)
-    return (kernel @ w.unsqueeze(-1)).squeeze(-1)
-
-
-def rmatvec(kernel: Tensor, w: Tensor) -> Tensor:
-    """``w^T K``: ``(..., n), (..., n, m) -> (..., m)``; ``torch.mv`` on the transposed view (as fast as the row
-    product: no transposed copy of ``K`` is needed)."""
-    if kernel.dim() == 2 and w.dim() == 1:
-        return torch.mv(kernel.t(), w)
-    return (w.unsqueeze(-2) @ kernel).squeeze(-2)
 
 
 class KernelDomain:
@@ -104,7 +89,8 @@ class KernelDomain:
     def scaling_iterations(self, problem, g: Tensor, iterations: int) -> tuple[Tensor, Tensor, Tensor]:
         """``iterations`` balanced Sinkhorn iterations from ``g`` in scaling form, without autograd: the iterates
         of :func:`otalign.halfstep.row_step` / :func:`~otalign.halfstep.col_step` through this soft-min, up to
-        rounding, in two products and two divisions per iteration (no log / exp per half-step)::
+        rounding, in two products and two divisions per iteration (no log / exp per half-step;
+        :func:`otalign.softmin.scaling_loop.iterate`, the loop the losses' fused path differentiates)::
 
             u = a / (K v),   v = b / (K^T u),   P = diag(u) K diag(v),
 
@@ -124,10 +110,7 @@ class KernelDomain:
             v = g_scaled.sub_(top).exp_()
             if problem.reference == "product":
                 v.mul_(b)
-            for _ in range(iterations):
-                rows = matvec(kernel, v)
-                cols = rmatvec(kernel, torch.div(a, rows))
-                v = torch.div(b, cols)
+            _, _, rows, cols = iterate(kernel, a, b, v, iterations)
             # the shift by top: v and rows carry exp(-top), u = a / rows and cols exp(top)
             f = (rows.log_().add_(top).sub_(self.offset)).mul_(-eps)
             lse = cols.log_().sub_(top)
