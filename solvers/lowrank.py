@@ -64,13 +64,20 @@ class LowRankSinkhorn(Solver):
             ``init="deterministic"``; its asymmetry scales like 1/n, so at large n it starts near a saddle point).
             ``solve(..., init=)`` takes a :class:`~otalign.LowRankPlan` or ``(Q, R, g)`` (a warm start).
         alpha: lower bound on the entries of ``g`` (default 1e-10, as POT), ``alpha < (total mass) / rank``.
-        inner_tol: tolerance of each projection on ``|Q 1 - a|_1 + |R 1 - b|_1`` (default 1e-6).
+        inner_tol: tolerance of each projection on ``|Q 1 - a|_1 + |R 1 - b|_1`` (default 1e-6; checked every 10
+            projection iterations, :mod:`otalign.solvers.lowrank_dykstra`).
         inner_max_iter: iteration cap of each projection (default 1000).
 
-    Stopping (``tol``): the relative change of ``F`` between two steps, ``|F_k - F_{k-1}| / |F_{k-1}|``;
-    ``converged=True`` also certifies both marginal residuals of the returned factors (float64) at most
-    ``max(tol, inner_tol)``.
-    ``tol=0`` runs exactly ``max_iter`` steps. ``grad``: ``"unroll"`` (through every step and projection),
+    Schedule. Solving to ``tol > 0`` (``solve``'s default 1e-6): every projection starts from the previous step's
+    column scalings (a warm start; the first from a plan given as ``init``); while the objective still changes by
+    more than ``10 tol`` a projection is inexact, to ``0.1 x`` (the last relative change) ``x`` (total mass),
+    between ``inner_tol`` and ``1e-3 x`` (total mass); after that each runs to ``inner_tol``. The solve stops when
+    the relative change of ``F`` between two steps, ``|F_k - F_{k-1}| / |F_{k-1}|``, is at most ``tol`` and the
+    last projection met ``inner_tol``; ``converged=True`` is then certified on the returned factors (both marginal
+    residuals, float64, at most ``max(tol, inner_tol)``). ``tol=0`` runs exactly ``max_iter`` steps, every
+    projection from zero scalings to ``inner_tol``: POT's protocol, whose factors it reproduces step for step.
+    A solve that stops short warns (``ConvergenceWarning``) with the knob: ``max_iter`` (steps), or
+    ``inner_max_iter`` when the last projection stopped at its cap above its tolerance. ``grad``: ``"unroll"`` (through every step and projection),
     ``"envelope"`` (factors detached; ``value`` differentiates through the cost only), ``"detach"``;
     ``"implicit"`` is not available (no fixed-point equation is implemented for this non-convex problem).
 
@@ -146,7 +153,8 @@ class LowRankSinkhorn(Solver):
                                          f"with the problem ({plan.problem!r}) and the solver options")
         if plan.projection_error is None:
             return
-        missed = plan.projection_error > plan.projection_tolerance
+        # a tolerance of 0 asks for exactly inner_max_iter iterations (as tol=0 for the steps): nothing was missed
+        missed = (plan.projection_error > plan.projection_tolerance) & (plan.projection_tolerance > 0)
         if bool(missed.any()):
             error = float(plan.projection_error[missed].max())
             target = float(plan.projection_tolerance[missed].max())
@@ -174,7 +182,9 @@ class LowRankSinkhorn(Solver):
         for _ in range(max_iter):
             Q, R, g = log_q.exp(), log_r.exp(), log_g.exp()
             CR, CtQ = operator.matmul(R), operator.rmatmul(Q)
-            value = linear_value(operator, Q, R, g, CR) + epsilon * factor_entropy(Q, R, g)
+            value = linear_value(operator, Q, R, g, CR)
+            if epsilon != 0:
+                value = value + epsilon * factor_entropy(Q, R, g)
             history.append(value.detach())
             inner_tol: Union[float, Tensor] = self.inner_tol
             if previous is not None and tol > 0:

@@ -79,10 +79,12 @@ class _Side:
         self.log_mass = safe_log(mass)
         empty = mass == 0
         self.empty: Optional[Tensor] = empty if bool(empty.any()) else None  # rows of zero mass: a zero row of K
+        # what the row log-sum-exps read: finite on the zero rows (log 0 there would give a NaN gradient)
+        self.finite_kernel = log_kernel if self.empty is None else log_kernel.masked_fill(empty.unsqueeze(-1), 0.0)
 
     def frame(self, v: Tensor) -> _Frame:
         """The frame centred at the column scaling ``v (..., r)``: ``F`` is the exact row scaling for ``v``."""
-        offset_rows = self.log_mass - torch.logsumexp(self.log_kernel + v.unsqueeze(-2), dim=-1)
+        offset_rows = self.log_mass - torch.logsumexp(self.finite_kernel + v.unsqueeze(-2), dim=-1)
         if self.empty is not None:  # log 0 - log 0 at a zero mass: a finite offset, its kernel row is exp(-inf) = 0
             offset_rows = offset_rows.masked_fill(self.empty, 0.0)
         shifted = self.log_kernel + offset_rows.unsqueeze(-1)
