@@ -33,7 +33,10 @@ from otalign.solver import ConvergenceWarning, Solver
 from otalign.checks import check_number, check_positive_int
 
 from .lowrank_dykstra import dykstra
+from .lowrank_newton import newton_projection
 from .lowrank_steps import INITIALIZERS, RESCALES, initial_factors, mirror_kernels
+
+PROJECTIONS = ("auto", "newton", "dykstra")
 from .registry import register
 
 #: The loosest projection tolerance, relative to the total mass (the first steps of a solve to ``tol > 0``).
@@ -113,6 +116,7 @@ class LowRankSinkhorn(Solver):
         alpha: float = 1e-10,
         inner_tol: float = 1e-6,
         inner_max_iter: int = 1000,
+        projection: str = "auto",
     ):
         super().__init__()
         self.rank = check_positive_int("rank", rank)
@@ -128,6 +132,13 @@ class LowRankSinkhorn(Solver):
         self.alpha = check_number("alpha", alpha, strict=True)
         self.inner_tol = check_number("inner_tol", inner_tol)
         self.inner_max_iter = check_positive_int("inner_max_iter", inner_max_iter)
+        if projection not in PROJECTIONS:
+            raise ValueError(f"projection: expected one of {PROJECTIONS}, got {projection!r}")
+        self.projection = projection
+
+    def _newton(self, tol: float) -> bool:
+        """Whether the projections use Newton's method (``"auto"``: when solving to ``tol > 0``)."""
+        return self.projection == "newton" or (self.projection == "auto" and tol > 0)
 
     def _inner_tolerance(self, change: Tensor, tol: float, mass: Tensor) -> Tensor:
         """The next projection's tolerance per problem ``(...,)``: ``inner_tol`` once the objective's relative
@@ -199,7 +210,8 @@ class LowRankSinkhorn(Solver):
                 inner_tol = (LOOSE * mass).clamp_min(self.inner_tol)
             previous = value.detach()
             kernels = mirror_kernels(log_q, log_r, log_g, CR, CtQ, epsilon, self.gamma, self.gamma_rescale, rows, cols)
-            new = dykstra(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol, self.inner_max_iter,
+            project = newton_projection if self._newton(tol) else dykstra
+            new = project(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol, self.inner_max_iter,
                           start=scalings if tol > 0 else None)
             inner_total += new.iterations
             target = torch.as_tensor(inner_tol, dtype=new.error.dtype, device=new.error.device).expand_as(new.error)

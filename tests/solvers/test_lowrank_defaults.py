@@ -71,8 +71,8 @@ def test_too_few_steps_warn_and_name_max_iter():
 
 def test_a_capped_projection_warns_and_names_inner_max_iter():
     problem = cloud_problem(40, 30, 2, 0, F64)
-    with pytest.warns(otalign.ConvergenceWarning, match=r"inner_max_iter=10 .* raise inner_max_iter"):
-        plan = solve(problem, "lowrank", rank=3, max_iter=40, inner_max_iter=10, tol=1e-12)
+    with pytest.warns(otalign.ConvergenceWarning, match=r"inner_max_iter=1 .* raise inner_max_iter"):
+        plan = solve(problem, "lowrank", rank=3, max_iter=40, inner_max_iter=1, tol=1e-12)
     assert not plan.converged
 
 
