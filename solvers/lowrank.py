@@ -9,7 +9,9 @@ and the solver minimises (POT's ``ot.lowrank_sinkhorn`` objective; OTT-JAX's ``L
     F(Q, R, g) = <C, Q diag(1/g) R^T> + epsilon (sum Q log Q + sum R log R + sum g log g)
 
 by mirror descent: each step multiplies the factors by ``exp(-step * gradient)`` and projects back onto the
-constraints in KL with Dykstra's algorithm in the log domain. The problem is non-convex: the result is a local
+constraints in KL: by Newton's method on the projection's ``2 r`` dual variables when solving to ``tol > 0``
+(:mod:`otalign.solvers.lowrank_newton`), by Dykstra's algorithm on scalings for a fixed number of steps
+(:mod:`otalign.solvers.lowrank_dykstra`, POT's iteration). The problem is non-convex: the result is a local
 minimum that depends on the initialisation. Everything is O((n + m) r) memory; with a point cloud and an
 inner-product cost (``"sqeuclidean"``, ``"half_sqeuclidean"``, cosine costs) the cost is used in factored form
 ``C = A B^T`` and a step costs O((n + m) r d) time.
@@ -67,22 +69,27 @@ class LowRankSinkhorn(Solver):
             ``init="deterministic"``; its asymmetry scales like 1/n, so at large n it starts near a saddle point).
             ``solve(..., init=)`` takes a :class:`~otalign.LowRankPlan` or ``(Q, R, g)`` (a warm start).
         alpha: lower bound on the entries of ``g`` (default 1e-10, as POT), ``alpha < (total mass) / rank``.
-        inner_tol: tolerance of each projection on ``|Q 1 - a|_1 + |R 1 - b|_1`` (default 1e-6; checked every 10
-            projection iterations, :mod:`otalign.solvers.lowrank_dykstra`).
-        inner_max_iter: iteration cap of each projection (default 1000).
+        inner_tol: tolerance of each projection on its marginal error (default 1e-6): Dykstra's
+            ``|Q 1 - a|_1 + |R 1 - b|_1`` (checked every 10 iterations), Newton's ``|Q^T 1 - g|_1 + |R^T 1 - g|_1``.
+        inner_max_iter: iteration cap of each projection (default 1000; Newton needs about 2-10).
+        projection: ``"auto"`` (default): Newton when solving to ``tol > 0``, Dykstra for ``tol = 0``;
+            ``"newton"`` or ``"dykstra"`` for either always. Both compute the same KL projection; Dykstra's rate
+            degrades as the factors approach hard assignments (as they do at ``epsilon = 0``), Newton's does not.
 
-    Schedule. Solving to ``tol > 0`` (``solve``'s default 1e-6): every projection starts from the previous step's
-    column scalings (a warm start; the first from a plan given as ``init``); while the objective still changes by
+    Schedule. Solving to ``tol > 0`` (``solve``'s default 1e-6): every projection is Newton's, started from the
+    previous step's column scalings (the first from a plan given as ``init``); while the objective still changes by
     more than ``10 tol`` a projection is inexact, to ``0.1 x`` (the last relative change) ``x`` (total mass),
     between ``inner_tol`` and ``1e-3 x`` (total mass); after that each runs to ``inner_tol``. The solve stops when
     the relative change of ``F`` between two steps, ``|F_k - F_{k-1}| / |F_{k-1}|``, is at most ``tol`` and the
     last projection met ``inner_tol``; ``converged=True`` is then certified on the returned factors (both marginal
     residuals, float64, at most ``max(tol, inner_tol)``). ``tol=0`` runs exactly ``max_iter`` steps, every
-    projection from zero scalings to ``inner_tol``: POT's protocol, whose factors it reproduces step for step.
+    projection Dykstra's from zero scalings to ``inner_tol``: POT's protocol, whose factors it reproduces step for
+    step.
     A solve that stops short warns (``ConvergenceWarning``) with the knob: ``max_iter`` (steps), or
-    ``inner_max_iter`` when the last projection stopped at its cap above its tolerance. ``grad``: ``"unroll"`` (through every step and projection),
-    ``"envelope"`` (factors detached; ``value`` differentiates through the cost only), ``"detach"``;
-    ``"implicit"`` is not available (no fixed-point equation is implemented for this non-convex problem).
+    ``inner_max_iter`` when the last projection stopped at its cap above its tolerance.
+    ``grad``: ``"unroll"`` (through every step and projection), ``"envelope"`` (factors detached; ``value``
+    differentiates through the cost only), ``"detach"``; ``"implicit"`` is not available (no fixed-point equation
+    is implemented for this non-convex problem).
 
     Example::
 

@@ -18,8 +18,8 @@ hard assignments (the default ``epsilon = 0`` drives them there: entries e^-400 
 moving mass between components runs through a few rows. Newton's method is not slowed by that: each iteration
 costs two log-sum-exps over ``(n, r)`` and ``(m, r)``, two ``r x r`` Gram products (``O((n + m) r^2)``) and a
 ``2 r x 2 r`` solve, with a backtracking line search on ``Phi`` (ascent is guaranteed). It runs in float64 whatever
-the input dtype (the line search compares values of ``Phi`` to ~1e-16 relative); the result is cast back. The direction ``(1, -1)``
-leaves ``Phi`` unchanged (a gauge) and is removed by a small ridge. Stops when
+the input dtype (the line search compares values of ``Phi`` to ~1e-16 relative); the result is cast back. The
+direction ``(1, -1)`` leaves ``Phi`` unchanged (a gauge) and is removed by a small ridge. Stops when
 ``|Q^T 1 - g|_1 + |R^T 1 - g|_1 <= tol`` (the row constraints hold by construction).
 """
 
