@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from otalign import PointCloud, Problem
 from otalign.solvers import LowRankSinkhorn
 from otalign.solvers.lowrank_dykstra import dykstra
 from otalign.solvers.lowrank_newton import newton_projection
@@ -74,3 +75,14 @@ def test_float32_inputs_give_the_float64_projection_rounded():
 def test_projection_option_is_checked():
     with pytest.raises(ValueError, match=r"^projection: expected one of"):
         LowRankSinkhorn(rank=2, projection="sinkhorn")
+
+
+def test_gradcheck_through_newton_projections_float64():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.randn(5, 2, generator=gen, dtype=F64), torch.randn(4, 2, generator=gen, dtype=F64)
+    solver = LowRankSinkhorn(rank=2, epsilon=0.1, projection="newton", inner_tol=0.0, inner_max_iter=4)
+
+    def value(x, y):
+        return solver(Problem(PointCloud(x, y), eps=0.1), max_iter=3, tol=0).value
+
+    assert torch.autograd.gradcheck(value, (x.requires_grad_(), y.requires_grad_()), atol=1e-6, rtol=1e-5)
