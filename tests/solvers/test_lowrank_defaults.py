@@ -28,7 +28,6 @@ def residual64(plan) -> float:
     return max(float((P.sum(1) - a).abs().sum()), float((P.sum(0) - b).abs().sum()))
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_defaults_converge_on_small_random_problems(dtype, seed):
@@ -41,7 +40,6 @@ def test_defaults_converge_on_small_random_problems(dtype, seed):
     assert float(plan.projection_error) <= 1e-6 and float(plan.projection_tolerance) == pytest.approx(1e-6)
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::otalign.ConvergenceWarning")
 @pytest.mark.parametrize("dtype", [torch.float32, F64])
 def test_converged_implies_the_measured_residual(dtype):
