@@ -35,8 +35,14 @@ class LowRankPlan(MarginalQuantities):
         error: the last relative change of the objective ``(...,)`` (``None`` if never measured).
         grad: the differentiation mode the plan was made with.
         history: the objective before each mirror-descent step, ``(iterations, ...)`` (detached).
-        projection_error: ``|Q 1 - a|_1 + |R 1 - b|_1`` after the last projection, ``(...,)``.
-        projection_iterations: Dykstra iterations run, summed over all steps.
+        projection_error: the last projection's marginal error, ``(...,)``: ``|Q 1 - a|_1 + |R 1 - b|_1`` after
+            Dykstra's, ``|Q^T 1 - g|_1 + |R^T 1 - g|_1`` after Newton's (the other constraints hold exactly).
+        projection_iterations: projection iterations (Dykstra's or Newton's) run, summed over all steps.
+        scalings: the last projection's column scalings ``(v_Q, v_R)``, logs, ``(..., r)`` each (``None`` before
+            the first step): a solve started from this plan (``init=plan``) starts its first projection from them,
+            as the next step of this run would.
+        projection_tolerance: the tolerance the last projection was run to, ``(...,)``: ``inner_tol``, or larger
+            for the inexact projections of a solve far from its ``tol``.
 
     Example::
 
@@ -57,6 +63,8 @@ class LowRankPlan(MarginalQuantities):
     history: Optional[Tensor] = None
     projection_error: Optional[Tensor] = None
     projection_iterations: int = 0
+    scalings: Optional[tuple[Tensor, Tensor]] = None
+    projection_tolerance: Optional[Tensor] = None
     _operator: Optional[CostOperator] = field(default=None, repr=False)
 
     @property

@@ -9,7 +9,9 @@ and the solver minimises (POT's ``ot.lowrank_sinkhorn`` objective; OTT-JAX's ``L
     F(Q, R, g) = <C, Q diag(1/g) R^T> + epsilon (sum Q log Q + sum R log R + sum g log g)
 
 by mirror descent: each step multiplies the factors by ``exp(-step * gradient)`` and projects back onto the
-constraints in KL with Dykstra's algorithm in the log domain. The problem is non-convex: the result is a local
+constraints in KL: by Newton's method on the projection's ``2 r`` dual variables when solving to ``tol > 0``
+(:mod:`otalign.solvers.lowrank_newton`), by Dykstra's algorithm on scalings for a fixed number of steps
+(:mod:`otalign.solvers.lowrank_dykstra`, POT's iteration). The problem is non-convex: the result is a local
 minimum that depends on the initialisation. Everything is O((n + m) r) memory; with a point cloud and an
 inner-product cost (``"sqeuclidean"``, ``"half_sqeuclidean"``, cosine costs) the cost is used in factored form
 ``C = A B^T`` and a step costs O((n + m) r d) time.
@@ -32,8 +34,15 @@ from otalign.problem import Problem, safe_log
 from otalign.solver import ConvergenceWarning, Solver
 from otalign.checks import check_number, check_positive_int
 
-from .lowrank_steps import INITIALIZERS, RESCALES, dykstra, initial_factors, mirror_kernels
+from .lowrank_dykstra import dykstra
+from .lowrank_newton import newton_projection
+from .lowrank_steps import INITIALIZERS, RESCALES, initial_factors, mirror_kernels
+
+PROJECTIONS = ("auto", "newton", "dykstra")
 from .registry import register
+
+#: The loosest projection tolerance, relative to the total mass (the first steps of a solve to ``tol > 0``).
+LOOSE = 1e-3
 
 LowRankInit = Union[None, LowRankPlan, tuple[Tensor, Tensor, Tensor]]
 
@@ -60,15 +69,27 @@ class LowRankSinkhorn(Solver):
             ``init="deterministic"``; its asymmetry scales like 1/n, so at large n it starts near a saddle point).
             ``solve(..., init=)`` takes a :class:`~otalign.LowRankPlan` or ``(Q, R, g)`` (a warm start).
         alpha: lower bound on the entries of ``g`` (default 1e-10, as POT), ``alpha < (total mass) / rank``.
-        inner_tol: tolerance of each projection on ``|Q 1 - a|_1 + |R 1 - b|_1`` (default 1e-6).
-        inner_max_iter: iteration cap of each projection (default 1000).
+        inner_tol: tolerance of each projection on its marginal error (default 1e-6): Dykstra's
+            ``|Q 1 - a|_1 + |R 1 - b|_1`` (checked every 10 iterations), Newton's ``|Q^T 1 - g|_1 + |R^T 1 - g|_1``.
+        inner_max_iter: iteration cap of each projection (default 1000; Newton needs about 2-10).
+        projection: ``"auto"`` (default): Newton when solving to ``tol > 0``, Dykstra for ``tol = 0``;
+            ``"newton"`` or ``"dykstra"`` for either always. Both compute the same KL projection; Dykstra's rate
+            degrades as the factors approach hard assignments (as they do at ``epsilon = 0``), Newton's does not.
 
-    Stopping (``tol``): the relative change of ``F`` between two steps, ``|F_k - F_{k-1}| / |F_{k-1}|``;
-    ``converged=True`` also certifies both marginal residuals of the returned factors (float64) at most
-    ``max(tol, inner_tol)``.
-    ``tol=0`` runs exactly ``max_iter`` steps. ``grad``: ``"unroll"`` (through every step and projection),
-    ``"envelope"`` (factors detached; ``value`` differentiates through the cost only), ``"detach"``;
-    ``"implicit"`` is not available (no fixed-point equation is implemented for this non-convex problem).
+    Schedule. Solving to ``tol > 0`` (``solve``'s default 1e-6): every projection is Newton's, started from the
+    previous step's column scalings (the first from a plan given as ``init``); while the objective still changes by
+    more than ``10 tol`` a projection is inexact, to ``0.1 x`` (the last relative change) ``x`` (total mass),
+    between ``inner_tol`` and ``1e-3 x`` (total mass); after that each runs to ``inner_tol``. The solve stops when
+    the relative change of ``F`` between two steps, ``|F_k - F_{k-1}| / |F_{k-1}|``, is at most ``tol`` and the
+    last projection met ``inner_tol``; ``converged=True`` is then certified on the returned factors (both marginal
+    residuals, float64, at most ``max(tol, inner_tol)``). ``tol=0`` runs exactly ``max_iter`` steps, every
+    projection Dykstra's from zero scalings to ``inner_tol``: POT's protocol, whose factors it reproduces step for
+    step.
+    A solve that stops short warns (``ConvergenceWarning``) with the knob: ``max_iter`` (steps), or
+    ``inner_max_iter`` when the last projection stopped at its cap above its tolerance.
+    ``grad``: ``"unroll"`` (through every step and projection), ``"envelope"`` (factors detached; ``value``
+    differentiates through the cost only), ``"detach"``; ``"implicit"`` is not available (no fixed-point equation
+    is implemented for this non-convex problem).
 
     Example::
 
@@ -102,6 +123,7 @@ class LowRankSinkhorn(Solver):
         alpha: float = 1e-10,
         inner_tol: float = 1e-6,
         inner_max_iter: int = 1000,
+        projection: str = "auto",
     ):
         super().__init__()
         self.rank = check_positive_int("rank", rank)
@@ -117,6 +139,20 @@ class LowRankSinkhorn(Solver):
         self.alpha = check_number("alpha", alpha, strict=True)
         self.inner_tol = check_number("inner_tol", inner_tol)
         self.inner_max_iter = check_positive_int("inner_max_iter", inner_max_iter)
+        if projection not in PROJECTIONS:
+            raise ValueError(f"projection: expected one of {PROJECTIONS}, got {projection!r}")
+        self.projection = projection
+
+    def _newton(self, tol: float) -> bool:
+        """Whether the projections use Newton's method (``"auto"``: when solving to ``tol > 0``)."""
+        return self.projection == "newton" or (self.projection == "auto" and tol > 0)
+
+    def _inner_tolerance(self, change: Tensor, tol: float, mass: Tensor) -> Tensor:
+        """The next projection's tolerance per problem ``(...,)``: ``inner_tol`` once the objective's relative
+        change is within ``10 tol``; before that ``0.1 * change * mass``, between ``inner_tol`` and ``LOOSE * mass``
+        (far from convergence a projection need not be finer than the step's effect on the objective)."""
+        loose = (0.1 * change).clamp_max(LOOSE) * mass
+        return torch.where(change <= 10 * tol, self.inner_tol, loose.clamp_min(self.inner_tol))
 
     def residual_tolerance(self, tol: float) -> float:
         """``converged`` certifies the marginals to the projection's tolerance (``tol`` bounds the objective's
@@ -133,16 +169,23 @@ class LowRankSinkhorn(Solver):
             if not bool(torch.isfinite(x).all()):
                 raise FloatingPointError(f"lowrank: the factor {name} is not finite; this is a bug, please report it "
                                          f"with the problem ({plan.problem!r}) and the solver options")
-        projection = float(plan.projection_error.max()) if plan.projection_error is not None else 0.0
-        if projection > self.inner_tol:
-            warnings.warn(f"lowrank: the last projection stopped at marginal error {projection:.3g} > inner_tol "
-                          f"{self.inner_tol:g}; raise inner_max_iter or inner_tol", ConvergenceWarning, stacklevel=4)
+        if plan.projection_error is None:
+            return
+        # a tolerance of 0 asks for exactly inner_max_iter iterations (as tol=0 for the steps): nothing was missed
+        missed = (plan.projection_error > plan.projection_tolerance) & (plan.projection_tolerance > 0)
+        if bool(missed.any()):
+            error = float(plan.projection_error[missed].max())
+            target = float(plan.projection_tolerance[missed].max())
+            warnings.warn(f"lowrank: the last projection stopped at inner_max_iter={self.inner_max_iter} with marginal "
+                          f"error {error:.3g} > its tolerance {target:.3g}; raise inner_max_iter",
+                          ConvergenceWarning, stacklevel=4)
 
     def run(self, problem: Problem, max_iter: int, tol: float, init: LowRankInit) -> LowRankPlan:
         self._check(problem)
         epsilon = problem.eps if self.epsilon is None else self.epsilon
         operator = cost_operator(problem.geometry)
         Q, R, g = self._initial(problem, init)
+        scalings = self._initial_scalings(init, Q.dtype)
         log_q, log_r, log_g = safe_log(Q), safe_log(R), safe_log(g)
         rows, cols = problem.a > 0, problem.b > 0
         batch = problem.batch_shape
@@ -151,39 +194,50 @@ class LowRankSinkhorn(Solver):
         history: list[Tensor] = []
         previous: Optional[Tensor] = None
         projection: Optional[Tensor] = None
+        projection_tol: Optional[Tensor] = None
         steps = inner_total = 0
+        mass = problem.a.detach().sum(-1)
         for _ in range(max_iter):
             Q, R, g = log_q.exp(), log_r.exp(), log_g.exp()
             CR, CtQ = operator.matmul(R), operator.rmatmul(Q)
-            value = linear_value(operator, Q, R, g, CR) + epsilon * factor_entropy(Q, R, g)
+            value = linear_value(operator, Q, R, g, CR)
+            if epsilon != 0:
+                value = value + epsilon * factor_entropy(Q, R, g)
             history.append(value.detach())
+            inner_tol: Union[float, Tensor] = self.inner_tol
             if previous is not None and tol > 0:
                 with torch.no_grad():
                     change = (value - previous).abs() / previous.abs().clamp_min(torch.finfo(value.dtype).tiny)
                     error = change if error is None else torch.where(active, change, error)
-                    active = active & (change > tol)
+                    active = active & ((change > tol) | (projection > self.inner_tol))
                 if not bool(active.any()):
                     break
+                inner_tol = self._inner_tolerance(change, tol, mass)
+            elif tol > 0:
+                inner_tol = (LOOSE * mass).clamp_min(self.inner_tol)
             previous = value.detach()
             kernels = mirror_kernels(log_q, log_r, log_g, CR, CtQ, epsilon, self.gamma, self.gamma_rescale, rows, cols)
-            new_q, new_r, new_g, inner_error, inner_steps = dykstra(
-                *kernels[:3], problem.a, problem.b, self.alpha, self.inner_tol, self.inner_max_iter
-            )
-            inner_total += inner_steps
-            projection = inner_error if projection is None else torch.where(active, inner_error, projection)
+            project = newton_projection if self._newton(tol) else dykstra
+            new = project(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol, self.inner_max_iter,
+                          start=scalings if tol > 0 else None)
+            inner_total += new.iterations
+            target = torch.as_tensor(inner_tol, dtype=new.error.dtype, device=new.error.device).expand_as(new.error)
+            projection = new.error if projection is None else torch.where(active, new.error, projection)
+            projection_tol = target if projection_tol is None else torch.where(active, target, projection_tol)
             if bool(active.all()):
-                log_q, log_r, log_g = new_q, new_r, new_g
+                log_q, log_r, log_g, scalings = new.log_q, new.log_r, new.log_g, new.scalings
             else:
                 keep = active.unsqueeze(-1)
-                log_q = torch.where(keep.unsqueeze(-1), new_q, log_q)
-                log_r = torch.where(keep.unsqueeze(-1), new_r, log_r)
-                log_g = torch.where(keep, new_g, log_g)
+                log_q = torch.where(keep.unsqueeze(-1), new.log_q, log_q)
+                log_r = torch.where(keep.unsqueeze(-1), new.log_r, log_r)
+                log_g = torch.where(keep, new.log_g, log_g)
+                scalings = tuple(torch.where(keep, x, y) for x, y in zip(new.scalings, scalings))
             steps += 1
         projected = projection is None or bool((projection <= self.inner_tol).all())
         converged = tol > 0 and not bool(active.any()) and projected
         return LowRankPlan(
             problem, log_q.exp(), log_r.exp(), log_g.exp(), epsilon, steps, converged, error, "unroll",
-            torch.stack(history), projection, inner_total, _operator=operator,
+            torch.stack(history), projection, inner_total, scalings, projection_tol, _operator=operator,
         )
 
     def _check(self, problem: Problem) -> None:
@@ -197,6 +251,17 @@ class LowRankSinkhorn(Solver):
         mass = float(problem.a.detach().sum(-1).min())
         if not self.alpha < mass / self.rank:
             raise ValueError(f"alpha: expected alpha < total mass / rank = {mass / self.rank:g}, got {self.alpha:g}")
+
+    @staticmethod
+    def _initial_scalings(init: LowRankInit, dtype: torch.dtype) -> Optional[tuple[Tensor, Tensor]]:
+        """The first projection's warm start: a :class:`LowRankPlan`'s last column scalings (checked finite), or
+        ``None`` (zeros: a cold start) for factors ``(Q, R, g)``, which carry none."""
+        if not isinstance(init, LowRankPlan) or init.scalings is None:
+            return None
+        scalings = tuple(x.detach().to(dtype) for x in init.scalings)
+        if not all(bool(torch.isfinite(x).all()) for x in scalings):
+            raise ValueError("init: the plan's scalings are not finite")
+        return scalings
 
     def _initial(self, problem: Problem, init: LowRankInit) -> tuple[Tensor, Tensor, Tensor]:
         if init is None:
