@@ -37,10 +37,10 @@ from otalign.checks import check_number, check_positive_int
 from .lowrank_dykstra import dykstra
 from .lowrank_newton import newton_projection
 from .lowrank_steps import INITIALIZERS, RESCALES, initial_factors, mirror_kernels
-
-PROJECTIONS = ("auto", "newton", "dykstra")
 from .registry import register
 
+#: The ``projection`` option: Newton's method or Dykstra's algorithm for the KL projection of each step.
+PROJECTIONS = ("auto", "newton", "dykstra")
 #: The loosest projection tolerance, relative to the total mass (the first steps of a solve to ``tol > 0``).
 LOOSE = 1e-3
 
