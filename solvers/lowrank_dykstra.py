@@ -41,6 +41,7 @@ import torch
 from torch import Tensor
 
 from otalign.problem import safe_log
+from otalign.softmin.scaling_loop import matvec, rmatvec
 
 #: Iterations between two checks of the error and of the scalings' range (one device-to-host read each).
 CHECK_EVERY = 10
@@ -93,7 +94,7 @@ class _Side:
 
     def row_sums(self, frame: _Frame, v: Tensor) -> Tensor:
         """``K e^(v - H)``, ``(..., n)``: the row sums of ``exp(L + F 1^T + 1 v^T)``."""
-        return (frame.kernel @ (v - frame.cols).exp().unsqueeze(-1)).squeeze(-1)
+        return matvec(frame.kernel, (v - frame.cols).exp_())
 
     def row_scaling(self, sums: Tensor) -> Tensor:
         """``u = a / sums`` (0 at a zero mass)."""
@@ -103,7 +104,7 @@ class _Side:
 
     def log_col_sums(self, frame: _Frame, u: Tensor) -> Tensor:
         """``log sum_i exp(L_ik + f_i)`` for the row scaling ``f = F + log u``, ``(..., r)``."""
-        return (u.unsqueeze(-2) @ frame.kernel).squeeze(-2).log() - frame.cols
+        return rmatvec(frame.kernel, u).log() - frame.cols
 
     def error(self, u: Tensor, sums: Tensor) -> Tensor:
         """``|u * sums - a|_1``, ``(...,)``: the row marginal error of the factor."""
