@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from .measure_checks import check_points, check_weights
+from .problem import safe_log, structural_zeros
 from .checks import check_eps, check_number, check_positive_int, check_rho, checks_enabled
 
 
@@ -63,7 +64,8 @@ def barycenter(
 
     Returns:
         ``(..., m)``: the barycenter (mass: the common mass of the histograms when balanced), differentiable with
-        respect to the histograms, the cost and the weights (through the iterations).
+        respect to the histograms, the cost and the weights (through the iterations). A histogram entry that is
+        exactly 0 gets a gradient of 0 (a structural zero, as the masses of :class:`otalign.Problem`).
 
     Example::
 
@@ -91,7 +93,9 @@ def barycenter(
     _check_histograms(histograms, balanced=math.isinf(rho))
     w = _barycentric_weights(weights, histograms)
     lam = 1.0 if math.isinf(rho) else rho / (rho + eps)
-    solver = _Iteration(cost, eps, histograms.transpose(-1, -2), w, lam)
+    # an entry that is exactly 0 is a structural zero: its gradient is 0 (the barycenter's derivative there is
+    # one-sided, and infinite for rho < inf), never 0 / 0
+    solver = _Iteration(cost, eps, structural_zeros(histograms).transpose(-1, -2), w, lam)
     q, info = solver.run(max_iter, tol, check_every)
     return (q, info) if return_log else q
 
@@ -102,7 +106,7 @@ class _Iteration:
     def __init__(self, cost: Tensor, eps: float, hist: Tensor, w: Tensor, lam: float):
         self.cost, self.eps, self.lam, self.w = cost, eps, lam, w
         self.masses = hist
-        self.log_a = torch.log(hist)  # zeros -> -inf: no mass, u = 0
+        self.log_a = safe_log(hist)  # zeros -> -inf: no mass, u = 0 (a gradient of 0 there, not 0 / 0)
         self.floor = -700.0 if cost.dtype == torch.float64 else -80.0
         precision = 1e-12 if cost.dtype == torch.float64 else 1e-6
         self.threshold = 2 * max(cost.shape[-1], cost.shape[-2]) * math.exp(self.floor) / precision
@@ -152,7 +156,7 @@ class _Iteration:
             rows = kernel[..., start:start + self.block, :]
             sums = rows @ scaled_v
             ratio = masses[..., start:start + self.block, :] / sums
-            part = ratio if lam == 1.0 else ratio.pow(lam) * scale
+            part = ratio if lam == 1.0 else _power(ratio, lam) * scale
             all_sums.append(sums)
             scaled_u.append(part)
             term = rows.transpose(-1, -2) @ part
@@ -160,7 +164,7 @@ class _Iteration:
         if float(torch.cat(all_sums, -2).detach().amin()) < self.threshold:
             self.kernel = None  # a sum too small to trust: exact log-sum-exp from here on
             return self.half_steps(log_v)
-        log_u = torch.cat(scaled_u, dim=-2).log() + shift_u
+        log_u = safe_log(torch.cat(scaled_u, dim=-2)) + shift_u
         top = log_u.detach().amax(-2, keepdim=True)
         self.shift_u = top.clamp(min=torch.finfo(log_u.dtype).min)
         if bool((top <= shift_u - 0.25 * self.floor).all()) and bool((total.detach() >= self.threshold).all()):
@@ -201,6 +205,12 @@ class _Iteration:
             before = previous.exp()
             scale = torch.maximum(q.abs().amax(-1), before.abs().amax(-1)).clamp(min=1.0)
             return (q - before).abs().amax(-1) / scale
+
+
+def _power(x: Tensor, lam: float) -> Tensor:
+    """``x^lam`` for ``0 < lam < 1`` with a gradient of 0 (not infinite) where ``x`` is 0."""
+    zero = x == 0
+    return torch.where(zero, torch.ones_like(x), x).pow(lam).masked_fill(zero, 0.0)
 
 
 def _log_matmul(log_k: Tensor, h: Tensor) -> Tensor:
