@@ -44,7 +44,9 @@ class Sinkhorn(Solver):
             iterates); otherwise, when no gradient flows through the iterations (``grad`` other than ``"unroll"``,
             or inputs without ``requires_grad``), the absorbed kernel domain (:mod:`otalign.softmin.absorbed`: one
             matrix-vector product per half-step at any eps, certified equal to the log domain up to rounding; one
-            extra n x m matrix, so for dense costs up to 2^27 entries and point clouds up to 2^24); else the
+            extra n x m matrix, so for dense costs up to 2^27 entries and point clouds up to 2^24; a fixed number of
+            balanced iterations runs there in its certified scaling form, :meth:`AbsorbedKernel.scaling_iterations`,
+            once the kernel is built); else the
             blocked log-domain soft-min (:func:`otalign.softmin.choose_softmin`). ``"absorbed"`` forces the absorbed
             kernel; ``"blocked"``, ``"dense"``, ``"compiled"`` or ``"native"`` force a log-domain variant
             (:class:`otalign.softmin.LogDomain`; ``"compiled"`` is a fused ``torch.compile`` kernel for dense costs
@@ -115,9 +117,9 @@ class Sinkhorn(Solver):
         exp per half-step): a fixed number of iterations of plain Sinkhorn (no acceleration, no kept iterates, no
         :meth:`after_iteration`) on a balanced problem, nothing recorded by autograd, a cost without forbidden
         pairs in one process."""
-        return (isinstance(softmin, (KernelDomain, AbsorbedKernel)) and tol == 0 and problem.is_balanced and self.acceleration is None
-                and not self.keep_iterates and type(self).after_iteration is Sinkhorn.after_iteration
-                and not torch.is_grad_enabled() and problem.geometry.shards == 1
+        return (isinstance(softmin, (KernelDomain, AbsorbedKernel)) and tol == 0 and problem.is_balanced
+                and self.acceleration is None and not self.keep_iterates
+                and type(self).after_iteration is Sinkhorn.after_iteration and not torch.is_grad_enabled() and problem.geometry.shards == 1
                 and getattr(problem.geometry, "mask", None) is None)
 
     def after_iteration(self, problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:

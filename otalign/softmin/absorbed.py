@@ -41,6 +41,11 @@ without ``requires_grad``); ``Sinkhorn(kernel="auto")`` picks it there for dense
 entries) and for geometries that never hold their cost, such as point clouds, while the kernel stays small
 (:data:`MAX_ELEMENTS_ONLINE`); ``kernel="absorbed"`` forces it. At the end of a solve the kernel is handed to the
 plan (:meth:`AbsorbedKernel.held`, :mod:`otalign.softmin.held`) when the last half-step's certificate covers it.
+
+Scaling form. A fixed number of balanced iterations without autograd (``Sinkhorn`` with ``tol=0``) runs, once the
+kernel is built, as :meth:`AbsorbedKernel.scaling_iterations`: two products and two divisions per iteration on the
+scaled variables of ``K~``, no log / exp per half-step, every product certified as above in ``O(n + m)``; the first
+refused product hands the solve back to the half-steps from the last certified iterate.
 """
 
 from __future__ import annotations
