@@ -13,7 +13,7 @@ from otalign.geometry import DenseCost
 from otalign.halfstep import col_step, log_col_marginal, log_row_marginal, row_step
 from otalign.plan import Plan
 from otalign.problem import Problem, optimal_marginal
-from otalign.softmin import KERNEL_OPTIONS, KernelDomain, LogDomain, SoftMin, choose_softmin
+from otalign.softmin import KERNEL_OPTIONS, AbsorbedKernel, KernelDomain, LogDomain, SoftMin, choose_softmin
 from otalign.softmin.held import HeldKernel
 from otalign.solver import Init, Solver, initial_potentials
 from otalign.checks import check_number, check_positive_int
@@ -44,7 +44,9 @@ class Sinkhorn(Solver):
             iterates); otherwise, when no gradient flows through the iterations (``grad`` other than ``"unroll"``,
             or inputs without ``requires_grad``), the absorbed kernel domain (:mod:`otalign.softmin.absorbed`: one
             matrix-vector product per half-step at any eps, certified equal to the log domain up to rounding; one
-            extra n x m matrix, so for dense costs up to 2^27 entries and point clouds up to 2^24); else the
+            extra n x m matrix, so for dense costs up to 2^27 entries and point clouds up to 2^24; a fixed number of
+            balanced iterations runs there in its certified scaling form, :meth:`AbsorbedKernel.scaling_iterations`,
+            once the kernel is built); else the
             blocked log-domain soft-min (:func:`otalign.softmin.choose_softmin`). ``"absorbed"`` forces the absorbed
             kernel; ``"blocked"``, ``"dense"``, ``"compiled"`` or ``"native"`` force a log-domain variant
             (:class:`otalign.softmin.LogDomain`; ``"compiled"`` is a fused ``torch.compile`` kernel for dense costs
@@ -110,13 +112,14 @@ class Sinkhorn(Solver):
         return self.iterate(problem, plan.f, plan.g, max_iter, tol, plan.iterations, softmin)
 
     def _scaling_form(self, problem: Problem, softmin: SoftMin, tol: float) -> bool:
-        """Whether a run may take the kernel domain's scaling loop (:meth:`KernelDomain.scaling_iterations`: the
-        same iterates without a log / exp per half-step): a fixed number of iterations of plain Sinkhorn (no
-        acceleration, no kept iterates, no :meth:`after_iteration`) on a balanced problem, nothing recorded by
-        autograd, a dense cost without forbidden pairs in one process."""
-        return (isinstance(softmin, KernelDomain) and tol == 0 and problem.is_balanced and self.acceleration is None
-                and not self.keep_iterates and type(self).after_iteration is Sinkhorn.after_iteration
-                and not torch.is_grad_enabled() and problem.geometry.shards == 1
+        """Whether a run may take a scaling loop (:meth:`KernelDomain.scaling_iterations`, or
+        :meth:`AbsorbedKernel.scaling_iterations` while its certificate holds: the same iterates without a log /
+        exp per half-step): a fixed number of iterations of plain Sinkhorn (no acceleration, no kept iterates, no
+        :meth:`after_iteration`) on a balanced problem, nothing recorded by autograd, a cost without forbidden
+        pairs in one process."""
+        return (isinstance(softmin, (KernelDomain, AbsorbedKernel)) and tol == 0 and problem.is_balanced
+                and self.acceleration is None and not self.keep_iterates
+                and type(self).after_iteration is Sinkhorn.after_iteration and not torch.is_grad_enabled() and problem.geometry.shards == 1
                 and getattr(problem.geometry, "mask", None) is None)
 
     def after_iteration(self, problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
@@ -132,6 +135,8 @@ class Sinkhorn(Solver):
         problem, the ``kernel`` option and ``tol``)."""
         if softmin is None:
             softmin = choose_softmin(problem, self.kernel, tol, self.block_rows)
+        if isinstance(softmin, AbsorbedKernel) and self._scaling_form(problem, softmin, tol):
+            return _absorbed_scaling(problem, softmin, g, max_iter, done)
         if self._scaling_form(problem, softmin, tol):
             f, g, lse = softmin.scaling_iterations(problem, g, max_iter)
             return Plan(problem, f, g, done + max_iter, False, None, "unroll", None,
@@ -172,6 +177,32 @@ class Sinkhorn(Solver):
         return Plan(problem, f, g, done + iterations, converged, error, "unroll", iterates,
                     log_mass=_log_mass(problem, last_column_step),
                     kernel=_held_kernel(problem, softmin, last_column_step))
+
+
+def _absorbed_scaling(problem: Problem, softmin: AbsorbedKernel, g: Tensor, max_iter: int, done: int) -> Plan:
+    """``max_iter`` iterations of plain balanced Sinkhorn from ``g`` through the absorbed kernel: half-steps
+    (:mod:`otalign.halfstep`) until the kernel is built around the current potentials, then its certified scaling
+    form (:meth:`AbsorbedKernel.scaling_iterations`) for as many iterations as its certificate covers; after a
+    refusal the half-steps go on from the last certified iterate (rebuilding the kernel where they must), and the
+    scaling form is tried again once the kernel has been rebuilt. Same iterates as the half-step loop up to
+    rounding."""
+    f = g
+    hint_f = hint_g = None
+    remaining, refused_at = max_iter, None  # refused_at: the rebuild count when the scaling form last stopped short
+    while remaining:
+        if hint_g is not None and softmin.absorptions != refused_at:
+            f_s, g_s, lse_rows, lse_cols, ran = softmin.scaling_iterations(problem, g, remaining)
+            if ran:
+                f, g, hint_f, hint_g, remaining = f_s, g_s, lse_rows, lse_cols, remaining - ran
+                if not remaining:
+                    break
+            refused_at = softmin.absorptions
+        f, hint_f = row_step(problem, g, softmin, hint_f)
+        g, hint_g = col_step(problem, f, softmin, hint_g)
+        remaining -= 1
+    column_step = (g, hint_g)
+    return Plan(problem, f, g, done + max_iter, False, None, "unroll", None,
+                log_mass=_log_mass(problem, column_step), kernel=_held_kernel(problem, softmin, column_step))
 
 
 def _residual(problem: Problem, f: Tensor, g: Tensor, lse_rows: Optional[Tensor], log_cols: Optional[Tensor]) -> Tensor:

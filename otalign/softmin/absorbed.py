@@ -41,6 +41,11 @@ without ``requires_grad``); ``Sinkhorn(kernel="auto")`` picks it there for dense
 entries) and for geometries that never hold their cost, such as point clouds, while the kernel stays small
 (:data:`MAX_ELEMENTS_ONLINE`); ``kernel="absorbed"`` forces it. At the end of a solve the kernel is handed to the
 plan (:meth:`AbsorbedKernel.held`, :mod:`otalign.softmin.held`) when the last half-step's certificate covers it.
+
+Scaling form. A fixed number of balanced iterations without autograd (``Sinkhorn`` with ``tol=0``) runs, once the
+kernel is built, as :meth:`AbsorbedKernel.scaling_iterations`: two products and two divisions per iteration on the
+scaled variables of ``K~``, no log / exp per half-step, every product certified as above in ``O(n + m)``; the first
+refused product hands the solve back to the half-steps from the last certified iterate.
 """
 
 from __future__ import annotations
@@ -156,10 +161,81 @@ class AbsorbedKernel:
             self._absorb(h_scaled, out, axis, block_rows)
             return out
 
+    def scaling_iterations(self, problem, g: Tensor, iterations: int
+                           ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
+        """Up to ``iterations`` balanced Sinkhorn iterations from ``g`` in scaling form on the kernel held now (no
+        log / exp per half-step), each product certified as :meth:`_product` certifies a half-step. With
+        ``K~ = exp(alpha_i + beta_j - C_ij / eps)`` and the half-step inputs ``h`` of :mod:`otalign.halfstep`
+        (``g + eps log b`` under the product reference, ``g`` under the uniform one; either way ``f`` and ``g`` turn
+        into the same scalings), the scaled variables ``v'_j = exp(h_j / eps - beta_j)`` and
+        ``u'_i = exp(h'_i / eps - alpha_i)`` follow
+
+            r = K~ v',   u' = a / r,   c = K~^T u',   v' = b / c,
+
+        and the half-steps' ``lse`` are ``log r - alpha`` and ``log c - beta`` (``v'`` starts at most 1: a shift
+        ``top`` is carried and taken out at the end). Raising entries to ``e^-T`` changes output ``i``'s sum by at
+        most ``e^-T sum(w)`` for the input ``w`` (the weights are exact here: no ``e^-W`` term), so each product is
+        accepted while ``min_i r_i >= e^-T sum(v') / round-off`` (the same for ``c`` and ``u'``), and while the
+        input's sum keeps every product finite (:func:`_covers`): ``O(n + m)`` work per product. The loop stops at
+        the first refusal and returns the last fully certified iteration.
+
+        Args:
+            problem: a balanced problem on this kernel's cost, without forbidden pairs (the caller checks).
+            g: the column potential ``(..., m)`` to start from; the kernel must be held and certified for it (its
+                last half-step ran through this kernel).
+            iterations: the most iterations to run.
+
+        Returns:
+            ``(f (..., n), g (..., m), lse_rows (..., n), lse_cols (..., m), ran)``: the potentials and half-step
+            ``lse`` after ``ran`` certified iterations (``ran = 0``: the inputs, ``lse`` ``None``; the kernel
+            cannot take this start, e.g. non-finite scalings from zero masses). The kernel stays held and
+            certified for the returned ``g``.
+        """
+        floor_t, _, _, round_off = _LIMITS[g.dtype]
+        eps = self.eps
+        with torch.no_grad():
+            kernel, alpha, beta = self.matrix, self.alpha, self.beta
+            if kernel is None or not self.certified or not bool(torch.isfinite(alpha).all()
+                                                                & torch.isfinite(beta).all()):
+                return g, g, None, None, 0
+            log_ref_b = problem.log_reference_b()
+            moved = (g if log_ref_b is None else g + eps * log_ref_b).div(eps).sub_(beta)
+            top = moved.amax(-1, keepdim=True)
+            v = moved.sub_(top).exp_()
+            largest = float(torch.maximum(self.row_mass.amax(), self.col_mass.amax()))
+            limit = torch.finfo(g.dtype).max / (4.0 * largest)  # an input summing to less keeps products finite
+            bound = math.exp(-floor_t) / round_off
+            a, b = problem.a, problem.b
+            rows = cols = None
+            ran = 0
+            for _ in range(iterations):
+                new_rows = matvec(kernel, v)
+                if not _covers(new_rows, v, bound, limit):
+                    break
+                u = torch.div(a, new_rows)
+                new_cols = rmatvec(kernel, u)
+                if not _covers(new_cols, u, bound, limit):
+                    break
+                v = torch.div(b, new_cols)
+                rows, cols, ran = new_rows, new_cols, ran + 1
+            self.products += 2 * ran
+            if ran == 0:
+                return g, g, None, None, 0
+            lse_rows = rows.log_().add_(top).sub_(alpha)
+            lse_cols = cols.log_().sub_(top).sub_(beta)
+            if problem.reference == "product":
+                return lse_rows.mul(-eps), lse_cols.mul(-eps), lse_rows, lse_cols, ran
+            return (torch.sub(problem.log_a, lse_rows).mul_(eps), torch.sub(problem.log_b, lse_cols).mul_(eps),
+                    lse_rows, lse_cols, ran)
+
     def held(self) -> Optional[HeldKernel]:
         """The kernel for forming a plan (:mod:`otalign.softmin.held`), or ``None`` when the last half-step's
-        certificate does not cover it (it ran in the log domain for a gradient, or there is no kernel)."""
+        certificate does not cover it (it ran in the log domain for a gradient, or there is no kernel), or when its
+        scalings are not finite (zero masses on both sides: ``-inf`` in ``alpha`` and ``beta``, whose plan scalings
+        would be NaN)."""
         if self.matrix is None or not self.certified:
+            return None
+        if not bool(torch.isfinite(self.alpha).all() & torch.isfinite(self.beta).all()):
             return None
         return HeldKernel(self.matrix, self.alpha, self.beta, self, self.version)
 
@@ -293,6 +369,17 @@ class AbsorbedKernel:
         self._negated = {1: (-beta, -alpha), 0: (-alpha, -beta)}
         self.certified = True
         self.absorptions += 1
+
+
+def _covers(out: Tensor, w: Tensor, bound: float, limit: float) -> bool:
+    """Whether a scaling-form product ``out (..., k)`` of the input ``w (..., l)`` is certified: every output sum at
+    least ``bound = e^-T / round-off`` times ``sum(w)`` (the raised entries are below its rounding; ``sum(w) > 0``,
+    so every output is positive), and ``sum(w)`` at most ``limit`` (no product overflows). NaN fails."""
+    if w.dim() == 1:  # one problem: Python numbers (fewer small ops)
+        total = float(w.sum())
+        return 0.0 < total <= limit and float(out.amin()) >= total * bound
+    total = w.sum(-1)
+    return bool(((out.amin(-1) >= total * bound) & (total > 0) & (total <= limit)).all())
 
 
 def _scale(lse: Tensor, largest: float) -> Tensor:
