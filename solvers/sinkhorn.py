@@ -119,8 +119,8 @@ class Sinkhorn(Solver):
         pairs in one process."""
         return (isinstance(softmin, (KernelDomain, AbsorbedKernel)) and tol == 0 and problem.is_balanced
                 and self.acceleration is None and not self.keep_iterates
-                and type(self).after_iteration is Sinkhorn.after_iteration and not torch.is_grad_enabled() and problem.geometry.shards == 1
-                and getattr(problem.geometry, "mask", None) is None)
+                and type(self).after_iteration is Sinkhorn.after_iteration and not torch.is_grad_enabled()
+                and problem.geometry.shards == 1 and getattr(problem.geometry, "mask", None) is None)
 
     def after_iteration(self, problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
         """Hook run after each full iteration (the translation-invariant solver moves the potentials here)."""
@@ -186,7 +186,7 @@ def _absorbed_scaling(problem: Problem, softmin: AbsorbedKernel, g: Tensor, max_
     refusal the half-steps go on from the last certified iterate (rebuilding the kernel where they must), and the
     scaling form is tried again once the kernel has been rebuilt. Same iterates as the half-step loop up to
     rounding."""
-    f = g
+    f = g  # replaced by the first iteration (max_iter >= 1), which runs as half-steps: no hint yet
     hint_f = hint_g = None
     remaining, refused_at = max_iter, None  # refused_at: the rebuild count when the scaling form last stopped short
     while remaining:
