@@ -114,7 +114,8 @@ def solve_gw(
       runs to ``inner_tol`` itself. Off when ``tol`` or ``inner_tol`` is 0.
     * Step: ``1`` for balanced problems, ``0.5`` for unbalanced ones (``step=None``, when the linearised cost is
       dense), halved down to ``1/16`` when 20 plan changes in a row oscillated (a third of them rose) without
-      lowering the smallest one by 1 %. The step in use at the end is :attr:`GWPlan.step`. A
+      lowering the smallest one by 1 %; a further such window at ``1/16`` stops the loop unconverged (with a
+      warning: the problem is too stiff at this eps). The step in use at the end is :attr:`GWPlan.step`. A
       given ``step`` is kept fixed.
 
     ``converged`` is one rule: the last measured plan change is within ``tol``, the last linear solve ran to
@@ -178,7 +179,15 @@ def solve_gw(
         attached = problem if grad == "envelope" else problem.detach()
         plan = GWPlan(attached, plan.inner, plan.iterations, plan.converged, plan.error, grad,
                       plan.inner_iterations, Linearization(attached, materialize), plan.step)
-    if tol > 0 and not plan.converged and plan.error is not None and not bool((plan.error <= tol).all()):
+    if tol > 0 and not plan.converged and plan_schedule.stalled:
+        warnings.warn(
+            f"gromov: the plan change stalls at {float(plan.error.max()):.3g} > tol {tol:g} after {plan.iterations} "
+            f"outer steps, oscillating at the smallest automatic step ({MIN_AUTO_STEP:g}); the problem is too stiff "
+            f"at this eps: raise eps or scale the intra costs down, or pass step= and a larger max_iter",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    elif tol > 0 and not plan.converged and plan.error is not None and not bool((plan.error <= tol).all()):
         warnings.warn(
             f"gromov: no convergence after {plan.iterations} outer steps (plan change {float(plan.error.max()):.3g} "
             f"> tol {tol:g}, step {plan.step:g}); raise max_iter, or raise eps",
@@ -225,7 +234,7 @@ class _Schedule:
     Step: an automatic step (``step=None``) starts at 1 for balanced problems and 0.5 for unbalanced ones and is
     halved (down to :data:`MIN_AUTO_STEP`) whenever :data:`STALL_PATIENCE` measured plan changes oscillated (a third
     of them rose) without lowering the smallest change by 1 % (the oscillation full steps can show; the fixed points
-    do not depend on the step).
+    do not depend on the step); such a window at :data:`MIN_AUTO_STEP` sets :attr:`stalled` (the loop stops).
     """
 
     def __init__(self, adaptive: bool, tol: float, inner_tol: float, step: float, automatic_step: bool,
@@ -239,6 +248,7 @@ class _Schedule:
         self.window = 0
         self.rises = 0
         self.polish = False
+        self.stalled = False  # an automatic step at MIN_AUTO_STEP still oscillating: the loop stops
 
     def inner_tolerance(self) -> float:
         if not self.adaptive or self.polish:
@@ -259,8 +269,11 @@ class _Schedule:
             return
         oscillating = self.best > 0.99 * self.window_best and 3 * self.rises >= self.patience
         self.window, self.window_best, self.rises = 0, self.best, 0
-        if oscillating and self.automatic_step and self.step > MIN_AUTO_STEP:
-            self.step = max(MIN_AUTO_STEP, self.step / 2)
+        if oscillating and self.automatic_step:
+            if self.step > MIN_AUTO_STEP:
+                self.step = max(MIN_AUTO_STEP, self.step / 2)
+            else:
+                self.stalled = True
 
 
 def _run(problem, current, potentials, instance, max_iter, tol, inner_max_iter, inner_tol, check_every, materialize,
@@ -323,7 +336,7 @@ def _run(problem, current, potentials, instance, max_iter, tol, inner_max_iter, 
                 converged = _meets_marginals(plan, inner_converged, inner_tol, tol)
                 missed_polishes = 0 if converged else missed_polishes + 1
         current, f_prev, g_prev = plan, plan.f, plan.g
-        if converged or missed_polishes >= POLISH_ATTEMPTS:
+        if converged or missed_polishes >= POLISH_ATTEMPTS or schedule.stalled:
             break
     if strict and marginal_tol > 0 and isinstance(current, Plan) and not _meets_marginals(current, inner_converged, inner_tol, tol):
         warnings.warn(

@@ -111,9 +111,12 @@ def test_an_automatic_step_halves_when_the_plan_change_stalls():
     for k in range(STALL_PATIENCE * 2):
         schedule.record(0.05 + 0.01 * (k % 2))  # oscillation: the smallest change never moves after the first window
     assert schedule.step == 0.5
-    for k in range(STALL_PATIENCE * 20):
+    for k in range(STALL_PATIENCE * 3):  # the first window sets the baseline, each further one halves
         schedule.record(0.05 + 0.01 * (k % 2))
-    assert schedule.step == MIN_AUTO_STEP
+    assert schedule.step == MIN_AUTO_STEP and not schedule.stalled
+    for k in range(STALL_PATIENCE):
+        schedule.record(0.05 + 0.01 * (k % 2))
+    assert schedule.stalled  # a further oscillating window at the smallest step: the loop gives up
 
 
 def test_a_slow_steady_decrease_keeps_its_step():
@@ -125,9 +128,9 @@ def test_a_slow_steady_decrease_keeps_its_step():
 
 def test_a_given_step_is_kept():
     schedule = _Schedule(True, 1e-6, 1e-9, 0.5, False, 1)
-    for _ in range(STALL_PATIENCE * 3):
-        schedule.record(0.05)
-    assert schedule.step == 0.5
+    for k in range(STALL_PATIENCE * 8):
+        schedule.record(0.05 + 0.01 * (k % 2))
+    assert schedule.step == 0.5 and not schedule.stalled
 
 
 def test_inner_tolerance_follows_the_plan_change_down_to_inner_tol():
@@ -156,3 +159,14 @@ def test_the_loop_stops_when_polishing_solves_cannot_meet_inner_tol():
         plan = solve_gw(GWProblem(PointCloud(x), PointCloud(y), eps=0.05), max_iter=1000, inner_max_iter=100,
                         tol=1e-3, inner_tol=1e-9)
     assert not plan.converged and plan.iterations < 1000 and float(plan.error) <= 1e-3
+
+
+def test_a_stiff_problem_stops_early_with_a_warning_that_says_why():
+    """Normal points, unscaled, eps 5e-3: the linearised cost spreads over ~6e4 x eps, the inexact linear solves make
+    the plan change oscillate above tol at every step size: the loop stops after the window at the smallest
+    automatic step instead of running max_iter outer steps of inner_max_iter iterations each."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(30, 3, generator=g, dtype=torch.float64), torch.randn(30, 2, generator=g, dtype=torch.float64)
+    with pytest.warns(ConvergenceWarning, match="stalls at .* smallest automatic step .* raise eps or scale"):
+        plan = solve_gw(GWProblem(PointCloud(x), PointCloud(y), eps=5e-3), inner_max_iter=50)
+    assert not plan.converged and plan.step == MIN_AUTO_STEP and plan.iterations < 1000
