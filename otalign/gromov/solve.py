@@ -107,7 +107,8 @@ def solve_gw(
         schedule: ``"adaptive"`` (the schedule below) or ``"fixed"``: every linear solve runs to ``inner_tol`` and
             the step stays at ``step`` (default 1): POT's scheme, step for step.
 
-    The adaptive schedule (the default; the fixed points are those of POT's scheme, only the work to reach them changes):
+    The adaptive schedule (the default; the fixed points are those of POT's scheme, only the work to reach them
+    changes):
 
     * Inner tolerance: while the plan still moves, linear solve ``k`` stops at
       ``max(inner_tol, min(1e-3, 0.1 |P_{k-1} - P_{k-2}|_F))``; once the plan change is within ``tol``, the next solve
@@ -121,10 +122,11 @@ def solve_gw(
     ``converged`` is one rule: the last measured plan change is within ``tol``, the last linear solve ran to
     ``inner_tol``, and the returned plan's marginal residual, measured on the plan (float64 sums), is within
     ``inner_tol`` (``tol`` when ``inner_tol`` is 0). When three such solves in a row stop at ``inner_max_iter``
-    above ``inner_tol`` while the plan no longer moves, the loop stops there, unconverged. Warns :class:`otalign.ConvergenceWarning` naming the knob
-    when the outer loop stops at ``max_iter`` above ``tol``, or when the returned plan misses ``inner_tol`` (with
-    how spread the linearised cost is against eps: entropic GW at an eps far below the cost's spread needs many
-    linear iterations; scale the intra costs, e.g. divide them by their max, or raise eps).
+    above ``inner_tol`` while the plan no longer moves, the loop stops there, unconverged. Warns
+    :class:`otalign.ConvergenceWarning` naming the knob when the outer loop stops at ``max_iter`` above ``tol``,
+    when it stalls at the smallest automatic step, or when the returned plan misses ``inner_tol`` (with how spread
+    the linearised cost is against eps: entropic GW at an eps far below the cost's spread needs many linear
+    iterations; scale the intra costs, e.g. divide them by their max, or raise eps).
 
     Example::
 
@@ -215,7 +217,8 @@ def _initial(problem: GWProblem, init: GWInit) -> tuple[AnyPlan, Optional[tuple[
     if isinstance(init, Tensor):
         expected = problem.batch_shape + (problem.n, problem.m)
         if tuple(init.shape) != expected or not init.is_floating_point():
-            raise ValueError(f"init: expected a floating plan of shape {expected}, got {init.dtype} {tuple(init.shape)}")
+            raise ValueError(f"init: expected a floating plan of shape {expected}, got {init.dtype} "
+                             f"{tuple(init.shape)}")
         if not bool(torch.isfinite(init).all()) or bool((init < 0).any()):
             raise ValueError("init: the starting plan must be finite and non-negative")
         return MatrixPlan(init.detach().to(problem.dtype)), None
@@ -226,10 +229,10 @@ class _Schedule:
     """The outer loop's adaptive settings: the linear solves' tolerance and the mirror-descent step.
 
     Tolerance: while the plan still moves, a linear solve need not be more accurate than that movement, so solve
-    ``k`` stops at ``max(inner_tol, min(FIRST_INNER_TOL, INNER_TOL_FRACTION change_{k-1}))`` (inexact mirror descent; the fixed points
-    are unchanged). Once the plan change is within ``tol``, the next solve runs to ``inner_tol`` itself (a polishing
-    step), and only a plan from such a solve can be reported converged. Off when ``tol`` or ``inner_tol`` is 0 (fixed
-    iteration counts, POT's scheme).
+    ``k`` stops at ``max(inner_tol, min(FIRST_INNER_TOL, INNER_TOL_FRACTION change_{k-1}))`` (inexact mirror
+    descent; the fixed points are unchanged). Once the plan change is within ``tol``, the next solve runs to
+    ``inner_tol`` itself (a polishing step), and only a plan from such a solve can be reported converged. Off when
+    ``tol`` or ``inner_tol`` is 0 (fixed iteration counts, POT's scheme).
 
     Step: an automatic step (``step=None``) starts at 1 for balanced problems and 0.5 for unbalanced ones and is
     halved (down to :data:`MIN_AUTO_STEP`) whenever :data:`STALL_PATIENCE` measured plan changes oscillated (a third
@@ -310,12 +313,11 @@ def _run(problem, current, potentials, instance, max_iter, tol, inner_max_iter, 
         linear = Problem(inner_geometry(cost, shift), problem.a, problem.b, problem.eps / step_size, problem.rho_a,
                          problem.rho_b)
         init = (f_prev, g_prev) if (warm_init and f_prev is not None) else None
-        strict = schedule.inner_tolerance() == inner_tol
-        inner_converged = False
+        solve_tol = schedule.inner_tolerance()
+        strict = solve_tol == inner_tol
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)  # reported once, for the returned plan, below
-            plan = run_solver(instance, linear, max_iter=inner_max_iter, tol=schedule.inner_tolerance(), grad="unroll",
-                              init=init)
+            plan = run_solver(instance, linear, max_iter=inner_max_iter, tol=solve_tol, grad="unroll", init=init)
         if not bool(torch.isfinite(plan.mass).all()):
             raise FloatingPointError(
                 f"gromov: the plan's mass overflowed at outer step {step + 1} (full mirror-descent steps can make "
@@ -338,11 +340,12 @@ def _run(problem, current, potentials, instance, max_iter, tol, inner_max_iter, 
         current, f_prev, g_prev = plan, plan.f, plan.g
         if converged or missed_polishes >= POLISH_ATTEMPTS or schedule.stalled:
             break
-    if strict and marginal_tol > 0 and isinstance(current, Plan) and not _meets_marginals(current, inner_converged, inner_tol, tol):
+    missed = strict and marginal_tol > 0 and isinstance(current, Plan)
+    if missed and not _meets_marginals(current, inner_converged, inner_tol, tol):
         warnings.warn(
             f"gromov: the returned plan's marginal residual is {float(current.measured_residual().max()):.3g} > "
             f"inner_tol {marginal_tol:g} (its linear solve stopped at inner_max_iter={inner_max_iter}"
-            f"{_conditioning(cost, problem.eps / schedule.step)}); raise inner_max_iter, or raise eps / scale the "
+            f"{_conditioning(cost, current.problem.eps)}); raise inner_max_iter, or raise eps / scale the "
             f"intra costs down",
             ConvergenceWarning,
             stacklevel=3,
