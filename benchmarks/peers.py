@@ -24,7 +24,7 @@ Rows (float32 unless stated; uniform masses):
   ``floor(K / 10) * 10`` iterations, none for K = 5; each OTT result's ``n_iters`` is checked to be K) and otalign.
 * ``small eps``: the same at eps = 0.002, K = 20, n in {1024, 4096}; reference OTT lse (kernel-domain peers
   underflow: their plans are all zero or NaN).
-* ``gw``: entropic GW on dense matrices, n in {500, 1000}, float64, points ``x (n, 3)``, ``y (n, 2)``, squared
+* ``gw``: entropic GW on dense matrices, n in {500, 1000, 2000}, float64, points ``x (n, 3)``, ``y (n, 2)``, squared
   distances scaled to max 1, eps 5e-3, 5 outer steps of 50 inner iterations (no stopping test); reference POT
   ``ot.gromov.entropic_gromov_wasserstein`` (NumPy); otalign ``GWProblem`` on the same dense matrices.
 * ``lowrank``: low-rank OT, rank 10, n = 10,000 points in 3-d (squared Euclidean, float64), 30 Dykstra
@@ -103,7 +103,7 @@ def tasks(rows: list[str], quick: bool) -> list[dict]:
                                            ("ott", "OTT lse"), ("ott", "OTT kernel"), ("otalign", "otalign")):
                         add(row, library, entry, ref=entry == ref, **params)
     if "gw" in rows:
-        for n in ([60] if quick else [500, 1000]):
+        for n in ([60] if quick else [500, 1000, 2000]):
             add("gw", "pot", "POT entropic GW", ref=True, n=n, outer=2 if quick else 5, inner=10 if quick else 50)
             add("gw", "otalign", "otalign GW", n=n, outer=2 if quick else 5, inner=10 if quick else 50)
     if "lowrank" in rows:

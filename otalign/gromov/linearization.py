@@ -27,7 +27,7 @@ from torch import Tensor
 
 from ..geometry import DenseCost, Geometry
 from .geometry import LowRankCost, factors, squared_distance_scale
-from .start import AnyPlan
+from .start import AnyPlan, ProductPlan
 from .problem import GWProblem
 
 #: Floor of ``C_y`` inside ``log`` for the kl loss (POT's).
@@ -36,6 +36,14 @@ KL_FLOOR = 1e-18
 
 def _matvec(matrix: Tensor, vector: Tensor) -> Tensor:
     return (matrix @ vector.unsqueeze(-1)).squeeze(-1)
+
+
+def _coupling(left: Tensor, plan: AnyPlan, right: Tensor) -> Tensor:
+    """``left P right^T``, ``(..., n, m)``: two matrix products, or two matrix-vector products when ``P = a b^T`` (the
+    outer loop's usual start: ``left a (right b)^T``)."""
+    if isinstance(plan, ProductPlan):
+        return _matvec(left, plan.a).unsqueeze(-1) * _matvec(right, plan.b).unsqueeze(-2)
+    return left @ plan.matrix @ right.transpose(-1, -2)
 
 
 def _quadratic_rows(left: Tensor, right: Tensor, weights: Tensor) -> Tensor:
@@ -114,12 +122,11 @@ class Linearization:
             if self.cross is not None:
                 return torch.add(geometry.matrix(), self.cross, alpha=1.0 - alpha)
             return geometry.matrix() if self.materialize else geometry
-        matrix = plan.matrix
-        coupling = self.hx @ matrix @ self.hy.transpose(-1, -2)
+        coupling = _coupling(self.hx, plan, self.hy)
         if self.symmetric:
             grad = (u.unsqueeze(-1) + v.unsqueeze(-2)).sub_(coupling).mul_(2.0 * alpha)
         else:
-            coupling_t = self.hx.transpose(-1, -2) @ matrix @ self.hy
+            coupling_t = _coupling(self.hx.transpose(-1, -2), plan, self.hy.transpose(-1, -2))
             grad = ((u + ut).unsqueeze(-1) + (v + vt).unsqueeze(-2)).sub_(coupling).sub_(coupling_t).mul_(alpha)
         if self.cross is not None:
             grad = grad.add_(self.cross, alpha=1.0 - alpha)
@@ -163,8 +170,7 @@ class Linearization:
             applied = self._applied(plan, with_ay=True)
             core = self.bx.transpose(-1, -2) @ applied["by"]
             return linear - 2.0 * _dot(core, self.ax.transpose(-1, -2) @ applied["ay"])
-        matrix = plan.matrix
-        return linear - _dot(self.hx @ matrix @ self.hy.transpose(-1, -2), matrix)
+        return linear - _dot(_coupling(self.hx, plan, self.hy), plan.matrix)
 
     def linear_term(self, plan: AnyPlan) -> Optional[Tensor]:
         """``<M, P>``, ``(...,)``, or ``None`` without a cross cost."""

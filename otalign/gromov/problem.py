@@ -229,4 +229,5 @@ def _is_symmetric(geometry: Geometry) -> bool:
     if isinstance(geometry, PointCloud):
         return geometry.x is geometry.y or torch.equal(geometry.x, geometry.y)
     cost = geometry.cost.detach()
-    return bool(torch.allclose(cost, cost.transpose(-1, -2), rtol=1e-5, atol=SYMMETRY_ATOL))
+    transposed = cost.transpose(-1, -2)
+    return torch.equal(cost, transposed) or bool(torch.allclose(cost, transposed, rtol=1e-5, atol=SYMMETRY_ATOL))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 from typing import Optional, Union
 
 import torch
@@ -178,9 +179,11 @@ def solve_gw(
     else:
         with torch.no_grad():
             plan = _run(problem.detach(), start, potentials, *settings, warm_init=warm_start, shift_cost=False)
-        attached = problem if grad == "envelope" else problem.detach()
-        plan = GWPlan(attached, plan.inner, plan.iterations, plan.converged, plan.error, grad,
-                      plan.inner_iterations, Linearization(attached, materialize), plan.step)
+        if grad == "envelope":  # the values, evaluated at the detached plan, carry the problem's gradient
+            plan = GWPlan(problem, plan.inner, plan.iterations, plan.converged, plan.error, grad,
+                          plan.inner_iterations, Linearization(problem, materialize), plan.step)
+        else:
+            plan = replace(plan, grad=grad)
     if tol > 0 and not plan.converged and plan_schedule.stalled:
         warnings.warn(
             f"gromov: the plan change stalls at {float(plan.error.max()):.3g} > tol {tol:g} after {plan.iterations} "
