@@ -12,12 +12,14 @@ from otalign.capabilities import ALL
 from otalign.geometry import DenseCost
 from otalign.halfstep import col_step, log_col_marginal, log_row_marginal, row_step
 from otalign.plan import Plan
-from otalign.problem import Problem, optimal_marginal
-from otalign.softmin import KERNEL_OPTIONS, AbsorbedKernel, KernelDomain, LogDomain, SoftMin, choose_softmin
+from otalign.problem import Problem, dual_mass_term, optimal_marginal
+from otalign.softmin import (KERNEL_OPTIONS, AbsorbedKernel, KernelDomain, LogDomain, SoftMin, choose_softmin,
+                             needs_grad)
 from otalign.softmin.held import HeldKernel
 from otalign.solver import Init, Solver, initial_potentials
 from otalign.checks import check_number, check_positive_int
 
+from .acceleration import Anderson
 from .acceleration import check as acceleration_options
 from .acceleration import make as make_accelerator
 from .registry import register
@@ -53,8 +55,11 @@ class Sinkhorn(Solver):
             that compiles on first use). Inside a ``torch.compile`` region the plain ``"native"`` soft-min is always
             used.
         check_every: measure the stopping criterion every k iterations (fewer host syncs on GPU).
-        acceleration: ``None`` (plain Sinkhorn), ``"momentum"`` (adaptive over-relaxation; ``omega`` fixes the
-            relaxation in [1, 2)) or ``"anderson"`` (Anderson mixing of the last ``memory`` column potentials); see
+        acceleration: ``"auto"`` (default: for a solve to a tolerance whose iterations autograd does not
+            record, Anderson mixing after :data:`~otalign.solvers.acceleration.AUTO_START` plain iterations;
+            plain Sinkhorn for fixed iteration counts, unrolled gradients and kept iterates), ``None`` (always
+            plain Sinkhorn), ``"momentum"`` (adaptive over-relaxation; ``omega`` fixes the relaxation in [1, 2)) or
+            ``"anderson"`` (Anderson mixing of the last ``memory`` column potentials from the first iteration); see
             :mod:`otalign.solvers.acceleration`. Same fixed point, fewer iterations where plain Sinkhorn is slow
             (small eps); a step that increases the residual falls back to a plain one.
     """
@@ -74,7 +79,7 @@ class Sinkhorn(Solver):
         block_rows: Optional[int] = None,
         check_every: int = 1,
         kernel: str = "auto",
-        acceleration: Optional[str] = None,
+        acceleration: Optional[str] = "auto",
         omega: Optional[float] = None,
         memory: int = 5,
     ):
@@ -118,9 +123,16 @@ class Sinkhorn(Solver):
         :meth:`after_iteration`) on a balanced problem, nothing recorded by autograd, a cost without forbidden
         pairs in one process."""
         return (isinstance(softmin, (KernelDomain, AbsorbedKernel)) and tol == 0 and problem.is_balanced
-                and self.acceleration is None and not self.keep_iterates
+                and self.acceleration in (None, "auto") and not self.keep_iterates
                 and type(self).after_iteration is Sinkhorn.after_iteration and not torch.is_grad_enabled()
                 and problem.geometry.shards == 1 and getattr(problem.geometry, "mask", None) is None)
+
+    def _accelerates(self, problem: Problem, tol: float) -> bool:
+        """Whether ``acceleration="auto"`` mixes in this run: a solve to a tolerance, no kept iterates, no
+        :meth:`after_iteration` of a subclass (a translation moves the potentials between the mixing's iterates),
+        nothing recorded by autograd (the mixing carries no gradient: unrolled gradients need the plain iterates)."""
+        return (tol > 0 and not self.keep_iterates and type(self).after_iteration is Sinkhorn.after_iteration
+                and not needs_grad(problem))
 
     def after_iteration(self, problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
         """Hook run after each full iteration (the translation-invariant solver moves the potentials here)."""
@@ -149,25 +161,59 @@ class Sinkhorn(Solver):
         last_column_step: Optional[tuple[Tensor, Tensor]] = None  # (g, its lse) of the current (f, g)
         converged = False
         iterations = 0
-        accelerator = make_accelerator(self.acceleration, self.omega, self.memory)
+        accelerator = make_accelerator(self.acceleration, self.omega, self.memory, self._accelerates(problem, tol))
+        start = max_iter if accelerator is None else accelerator.start  # the first iteration that mixes
+        guard = isinstance(accelerator, Anderson) and type(self).after_iteration is Sinkhorn.after_iteration
+        if isinstance(accelerator, Anderson):
+            accelerator.guarded = guard
+        dual: Optional[Tensor] = None  # the dual objective after the last row step (the guard's reference)
         for it in range(max_iter):
             check = tol > 0 and it % self.check_every == 0
+            mixing = start <= it < max_iter - 1  # the last iteration is plain: an unconverged plan meets its columns
             f_next, hint_f = row_step(problem, g, softmin, hint_f)
-            if (check or accelerator is not None) and measured:  # both marginals of (f, g) are at hand
+            plain: Optional[Tensor] = None  # the plain column step of f when g was mixed
+            if guard and it >= start:
+                # dual ascent: plain half-steps never lower the dual; a mixed column potential that did is replaced
+                # by its plain image, the row step is redone from there and that problem's history restarts
+                previous, dual = dual, _dual_after_row_step(problem, f_next, g, hint_f)
+                plain, accelerator.plain = accelerator.plain, None
+                if plain is not None and previous is not None:
+                    lowered = dual < previous
+                    if bool(lowered.any()):  # below the rounding of the dual, a change is noise
+                        lowered = dual < previous - _dual_slack(problem, f_next, g)
+                    accelerator.judge(lowered)
+                    if bool(lowered.any()):
+                        g = torch.where(lowered.unsqueeze(-1), plain, g)
+                        f_next, hint_f = row_step(problem, g, softmin, hint_f)
+                        dual = _dual_after_row_step(problem, f_next, g, hint_f)
+                        if measured and hint_g is not None:
+                            with torch.no_grad():
+                                log_cols = log_col_marginal(problem, g, hint_g)
+                        last_column_step = None if hint_g is None else (g, hint_g)
+            if (check or mixing) and measured:  # both marginals of (f, g) are at hand
                 error = _residual(problem, f, g, hint_f, log_cols)
-                if accelerator is not None:
+                if mixing:
                     accelerator.observe(error)
+                if check and bool((error <= tol).all()) and plain is not None:
+                    # a converged accelerated solve ends on the plain column step (its columns exact): measured
+                    # again there; if it misses tol, plain iterations go on from it
+                    g, start, mixing = plain, max_iter, False
+                    f_next, hint_f = row_step(problem, g, softmin, hint_f)
+                    with torch.no_grad():
+                        log_cols = log_col_marginal(problem, g, hint_g)
+                    last_column_step = (g, hint_g)
+                    error = _residual(problem, f, g, hint_f, log_cols)
                 if check and bool((error <= tol).all()):
                     converged = True
                     break
-            if accelerator is not None:
+            if mixing:
                 f_next = accelerator.row(f, f_next)
             if iterates is not None:
                 iterates.append((f_next, g))
             g_next, hint_g = col_step(problem, f_next, softmin, hint_g)
-            if accelerator is not None:
+            if mixing:
                 g_next = accelerator.col(g, g_next)
-            measured = (tol > 0 and (it + 1) % self.check_every == 0) or accelerator is not None
+            measured = (tol > 0 and (it + 1) % self.check_every == 0) or it + 1 >= start
             if measured and hint_g is not None:  # the translation of after_iteration leaves the marginals as they are
                 with torch.no_grad():
                     log_cols = log_col_marginal(problem, g_next, hint_g)
@@ -203,6 +249,28 @@ def _absorbed_scaling(problem: Problem, softmin: AbsorbedKernel, g: Tensor, max_
     column_step = (g, hint_g)
     return Plan(problem, f, g, done + max_iter, False, None, "unroll", None,
                 log_mass=_log_mass(problem, column_step), kernel=_held_kernel(problem, softmin, column_step))
+
+
+def _dual_after_row_step(problem: Problem, f: Tensor, g: Tensor, lse_rows: Optional[Tensor]) -> Tensor:
+    """The dual objective at ``(f, g)`` up to a constant, ``(...,)`` in float64, with ``f`` the row half-step of
+    ``g`` and ``lse_rows`` its soft-min (the plan's row sums give its mass): ``sum_i phi_a(f_i) + sum_j phi_b(g_j) -
+    eps mass`` (:func:`otalign.problem.dual_mass_term`)."""
+    with torch.no_grad():
+        f, g = f.detach().double(), g.detach().double()
+        value = problem.geometry.reduce_rows(dual_mass_term(f, problem.a.double(), problem.rho_a))
+        value = value + dual_mass_term(g, problem.b.double(), problem.rho_b)
+        if lse_rows is None:  # a free row side: the mass from the row soft-min is not at hand; no mass term
+            return value
+        rows = log_row_marginal(problem, f, lse_rows.double()).exp()
+        return value - problem.eps * problem.sum_rows(rows)
+
+
+def _dual_slack(problem: Problem, f: Tensor, g: Tensor) -> Tensor:
+    """Rounding of :func:`_dual_after_row_step` in the potentials' dtype, ``(...,)``: a change below it is noise."""
+    with torch.no_grad():
+        size = (problem.geometry.reduce_rows((problem.a * f.detach().abs()).sum(-1))
+                + (problem.b * g.detach().abs()).sum(-1) + problem.eps * problem.sum_rows(problem.a))
+        return 16 * torch.finfo(f.dtype).eps * size.double()
 
 
 def _residual(problem: Problem, f: Tensor, g: Tensor, lse_rows: Optional[Tensor], log_cols: Optional[Tensor]) -> Tensor:

@@ -136,7 +136,9 @@ def test_solves_equal_the_log_domain(case, solver):
         options.update(rho_a=2.0, rho_b=2.0)
     problem = _problem(7, **options)
     kind = Sinkhorn if solver == "sinkhorn" else TranslationInvariantSinkhorn
-    plans = {k: otalign.solve(problem, kind(kernel=k), max_iter=3000, tol=1e-9) for k in ("blocked", "absorbed")}
+    # iterate by iterate (plain Sinkhorn: the default's Anderson mixing amplifies rounding differences of the paths)
+    plans = {k: otalign.solve(problem, kind(kernel=k, acceleration=None), max_iter=3000, tol=1e-9)
+             for k in ("blocked", "absorbed")}
     ref, got = plans["blocked"], plans["absorbed"]
     assert got.converged == ref.converged
     assert abs(got.iterations - ref.iterations) <= 1
