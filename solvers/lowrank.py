@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from otalign.cost_operator import cost_operator
-from otalign.lowrank_plan import LowRankPlan, factor_entropy, linear_value
+from otalign.lowrank_plan import LowRankPlan, factor_entropy
 from otalign.problem import Problem, safe_log
 from otalign.solver import ConvergenceWarning, Solver
 from otalign.checks import check_number, check_positive_int
@@ -200,7 +200,8 @@ class LowRankSinkhorn(Solver):
         for _ in range(max_iter):
             Q, R, g = log_q.exp(), log_r.exp(), log_g.exp()
             CR, CtQ = operator.matmul(R), operator.rmatmul(Q)
-            value = linear_value(operator, Q, R, g, CR)
+            omega = (Q * CR).sum(-2)  # diag(Q^T C R), (..., r)
+            value = (omega / g).sum(-1)  # <C, Q diag(1/g) R^T>, as lowrank_plan.linear_value
             if epsilon != 0:
                 value = value + epsilon * factor_entropy(Q, R, g)
             history.append(value.detach())
@@ -216,7 +217,8 @@ class LowRankSinkhorn(Solver):
             elif tol > 0:
                 inner_tol = (LOOSE * mass).clamp_min(self.inner_tol)
             previous = value.detach()
-            kernels = mirror_kernels(log_q, log_r, log_g, CR, CtQ, epsilon, self.gamma, self.gamma_rescale, rows, cols)
+            kernels = mirror_kernels(log_q, log_r, log_g, CR, CtQ, omega, epsilon, self.gamma, self.gamma_rescale,
+                                     rows, cols)
             project = newton_projection if self._newton(tol) else dykstra
             new = project(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol, self.inner_max_iter,
                           start=scalings if tol > 0 else None)

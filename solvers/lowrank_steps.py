@@ -85,31 +85,35 @@ def _min_positive(mass: Tensor) -> Tensor:
 
 
 def mirror_kernels(
-    log_q: Tensor, log_r: Tensor, log_g: Tensor, CR: Tensor, CtQ: Tensor, epsilon: float, gamma: float,
-    rescale: Optional[str], rows: Tensor, cols: Tensor,
+    log_q: Tensor, log_r: Tensor, log_g: Tensor, CR: Tensor, CtQ: Tensor, omega: Tensor, epsilon: float,
+    gamma: float, rescale: Optional[str], rows: Tensor, cols: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One mirror-descent (KL proximal) step on the objective, before projection.
 
     The gradients of ``F = <C, Q diag(1/g) R^T> + epsilon (sum Q log Q + sum R log R + sum g log g)`` are
-    ``CR / g + epsilon (log Q + 1)``, ``C^T Q / g + epsilon (log R + 1)`` and ``-diag(Q^T C R) / g^2 + epsilon
-    (log g + 1)``; the constants vanish in the projection. The step is ``log K = log X - step * grad_X`` with
+    ``CR / g + epsilon (log Q + 1)``, ``C^T Q / g + epsilon (log R + 1)`` and ``-omega / g^2 + epsilon
+    (log g + 1)`` with ``omega = diag(Q^T C R) (..., r)``; the constants vanish in the projection. The step is
+    ``log K = log X - step * grad_X`` with
     ``step = gamma / G`` (``rescale="linear"``), ``gamma / G^2`` (``"square"``, Scetbon & Cuturi 2022) or
     ``gamma`` (``None``), with ``G = max(|grad_Q|_inf, |grad_R|_inf, |grad_g|_inf)`` per problem (rows / columns of
     zero mass, flagged False in ``rows`` / ``cols``, are left out). The ``"linear"`` step is capped at
     ``1 / (2 epsilon)``: the step is ``log K = (1 - step epsilon) log X - step grad_lin``, and a factor
     ``1 - step epsilon`` below 1/2 overshoots the entropic part (the objective then oscillates).
+    Without a graph to record, ``CR`` and ``CtQ`` are overwritten (they become the log-kernels).
     Returns ``(log K_Q, log K_R, log K_g, step)``.
     """
-    inv_g = (-log_g).exp()
-    grad_q = CR * inv_g.unsqueeze(-2)
-    grad_r = CtQ * inv_g.unsqueeze(-2)
+    inputs = (log_q, log_r, log_g, CR, CtQ, omega)
+    in_place = not (torch.is_grad_enabled() and any(x.requires_grad for x in inputs))
+    inv_g = (-log_g).exp().unsqueeze(-2)
+    grad_q = CR.mul_(inv_g) if in_place else CR * inv_g
+    grad_r = CtQ.mul_(inv_g) if in_place else CtQ * inv_g
     if epsilon != 0:  # the entropic term (skipped, not multiplied by 0: two passes over each factor fewer)
         grad_q = grad_q + epsilon * _finite(log_q)
         grad_r = grad_r + epsilon * _finite(log_r)
-    omega = (log_q.exp() * CR).sum(-2)
-    grad_g = -omega * inv_g.square() + epsilon * log_g
+    grad_g = -omega * inv_g.squeeze(-2).square() + epsilon * log_g
     if rescale:  # differentiated too: the step is a function of the inputs of the unrolled map
-        norm = torch.maximum(torch.maximum(_sup(grad_q, rows), _sup(grad_r, cols)), grad_g.abs().amax(-1))
+        sup = _sup_in_place if in_place else _sup
+        norm = torch.maximum(torch.maximum(sup(grad_q, rows), sup(grad_r, cols)), grad_g.abs().amax(-1))
         norm = norm.clamp_min(torch.finfo(norm.dtype).tiny)
         step = gamma / (norm if rescale == "linear" else norm.square())
         if rescale == "linear" and epsilon > 0:
@@ -117,9 +121,13 @@ def mirror_kernels(
     else:
         step = torch.full(log_g.shape[:-1], gamma, dtype=log_g.dtype, device=log_g.device)
     s = step.unsqueeze(-1)
-    log_kq = _keep_zero_rows(log_q - s.unsqueeze(-1) * grad_q, rows)
-    log_kr = _keep_zero_rows(log_r - s.unsqueeze(-1) * grad_r, cols)
-    return log_kq, log_kr, log_g - s * grad_g, step
+    minus_s = -s.unsqueeze(-1)
+    if in_place:
+        log_kq = torch.addcmul(log_q, minus_s, grad_q, out=grad_q)
+        log_kr = torch.addcmul(log_r, minus_s, grad_r, out=grad_r)
+    else:
+        log_kq, log_kr = torch.addcmul(log_q, minus_s, grad_q), torch.addcmul(log_r, minus_s, grad_r)
+    return _keep_zero_rows(log_kq, rows), _keep_zero_rows(log_kr, cols), log_g - s * grad_g, step
 
 
 def _keep_zero_rows(log_k: Tensor, keep: Tensor) -> Tensor:
@@ -141,3 +149,11 @@ def _sup(grad: Tensor, keep: Tensor) -> Tensor:
     if not bool(keep.all()):
         size = size.masked_fill(~keep.unsqueeze(-1), 0.0)
     return size.amax((-1, -2))
+
+
+def _sup_in_place(grad: Tensor, keep: Tensor) -> Tensor:
+    """:func:`_sup` without a graph: one pass (the extremes of ``grad``) where every row is kept."""
+    if not bool(keep.all()):
+        return _sup(grad, keep)
+    low, high = grad.flatten(-2).aminmax(dim=-1)
+    return torch.maximum(low.neg_(), high)

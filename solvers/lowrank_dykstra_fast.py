@@ -1,0 +1,241 @@
+"""Dykstra's projection of low-rank Sinkhorn without a graph (:func:`otalign.solvers.lowrank_dykstra.dykstra` calls
+it when no input needs a gradient): the same iteration, frames, checks and re-framing as that module's graph path,
+with fewer and cheaper operations per sweep.
+
+What differs is the bookkeeping, not the arithmetic (the iterates agree up to rounding):
+
+* each frame's kernel is held transposed, ``K^T (..., r, n)`` contiguous: both matrix-vector products then read
+  it along its rows (at ``n = 10,000``, ``r = 10`` the column product ``K^T u`` takes a third of the time it takes
+  on a row-major ``K``), and the frame's row log-sum-exp reduces over the leading axis;
+* the length-``r`` column variables of both sides (scalings ``v``, corrections ``q``, frame offsets ``H`` and
+  centres, column sums) are stacked into ``(..., 2, r)`` tensors: one operation updates both sides;
+* every per-sweep tensor is a buffer allocated once per solve and updated in place (``out=`` products);
+* the distance of the scalings from the frames' centres is kept as an elementwise running maximum, reduced at
+  the checks only.
+
+Batch elements frozen by the stopping test keep, at the end of each block of ``every`` sweeps, the values they had
+at its start (the graph path selects after every sweep; the frozen elements' sweeps are discarded either way).
+
+Shapes as in :mod:`otalign.solvers.lowrank_dykstra`: log-kernels ``L_Q (..., n, r)``, ``L_R (..., m, r)``,
+``log K_g (..., r)``, masses ``a (..., n)``, ``b (..., m)``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+
+Result = tuple[Tensor, Tensor, Tensor, Tensor, int, tuple[Tensor, Tensor]]
+
+
+class _Side:
+    """One factor (``Q`` with ``a`` or ``R`` with ``b``): its transposed log-kernel ``L^T (..., r, n)``, masses,
+    the current frame (offsets ``F (..., n)``, kernel ``K^T (..., r, n)``) and the row buffers: the scaling
+    ``u = exp(f - F)`` and the row sums ``K e^(v - H)``, ``(..., n)`` each."""
+
+    def __init__(self, log_kernel: Tensor, mass: Tensor):
+        self.log_kernel = log_kernel
+        self.log_t = log_kernel.transpose(-1, -2).contiguous()
+        self.mass = mass
+        empty = mass == 0
+        self.empty: Optional[Tensor] = empty if bool(empty.any()) else None  # rows of zero mass: zero rows of K
+        self.log_mass = mass.log()  # -inf at a zero mass
+        self.finite_t = self.log_t if self.empty is None else self.log_t.masked_fill(empty.unsqueeze(-2), 0.0)
+        self.offsets = self.kernel = self.u = self.sums = torch.empty(0)
+
+    def frame(self, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The frame centred at the column scaling ``v (..., r)``: ``F (..., n)`` (the exact row scaling for
+        ``v``), ``H (..., r)`` (every column of the kernel at a maximum of 1) and ``K^T (..., r, n)``."""
+        work = self.finite_t + v.unsqueeze(-1)  # the row log-sum-exp over the leading axis, in place
+        top = work.amax(-2)
+        top.masked_fill_(top == -math.inf, 0.0)
+        offsets = work.sub_(top.unsqueeze(-2)).exp_().sum(-2).log_().add_(top).neg_().add_(self.log_mass)
+        if self.empty is not None:  # log 0 - log 0 at a zero mass: a finite offset, its kernel row is exp(-inf) = 0
+            offsets.masked_fill_(self.empty, 0.0)
+        shifted = torch.add(self.log_t, offsets.unsqueeze(-2), out=work)
+        cols = shifted.amax(-1).neg_()
+        return offsets, cols, shifted.add_(cols.unsqueeze(-1)).exp_()
+
+    def row_sums(self, weights: Tensor) -> None:
+        """``sums = K e^(v - H)`` for ``weights = e^(v - H) (..., r)`` (1 at zero masses: ``u = a / sums`` is 0
+        there)."""
+        if self.kernel.dim() == 2:
+            torch.mv(self.kernel.t(), weights, out=self.sums)
+        else:
+            torch.matmul(weights.unsqueeze(-2), self.kernel, out=self.sums.unsqueeze(-2))
+        if self.empty is not None:
+            self.sums.masked_fill_(self.empty, 1.0)
+
+    def col_sums(self, out: Tensor) -> None:
+        """``out = K^T u``, ``(..., r)``, after ``u = a / sums``."""
+        torch.div(self.mass, self.sums, out=self.u)
+        if self.kernel.dim() == 2:
+            torch.mv(self.kernel, self.u, out=out)
+        else:
+            out.copy_(torch.matmul(self.kernel, self.u.unsqueeze(-1)).squeeze(-1))
+
+    def error(self) -> Tensor:
+        """``|u * sums - a|_1``, ``(...,)``."""
+        return (self.u * self.sums - self.mass).abs_().sum(-1)
+
+
+class _State:
+    """Dykstra's variables for both sides. Column variables are stacked ``(..., 2, r)`` (index 0: ``Q``, 1: ``R``):
+    scalings ``v``, corrections ``q``, frame offsets ``H``, frame centres, the running maximum of ``|v - centre|``;
+    ``g``, ``q31``, ``q32`` are ``(..., r)`` (logs). Rows live on the :class:`_Side` objects."""
+
+    FIELDS = ("v", "q", "cols", "centre", "moved", "g", "q31", "q32")
+
+    def __init__(self, sides: tuple[_Side, _Side], v: Tensor, log_kg: Tensor):
+        self.sides = sides
+        self.v = v.clone()
+        self.q = -v
+        self.centre = v.clone()
+        self.cols = torch.empty_like(v)
+        self.moved = torch.zeros_like(v)
+        self.g = log_kg.clone()
+        self.q31 = torch.zeros_like(log_kg)
+        self.q32 = torch.zeros_like(log_kg)
+        self.t = torch.empty_like(v)  # scratch: column sums, then their logs
+        self.z = torch.empty_like(v)  # scratch
+        self.gc = torch.empty_like(log_kg)
+        for k, side in enumerate(sides):
+            side.offsets, self.cols[..., k, :], side.kernel = side.frame(v[..., k, :])
+            side.u = torch.empty_like(side.mass)
+            side.sums = torch.empty_like(side.mass)
+        self.row_sums()
+
+    def row_sums(self) -> None:
+        torch.sub(self.v, self.cols, out=self.z).exp_()
+        for k in (1, 0):  # R's kernel, then Q's: the next sweep's column sums start with Q's, still in cache
+            self.sides[k].row_sums(self.z[..., k, :])
+
+    def sweep(self, log_alpha: float, careful: Optional[float]) -> None:
+        """One Dykstra sweep (as the graph path's ``_sweep``), in place."""
+        t, z, v, q = self.t, self.z, self.v, self.q
+        for k, side in enumerate(self.sides):
+            side.col_sums(t[..., k, :])
+        t.log_().sub_(self.cols)  # log sum_i exp(L_ik + f_i), both sides
+        self.g.add_(self.q31)
+        torch.clamp_min(self.g, log_alpha, out=self.gc)
+        torch.sub(self.g, self.gc, out=self.q31)
+        torch.add(v.add_(q), t, out=z)  # z = v + q + t
+        g_new = self.g  # the old g is no longer needed: its buffer takes the new one
+        torch.sum(z, dim=-2, out=g_new).add_(self.gc).add_(self.q32).div_(3)
+        torch.sub(z, g_new.unsqueeze(-2), out=q)  # q = (v + q) - v_new = z - g_new
+        torch.sub(g_new.unsqueeze(-2), t, out=v)
+        self.q32.add_(self.gc).sub_(g_new)
+        if careful is not None:
+            self.reframe(careful, None)
+        torch.maximum(self.moved, torch.sub(v, self.centre, out=z).abs_(), out=self.moved)
+        self.row_sums()
+
+    def reframe(self, bound: float, active: Optional[Tensor]) -> None:
+        """Re-frame each side at its current column scaling where that moved more than ``bound`` from the frame's
+        centre (for the elements in ``active``); ``u`` is carried over to the new frame, the row sums recomputed."""
+        changed = False
+        for k, side in enumerate(self.sides):
+            v = self.v[..., k, :]
+            far = (v - self.centre[..., k, :]).abs().amax(-1) > bound
+            if active is not None:
+                far = far & active
+            if not bool(far.any()):
+                continue
+            changed = True
+            offsets, cols, kernel = side.frame(v)
+            u = side.u * (side.offsets - offsets).exp_()
+            if bool(far.all()):
+                side.offsets, side.kernel, side.u = offsets, kernel, u
+                self.cols[..., k, :] = cols
+                self.centre[..., k, :] = v
+            else:
+                side.offsets, side.kernel = _where(far, offsets, side.offsets), _where(far, kernel, side.kernel)
+                side.u = _where(far, u, side.u)
+                self.cols[..., k, :] = _where(far, cols, self.cols[..., k, :])
+                self.centre[..., k, :] = _where(far, v, self.centre[..., k, :])
+        if changed:
+            self.row_sums()
+
+    def snapshot(self) -> dict:
+        """Copies of everything a block of sweeps changes (frames are replaced, never written: kept by reference)."""
+        out = {name: getattr(self, name).clone() for name in self.FIELDS}
+        for k, side in enumerate(self.sides):
+            out[k] = (side.offsets, side.kernel, side.u.clone(), side.sums.clone())
+        return out
+
+    def restore(self, saved: dict, keep: Optional[Tensor] = None) -> None:
+        """Back to ``saved`` (which the state then owns: take a new snapshot before the next block); with
+        ``keep (...,)``: only the elements outside ``keep``, the others stay."""
+        for name in self.FIELDS:
+            value = saved[name] if keep is None else _where(keep, getattr(self, name), saved[name])
+            setattr(self, name, value)
+        for k, side in enumerate(self.sides):
+            values = saved[k]
+            if keep is not None:
+                now = (side.offsets, side.kernel, side.u, side.sums)
+                values = tuple(_where(keep, x, y) for x, y in zip(now, values))
+            side.offsets, side.kernel, side.u, side.sums = values
+
+
+def dykstra_fast(
+    log_kq: Tensor, log_kr: Tensor, log_kg: Tensor, a: Tensor, b: Tensor, alpha: float, tol: Union[float, Tensor],
+    max_iter: int, start: Optional[tuple[Tensor, Tensor]], every: int,
+) -> Result:
+    """The graph path's ``dykstra`` (same arguments) without a graph; returns ``(log Q, log R, log g, error,
+    iterations, (v_Q, v_R))``."""
+    sides = (_Side(log_kq, a), _Side(log_kr, b))
+    limit = math.log(torch.finfo(log_kg.dtype).max) / 4
+    log_alpha = math.log(alpha)
+    shape = log_kg.shape[:-1] + (2, log_kg.shape[-1])
+    v = log_kg.new_zeros(shape) if start is None else torch.stack(start, dim=-2).to(log_kg.dtype)
+    state = _State(sides, v, log_kg)
+    error = torch.full(log_kg.shape[:-1], math.inf, dtype=log_kg.dtype, device=log_kg.device)
+    active: Optional[Tensor] = None
+    done = 0
+    while True:
+        stop = min(max_iter, done + every)
+        frozen = active is not None and not bool(active.all())
+        saved = state.snapshot()
+        err = _block(state, stop - done, log_alpha, None, active if frozen else None, saved)
+        unsafe = ~torch.isfinite(err) | (state.moved.amax((-2, -1)) > limit)
+        if active is not None:
+            unsafe = unsafe & active
+        if bool(unsafe.any()):  # rerun the block, re-framing before any product that would leave the range
+            state.restore(saved)
+            saved = state.snapshot()
+            err = _block(state, stop - done, log_alpha, limit / 2, active if frozen else None, saved)
+        done = stop
+        error = err if active is None else torch.where(active, err, error)
+        still = err > tol
+        active = still if active is None else active & still
+        if done == max_iter or not bool(active.any()):
+            break
+        state.reframe(limit / 2, active)
+    log_q, log_r = (_log_factor(side, state.v[..., k, :]) for k, side in enumerate(sides))
+    return log_q, log_r, state.g, error, done, (state.v[..., 0, :], state.v[..., 1, :])
+
+
+def _block(state: _State, count: int, log_alpha: float, careful: Optional[float], frozen: Optional[Tensor],
+           saved: dict) -> Tensor:
+    """``count`` sweeps from a fresh running maximum of the scalings' moves; the elements outside ``frozen``
+    (when given) back at ``saved``. Returns the marginal error ``(...,)``."""
+    state.moved.zero_()
+    for _ in range(count):
+        state.sweep(log_alpha, careful)
+    if frozen is not None:
+        state.restore(saved, frozen)
+    return state.sides[0].error() + state.sides[1].error()
+
+
+def _log_factor(side: _Side, v: Tensor) -> Tensor:
+    """``log Q = L + (F + log u) 1^T + 1 v^T``, ``(..., n, r)``."""
+    rows = side.u.log().add_(side.offsets)
+    return torch.add(side.log_kernel, rows.unsqueeze(-1)).add_(v.unsqueeze(-2))
+
+
+def _where(mask: Tensor, x: Tensor, y: Tensor) -> Tensor:
+    """``torch.where`` with the batch mask ``mask (...,)`` broadcast over the trailing dimensions of ``x``."""
+    return torch.where(mask.reshape(mask.shape + (1,) * (x.dim() - mask.dim())), x, y)
