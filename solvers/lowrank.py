@@ -197,13 +197,28 @@ class LowRankSinkhorn(Solver):
         projection_tol: Optional[Tensor] = None
         steps = inner_total = 0
         mass = problem.a.detach().sum(-1)
+        # without a graph to record, the (n, r) arrays of a step live in buffers reused by the next steps (a fresh
+        # large tensor costs its page faults every time): Q, R, and the products, which become the log-kernels
+        # (mirror_kernels) and then the new log-factors (dykstra's overwrite), freeing the old ones' memory
+        fused = not (torch.is_grad_enabled()
+                     and any(t.requires_grad for t in (problem.a, problem.b, *problem.geometry.tensors())))
+        reuse = fused and operator.kind != "blocked"  # a blocked cost may hold parameters out of sight
+        buffers: list[Optional[Tensor]] = [None] * 4  # Q, R, spare (n, r) and (m, r) arrays
+        workspace: dict = {}
         for _ in range(max_iter):
-            Q, R, g = log_q.exp(), log_r.exp(), log_g.exp()
-            CR, CtQ = operator.matmul(R), operator.rmatmul(Q)
-            omega = (Q * CR).sum(-2)  # diag(Q^T C R), (..., r)
+            if reuse:
+                Q, R = torch.exp(log_q, out=buffers[0]), torch.exp(log_r, out=buffers[1])
+                CR, CtQ = operator.matmul(R, out=buffers[2]), operator.rmatmul(Q, out=buffers[3])
+                buffers[:2] = Q, R
+            else:
+                Q, R = log_q.exp(), log_r.exp()
+                CR, CtQ = operator.matmul(R), operator.rmatmul(Q)
+            g = log_g.exp()
+            entropy = factor_entropy(Q, R, g) if epsilon != 0 else None
+            omega = (Q.mul_(CR) if reuse else Q * CR).sum(-2)  # diag(Q^T C R), (..., r)
             value = (omega / g).sum(-1)  # <C, Q diag(1/g) R^T>, as lowrank_plan.linear_value
-            if epsilon != 0:
-                value = value + epsilon * factor_entropy(Q, R, g)
+            if entropy is not None:
+                value = value + epsilon * entropy
             history.append(value.detach())
             inner_tol: Union[float, Tensor] = self.inner_tol
             if previous is not None and tol > 0:
@@ -219,9 +234,15 @@ class LowRankSinkhorn(Solver):
             previous = value.detach()
             kernels = mirror_kernels(log_q, log_r, log_g, CR, CtQ, omega, epsilon, self.gamma, self.gamma_rescale,
                                      rows, cols)
-            project = newton_projection if self._newton(tol) else dykstra
-            new = project(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol, self.inner_max_iter,
-                          start=scalings if tol > 0 else None)
+            start = scalings if tol > 0 else None
+            if self._newton(tol):
+                new = newton_projection(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol,
+                                        self.inner_max_iter, start=start)
+            else:
+                new = dykstra(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol, self.inner_max_iter,
+                              start=start, overwrite=reuse, workspace=workspace)
+            if reuse:
+                buffers[2:] = log_q, log_r  # the old log-factors are not read again
             inner_total += new.iterations
             target = torch.as_tensor(inner_tol, dtype=new.error.dtype, device=new.error.device).expand_as(new.error)
             projection = new.error if projection is None else torch.where(active, new.error, projection)

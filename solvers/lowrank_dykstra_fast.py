@@ -36,22 +36,26 @@ class _Side:
     the current frame (offsets ``F (..., n)``, kernel ``K^T (..., r, n)``) and the row buffers: the scaling
     ``u = exp(f - F)`` and the row sums ``K e^(v - H)``, ``(..., n)`` each."""
 
-    def __init__(self, log_kernel: Tensor, mass: Tensor):
+    def __init__(self, log_kernel: Tensor, mass: Tensor, workspace: dict):
         self.log_kernel = log_kernel
-        self.log_t = log_kernel.transpose(-1, -2).contiguous()
+        self.workspace = workspace
+        self.log_t = _buffer(workspace, "log_t", log_kernel.transpose(-1, -2)).copy_(log_kernel.transpose(-1, -2))
         self.mass = mass
         empty = mass == 0
         self.empty: Optional[Tensor] = empty if bool(empty.any()) else None  # rows of zero mass: zero rows of K
         self.log_mass = mass.log()  # -inf at a zero mass
         self.finite_t = self.log_t if self.empty is None else self.log_t.masked_fill(empty.unsqueeze(-2), 0.0)
-        self.offsets = self.kernel = self.u = self.sums = torch.empty(0)
+        self.u, self.sums, self.scratch = (_buffer(workspace, name, mass) for name in ("u", "sums", "scratch"))
+        self.offsets = self.kernel = self.kernel_t = torch.empty(0)
 
-    def frame(self, v: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def frame(self, v: Tensor, first: bool = False) -> tuple[Tensor, Tensor, Tensor]:
         """The frame centred at the column scaling ``v (..., r)``: ``F (..., n)`` (the exact row scaling for
-        ``v``), ``H (..., r)`` (every column of the kernel at a maximum of 1) and ``K^T (..., r, n)``."""
-        work = self.finite_t + v.unsqueeze(-1)  # the row log-sum-exp over the leading axis, in place
-        top = work.amax(-2)
-        top.masked_fill_(top == -math.inf, 0.0)
+        ``v``), ``H (..., r)`` (every column of the kernel at a maximum of 1) and ``K^T (..., r, n)``. ``first``:
+        the kernel goes into the workspace's buffer (later frames are new tensors: a block's start may be
+        restored)."""
+        out = _buffer(self.workspace, "kernel", self.log_t) if first else None
+        work = torch.add(self.finite_t, v.unsqueeze(-1), out=out)  # the row log-sum-exp over axis -2, in place
+        top = work.amax(-2).clamp_min_(torch.finfo(work.dtype).min)  # an all -inf row: log 0 = -inf, as logsumexp
         offsets = work.sub_(top.unsqueeze(-2)).exp_().sum(-2).log_().add_(top).neg_().add_(self.log_mass)
         if self.empty is not None:  # log 0 - log 0 at a zero mass: a finite offset, its kernel row is exp(-inf) = 0
             offsets.masked_fill_(self.empty, 0.0)
@@ -59,13 +63,17 @@ class _Side:
         cols = shifted.amax(-1).neg_()
         return offsets, cols, shifted.add_(cols.unsqueeze(-1)).exp_()
 
+    def use(self, offsets: Tensor, kernel: Tensor) -> None:
+        """Take the frame ``(F, K^T)``."""
+        self.offsets, self.kernel, self.kernel_t = offsets, kernel, kernel.transpose(-1, -2)
+
     def row_sums(self, weights: Tensor) -> None:
         """``sums = K e^(v - H)`` for ``weights = e^(v - H) (..., r)`` (1 at zero masses: ``u = a / sums`` is 0
         there)."""
         if self.kernel.dim() == 2:
-            torch.mv(self.kernel.t(), weights, out=self.sums)
+            torch.mv(self.kernel_t, weights, out=self.sums)
         else:
-            torch.matmul(weights.unsqueeze(-2), self.kernel, out=self.sums.unsqueeze(-2))
+            torch.matmul(self.kernel_t, weights.unsqueeze(-1), out=self.sums.unsqueeze(-1))
         if self.empty is not None:
             self.sums.masked_fill_(self.empty, 1.0)
 
@@ -79,13 +87,14 @@ class _Side:
 
     def error(self) -> Tensor:
         """``|u * sums - a|_1``, ``(...,)``."""
-        return (self.u * self.sums - self.mass).abs_().sum(-1)
+        return torch.mul(self.u, self.sums, out=self.scratch).sub_(self.mass).abs_().sum(-1)
 
 
 class _State:
     """Dykstra's variables for both sides. Column variables are stacked ``(..., 2, r)`` (index 0: ``Q``, 1: ``R``):
     scalings ``v``, corrections ``q``, frame offsets ``H``, frame centres, the running maximum of ``|v - centre|``;
-    ``g``, ``q31``, ``q32`` are ``(..., r)`` (logs). Rows live on the :class:`_Side` objects."""
+    ``g``, ``q31``, ``q32`` are ``(..., r)`` (logs). Rows live on the :class:`_Side` objects. Every tensor here is
+    a buffer written in place (views of it are taken once)."""
 
     FIELDS = ("v", "q", "cols", "centre", "moved", "g", "q31", "q32")
 
@@ -99,35 +108,36 @@ class _State:
         self.g = log_kg.clone()
         self.q31 = torch.zeros_like(log_kg)
         self.q32 = torch.zeros_like(log_kg)
+        self.gc = torch.empty_like(log_kg)
         self.t = torch.empty_like(v)  # scratch: column sums, then their logs
         self.z = torch.empty_like(v)  # scratch
-        self.gc = torch.empty_like(log_kg)
+        self.t_sides = (self.t[..., 0, :], self.t[..., 1, :])
+        self.z_sides = (self.z[..., 0, :], self.z[..., 1, :])
+        self.g_row = self.g.unsqueeze(-2)
         for k, side in enumerate(sides):
-            side.offsets, self.cols[..., k, :], side.kernel = side.frame(v[..., k, :])
-            side.u = torch.empty_like(side.mass)
-            side.sums = torch.empty_like(side.mass)
+            offsets, self.cols[..., k, :], kernel = side.frame(v[..., k, :], first=True)
+            side.use(offsets, kernel)
         self.row_sums()
 
     def row_sums(self) -> None:
         torch.sub(self.v, self.cols, out=self.z).exp_()
         for k in (1, 0):  # R's kernel, then Q's: the next sweep's column sums start with Q's, still in cache
-            self.sides[k].row_sums(self.z[..., k, :])
+            self.sides[k].row_sums(self.z_sides[k])
 
     def sweep(self, log_alpha: float, careful: Optional[float]) -> None:
         """One Dykstra sweep (as the graph path's ``_sweep``), in place."""
-        t, z, v, q = self.t, self.z, self.v, self.q
-        for k, side in enumerate(self.sides):
-            side.col_sums(t[..., k, :])
+        t, z, v, q, g, gc = self.t, self.z, self.v, self.q, self.g, self.gc
+        self.sides[0].col_sums(self.t_sides[0])
+        self.sides[1].col_sums(self.t_sides[1])
         t.log_().sub_(self.cols)  # log sum_i exp(L_ik + f_i), both sides
-        self.g.add_(self.q31)
-        torch.clamp_min(self.g, log_alpha, out=self.gc)
-        torch.sub(self.g, self.gc, out=self.q31)
+        g.add_(self.q31)
+        torch.clamp_min(g, log_alpha, out=gc)
+        torch.sub(g, gc, out=self.q31)
         torch.add(v.add_(q), t, out=z)  # z = v + q + t
-        g_new = self.g  # the old g is no longer needed: its buffer takes the new one
-        torch.sum(z, dim=-2, out=g_new).add_(self.gc).add_(self.q32).div_(3)
-        torch.sub(z, g_new.unsqueeze(-2), out=q)  # q = (v + q) - v_new = z - g_new
-        torch.sub(g_new.unsqueeze(-2), t, out=v)
-        self.q32.add_(self.gc).sub_(g_new)
+        torch.sum(z, dim=-2, out=g).add_(gc).add_(self.q32).div_(3.0)  # the old g is no longer needed
+        torch.sub(z, self.g_row, out=q)  # q = (v + q) - v_new = z - g_new
+        torch.sub(self.g_row, t, out=v)
+        self.q32.add_(gc).sub_(g)
         if careful is not None:
             self.reframe(careful, None)
         torch.maximum(self.moved, torch.sub(v, self.centre, out=z).abs_(), out=self.moved)
@@ -148,45 +158,57 @@ class _State:
             offsets, cols, kernel = side.frame(v)
             u = side.u * (side.offsets - offsets).exp_()
             if bool(far.all()):
-                side.offsets, side.kernel, side.u = offsets, kernel, u
+                side.use(offsets, kernel)
+                side.u.copy_(u)
                 self.cols[..., k, :] = cols
                 self.centre[..., k, :] = v
             else:
-                side.offsets, side.kernel = _where(far, offsets, side.offsets), _where(far, kernel, side.kernel)
-                side.u = _where(far, u, side.u)
+                side.use(_where(far, offsets, side.offsets), _where(far, kernel, side.kernel))
+                side.u.copy_(_where(far, u, side.u))
                 self.cols[..., k, :] = _where(far, cols, self.cols[..., k, :])
                 self.centre[..., k, :] = _where(far, v, self.centre[..., k, :])
         if changed:
             self.row_sums()
 
-    def snapshot(self) -> dict:
-        """Copies of everything a block of sweeps changes (frames are replaced, never written: kept by reference)."""
-        out = {name: getattr(self, name).clone() for name in self.FIELDS}
+    def snapshot(self, rows: bool) -> dict:
+        """Copies of the column variables a block of sweeps changes, the frames (replaced, never written: kept by
+        reference) and, with ``rows``, the row buffers (without, :meth:`restore` recomputes the row sums; ``u`` is
+        set from them by the first sweep)."""
+        out: dict = {name: getattr(self, name).clone() for name in self.FIELDS}
         for k, side in enumerate(self.sides):
-            out[k] = (side.offsets, side.kernel, side.u.clone(), side.sums.clone())
+            out[k] = (side.offsets, side.kernel) + ((side.u.clone(), side.sums.clone()) if rows else ())
         return out
 
     def restore(self, saved: dict, keep: Optional[Tensor] = None) -> None:
-        """Back to ``saved`` (which the state then owns: take a new snapshot before the next block); with
-        ``keep (...,)``: only the elements outside ``keep``, the others stay."""
+        """Back to ``saved``; with ``keep (...,)`` (and a snapshot with rows): only the elements outside ``keep``,
+        the others stay."""
         for name in self.FIELDS:
-            value = saved[name] if keep is None else _where(keep, getattr(self, name), saved[name])
-            setattr(self, name, value)
+            now = getattr(self, name)
+            now.copy_(saved[name] if keep is None else _where(keep, now, saved[name]))
         for k, side in enumerate(self.sides):
-            values = saved[k]
-            if keep is not None:
-                now = (side.offsets, side.kernel, side.u, side.sums)
-                values = tuple(_where(keep, x, y) for x, y in zip(now, values))
-            side.offsets, side.kernel, side.u, side.sums = values
+            offsets, kernel = saved[k][:2]
+            if keep is None:
+                side.use(offsets, kernel)
+                continue
+            side.use(_where(keep, side.offsets, offsets), _where(keep, side.kernel, kernel))
+            side.u.copy_(_where(keep, side.u, saved[k][2]))
+            side.sums.copy_(_where(keep, side.sums, saved[k][3]))
+        if keep is None:
+            self.row_sums()
 
 
 def dykstra_fast(
     log_kq: Tensor, log_kr: Tensor, log_kg: Tensor, a: Tensor, b: Tensor, alpha: float, tol: Union[float, Tensor],
-    max_iter: int, start: Optional[tuple[Tensor, Tensor]], every: int,
+    max_iter: int, start: Optional[tuple[Tensor, Tensor]], every: int, overwrite: bool = False,
+    workspace: Optional[dict] = None,
 ) -> Result:
     """The graph path's ``dykstra`` (same arguments) without a graph; returns ``(log Q, log R, log g, error,
-    iterations, (v_Q, v_R))``."""
-    sides = (_Side(log_kq, a), _Side(log_kr, b))
+    iterations, (v_Q, v_R))``. ``overwrite``: ``log Q`` and ``log R`` are written into ``log_kq`` and ``log_kr``.
+    ``workspace``: a dict kept by the caller across calls, whose buffers (the transposed log-kernels and the
+    first frames' kernels) are reused while the shapes agree (a fresh large tensor costs its page faults at
+    every call)."""
+    workspace = {} if workspace is None else workspace
+    sides = (_Side(log_kq, a, workspace.setdefault("Q", {})), _Side(log_kr, b, workspace.setdefault("R", {})))
     limit = math.log(torch.finfo(log_kg.dtype).max) / 4
     log_alpha = math.log(alpha)
     shape = log_kg.shape[:-1] + (2, log_kg.shape[-1])
@@ -198,14 +220,13 @@ def dykstra_fast(
     while True:
         stop = min(max_iter, done + every)
         frozen = active is not None and not bool(active.all())
-        saved = state.snapshot()
+        saved = state.snapshot(rows=frozen)
         err = _block(state, stop - done, log_alpha, None, active if frozen else None, saved)
         unsafe = ~torch.isfinite(err) | (state.moved.amax((-2, -1)) > limit)
         if active is not None:
             unsafe = unsafe & active
         if bool(unsafe.any()):  # rerun the block, re-framing before any product that would leave the range
             state.restore(saved)
-            saved = state.snapshot()
             err = _block(state, stop - done, log_alpha, limit / 2, active if frozen else None, saved)
         done = stop
         error = err if active is None else torch.where(active, err, error)
@@ -214,7 +235,7 @@ def dykstra_fast(
         if done == max_iter or not bool(active.any()):
             break
         state.reframe(limit / 2, active)
-    log_q, log_r = (_log_factor(side, state.v[..., k, :]) for k, side in enumerate(sides))
+    log_q, log_r = (_log_factor(side, state.v[..., k, :], overwrite) for k, side in enumerate(sides))
     return log_q, log_r, state.g, error, done, (state.v[..., 0, :], state.v[..., 1, :])
 
 
@@ -230,10 +251,20 @@ def _block(state: _State, count: int, log_alpha: float, careful: Optional[float]
     return state.sides[0].error() + state.sides[1].error()
 
 
-def _log_factor(side: _Side, v: Tensor) -> Tensor:
-    """``log Q = L + (F + log u) 1^T + 1 v^T``, ``(..., n, r)``."""
+def _log_factor(side: _Side, v: Tensor, overwrite: bool) -> Tensor:
+    """``log Q = L + (F + log u) 1^T + 1 v^T``, ``(..., n, r)`` (``overwrite``: in ``L``'s memory)."""
     rows = side.u.log().add_(side.offsets)
-    return torch.add(side.log_kernel, rows.unsqueeze(-1)).add_(v.unsqueeze(-2))
+    out = side.log_kernel if overwrite else None
+    return torch.add(side.log_kernel, rows.unsqueeze(-1), out=out).add_(v.unsqueeze(-2))
+
+
+def _buffer(workspace: dict, key: str, like: Tensor) -> Tensor:
+    """``workspace[key]``, a contiguous tensor of ``like``'s shape, dtype and device (made on first use or when
+    those changed)."""
+    buffer = workspace.get(key)
+    if buffer is None or buffer.shape != like.shape or buffer.dtype != like.dtype or buffer.device != like.device:
+        buffer = workspace[key] = torch.empty(like.shape, dtype=like.dtype, device=like.device)
+    return buffer
 
 
 def _where(mask: Tensor, x: Tensor, y: Tensor) -> Tensor:

@@ -152,8 +152,7 @@ def _sup(grad: Tensor, keep: Tensor) -> Tensor:
 
 
 def _sup_in_place(grad: Tensor, keep: Tensor) -> Tensor:
-    """:func:`_sup` without a graph: one pass (the extremes of ``grad``) where every row is kept."""
+    """:func:`_sup` without a graph: no ``|grad|`` array, the extremes of ``grad`` where every row is kept."""
     if not bool(keep.all()):
         return _sup(grad, keep)
-    low, high = grad.flatten(-2).aminmax(dim=-1)
-    return torch.maximum(low.neg_(), high)
+    return torch.maximum(grad.amax((-1, -2)), grad.amin((-1, -2)).neg_())
