@@ -36,7 +36,7 @@ from otalign.checks import check_number, check_positive_int
 
 from .lowrank_dykstra import dykstra
 from .lowrank_newton import newton_projection
-from .lowrank_steps import INITIALIZERS, RESCALES, initial_factors, mirror_kernels
+from .lowrank_steps import INITIALIZERS, RESCALES, initial_factors, linear_gradients, mirror_kernels
 from .registry import register
 
 #: The ``projection`` option: Newton's method or Dykstra's algorithm for the KL projection of each step.
@@ -198,7 +198,7 @@ class LowRankSinkhorn(Solver):
         steps = inner_total = 0
         mass = problem.a.detach().sum(-1)
         # without a graph to record, the (n, r) arrays of a step live in buffers reused by the next steps (a fresh
-        # large tensor costs its page faults every time): Q, R, and the products, which become the log-kernels
+        # large tensor costs its page faults every time): Q, R, and the gradients, which become the log-kernels
         # (mirror_kernels) and then the new log-factors (dykstra's overwrite), freeing the old ones' memory
         fused = not (torch.is_grad_enabled()
                      and any(t.requires_grad for t in (problem.a, problem.b, *problem.geometry.tensors())))
@@ -208,14 +208,12 @@ class LowRankSinkhorn(Solver):
         for _ in range(max_iter):
             if reuse:
                 Q, R = torch.exp(log_q, out=buffers[0]), torch.exp(log_r, out=buffers[1])
-                CR, CtQ = operator.matmul(R, out=buffers[2]), operator.rmatmul(Q, out=buffers[3])
                 buffers[:2] = Q, R
             else:
                 Q, R = log_q.exp(), log_r.exp()
-                CR, CtQ = operator.matmul(R), operator.rmatmul(Q)
             g = log_g.exp()
             entropy = factor_entropy(Q, R, g) if epsilon != 0 else None
-            omega = (Q.mul_(CR) if reuse else Q * CR).sum(-2)  # diag(Q^T C R), (..., r)
+            linear_q, linear_r, omega = linear_gradients(operator, Q, R, log_g, buffers if reuse else None)
             value = (omega / g).sum(-1)  # <C, Q diag(1/g) R^T>, as lowrank_plan.linear_value
             if entropy is not None:
                 value = value + epsilon * entropy
@@ -232,8 +230,8 @@ class LowRankSinkhorn(Solver):
             elif tol > 0:
                 inner_tol = (LOOSE * mass).clamp_min(self.inner_tol)
             previous = value.detach()
-            kernels = mirror_kernels(log_q, log_r, log_g, CR, CtQ, omega, epsilon, self.gamma, self.gamma_rescale,
-                                     rows, cols)
+            kernels = mirror_kernels(log_q, log_r, log_g, linear_q, linear_r, omega, epsilon, self.gamma,
+                                     self.gamma_rescale, rows, cols)
             start = scalings if tol > 0 else None
             if self._newton(tol):
                 new = newton_projection(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol,
