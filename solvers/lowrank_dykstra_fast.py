@@ -9,9 +9,13 @@ What differs is the bookkeeping, not the arithmetic (the iterates agree up to ro
   on a row-major ``K``), and the frame's row log-sum-exp reduces over the leading axis;
 * the length-``r`` column variables of both sides (scalings ``v``, corrections ``q``, frame offsets ``H`` and
   centres, column sums) are stacked into ``(..., 2, r)`` tensors: one operation updates both sides;
-* every per-sweep tensor is a buffer allocated once per solve and updated in place (``out=`` products);
+* every per-sweep tensor is a buffer allocated once per call and updated in place (``out=`` products); the
+  large ones (transposed log-kernels, first frames, row vectors) live in a ``workspace`` the caller may keep
+  across calls (a fresh array of ``n r`` floats costs its page faults, as much as a few passes over it);
+* the row sums run over ``R``'s kernel, then ``Q``'s, and the column sums over ``Q``'s, then ``R``'s: each sweep
+  starts on the kernel the last one ended on, still in cache;
 * the distance of the scalings from the frames' centres is kept as an elementwise running maximum, reduced at
-  the checks only.
+  the checks only; a block that must be re-run restores the column variables and recomputes the row sums.
 
 Batch elements frozen by the stopping test keep, at the end of each block of ``every`` sweeps, the values they had
 at its start (the graph path selects after every sweep; the frozen elements' sweeps are discarded either way).

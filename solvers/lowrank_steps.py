@@ -128,7 +128,7 @@ def mirror_kernels(
     zero mass, flagged False in ``rows`` / ``cols``, are left out). The ``"linear"`` step is capped at
     ``1 / (2 epsilon)``: the step is ``log K = (1 - step epsilon) log X - step grad_lin``, and a factor
     ``1 - step epsilon`` below 1/2 overshoots the entropic part (the objective then oscillates).
-    Without a graph to record, ``linear_q`` and ``linear_r`` are overwritten (they become the log-kernels).
+    Without a graph to record, ``linear_q`` and ``linear_r`` may be overwritten (they become the log-kernels).
     Returns ``(log K_Q, log K_R, log K_g, step)``.
     """
     inputs = (log_q, log_r, log_g, linear_q, linear_r, omega)
