@@ -37,8 +37,10 @@ Result = tuple[Tensor, Tensor, Tensor, Tensor, int, tuple[Tensor, Tensor]]
 
 class _Side:
     """One factor (``Q`` with ``a`` or ``R`` with ``b``): its transposed log-kernel ``L^T (..., r, n)``, masses,
-    the current frame (offsets ``F (..., n)``, kernel ``K^T (..., r, n)``) and the row buffers: the scaling
-    ``u = exp(f - F)`` and the row sums ``K e^(v - H)``, ``(..., n)`` each."""
+    the current frame (offsets ``F (..., n)``, kernel ``K^T (..., r, n)``) and the row buffers, ``(..., n)`` each:
+    the row sums ``K e^(v - H)`` and the scaling ``u = exp(f - F) = a / sums``. Within a block of sweeps ``u`` is
+    written over the sums it is computed from (one ``n``-vector less to keep in cache); the block's last sweep
+    keeps it in its own buffer, for the checks, re-framing and the result: :attr:`current_u` is where it is."""
 
     def __init__(self, log_kernel: Tensor, mass: Tensor, workspace: dict):
         self.log_kernel = log_kernel
@@ -50,17 +52,24 @@ class _Side:
         self.log_mass = mass.log()  # -inf at a zero mass
         self.finite_t = self.log_t if self.empty is None else self.log_t.masked_fill(empty.unsqueeze(-2), 0.0)
         self.u, self.sums, self.scratch = (_buffer(workspace, name, mass) for name in ("u", "sums", "scratch"))
+        self.current_u = self.u
         self.offsets = self.kernel = self.kernel_t = torch.empty(0)
 
-    def frame(self, v: Tensor, first: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-        """The frame centred at the column scaling ``v (..., r)``: ``F (..., n)`` (the exact row scaling for
-        ``v``), ``H (..., r)`` (every column of the kernel at a maximum of 1) and ``K^T (..., r, n)``. ``first``:
-        the kernel goes into the workspace's buffer (later frames are new tensors: a block's start may be
-        restored)."""
+    def frame(self, v: Optional[Tensor], first: bool = False) -> tuple[Tensor, Tensor, Tensor]:
+        """The frame centred at the column scaling ``v (..., r)`` (``None``: zeros): ``F (..., n)`` (the exact row
+        scaling for ``v``), ``H (..., r)`` (every column of the kernel at a maximum of 1) and ``K^T (..., r, n)``.
+        ``first``: the kernel goes into the workspace's buffer (later frames are new tensors: a block's start may
+        be restored)."""
         out = _buffer(self.workspace, "kernel", self.log_t) if first else None
-        work = torch.add(self.finite_t, v.unsqueeze(-1), out=out)  # the row log-sum-exp over axis -2, in place
-        top = work.amax(-2).clamp_min_(torch.finfo(work.dtype).min)  # an all -inf row: log 0 = -inf, as logsumexp
-        offsets = work.sub_(top.unsqueeze(-2)).exp_().sum(-2).log_().add_(top).neg_().add_(self.log_mass)
+        lowest = torch.finfo(self.log_t.dtype).min  # an all -inf row: log 0 = -inf, as logsumexp
+        if v is None:  # the row log-sum-exp over axis -2, in place
+            top = self.finite_t.amax(-2).clamp_min_(lowest)
+            work = torch.sub(self.finite_t, top.unsqueeze(-2), out=out)
+        else:
+            work = torch.add(self.finite_t, v.unsqueeze(-1), out=out)
+            top = work.amax(-2).clamp_min_(lowest)
+            work.sub_(top.unsqueeze(-2))
+        offsets = work.exp_().sum(-2).log_().add_(top).neg_().add_(self.log_mass)
         if self.empty is not None:  # log 0 - log 0 at a zero mass: a finite offset, its kernel row is exp(-inf) = 0
             offsets.masked_fill_(self.empty, 0.0)
         shifted = torch.add(self.log_t, offsets.unsqueeze(-2), out=work)
@@ -81,13 +90,13 @@ class _Side:
         if self.empty is not None:
             self.sums.masked_fill_(self.empty, 1.0)
 
-    def col_sums(self, out: Tensor) -> None:
-        """``out = K^T u``, ``(..., r)``, after ``u = a / sums``."""
-        torch.div(self.mass, self.sums, out=self.u)
+    def col_sums(self, out: Tensor, keep: bool) -> None:
+        """``out = K^T u``, ``(..., r)``, after ``u = a / sums`` (written over the sums unless ``keep``)."""
+        u = self.current_u = torch.div(self.mass, self.sums, out=self.u if keep else self.sums)
         if self.kernel.dim() == 2:
-            torch.mv(self.kernel, self.u, out=out)
+            torch.mv(self.kernel, u, out=out)
         else:
-            out.copy_(torch.matmul(self.kernel, self.u.unsqueeze(-1)).squeeze(-1))
+            out.copy_(torch.matmul(self.kernel, u.unsqueeze(-1)).squeeze(-1))
 
     def error(self) -> Tensor:
         """``|u * sums - a|_1``, ``(...,)``."""
@@ -98,11 +107,12 @@ class _State:
     """Dykstra's variables for both sides. Column variables are stacked ``(..., 2, r)`` (index 0: ``Q``, 1: ``R``):
     scalings ``v``, corrections ``q``, frame offsets ``H``, frame centres, the running maximum of ``|v - centre|``;
     ``g``, ``q31``, ``q32`` are ``(..., r)`` (logs). Rows live on the :class:`_Side` objects. Every tensor here is
-    a buffer written in place (views of it are taken once)."""
+    a buffer written in place (views of it are taken once). ``cold``: ``v`` is zero (the first frames add no
+    shift)."""
 
     FIELDS = ("v", "q", "cols", "centre", "moved", "g", "q31", "q32")
 
-    def __init__(self, sides: tuple[_Side, _Side], v: Tensor, log_kg: Tensor):
+    def __init__(self, sides: tuple[_Side, _Side], v: Tensor, log_kg: Tensor, cold: bool):
         self.sides = sides
         self.v = v.clone()
         self.q = -v
@@ -119,7 +129,7 @@ class _State:
         self.z_sides = (self.z[..., 0, :], self.z[..., 1, :])
         self.g_row = self.g.unsqueeze(-2)
         for k, side in enumerate(sides):
-            offsets, self.cols[..., k, :], kernel = side.frame(v[..., k, :], first=True)
+            offsets, self.cols[..., k, :], kernel = side.frame(None if cold else v[..., k, :], first=True)
             side.use(offsets, kernel)
         self.row_sums()
 
@@ -128,11 +138,12 @@ class _State:
         for k in (1, 0):  # R's kernel, then Q's: the next sweep's column sums start with Q's, still in cache
             self.sides[k].row_sums(self.z_sides[k])
 
-    def sweep(self, log_alpha: float, careful: Optional[float]) -> None:
-        """One Dykstra sweep (as the graph path's ``_sweep``), in place."""
+    def sweep(self, log_alpha: float, careful: Optional[float], last: bool) -> None:
+        """One Dykstra sweep (as the graph path's ``_sweep``), in place; ``last``: the last of its block (``u``
+        kept)."""
         t, z, v, q, g, gc = self.t, self.z, self.v, self.q, self.g, self.gc
-        self.sides[0].col_sums(self.t_sides[0])
-        self.sides[1].col_sums(self.t_sides[1])
+        self.sides[0].col_sums(self.t_sides[0], last)
+        self.sides[1].col_sums(self.t_sides[1], last)
         t.log_().sub_(self.cols)  # log sum_i exp(L_ik + f_i), both sides
         g.add_(self.q31)
         torch.clamp_min(g, log_alpha, out=gc)
@@ -160,15 +171,16 @@ class _State:
                 continue
             changed = True
             offsets, cols, kernel = side.frame(v)
-            u = side.u * (side.offsets - offsets).exp_()
+            current = side.current_u
+            u = current * (side.offsets - offsets).exp_()
             if bool(far.all()):
                 side.use(offsets, kernel)
-                side.u.copy_(u)
+                current.copy_(u)
                 self.cols[..., k, :] = cols
                 self.centre[..., k, :] = v
             else:
                 side.use(_where(far, offsets, side.offsets), _where(far, kernel, side.kernel))
-                side.u.copy_(_where(far, u, side.u))
+                current.copy_(_where(far, u, current))
                 self.cols[..., k, :] = _where(far, cols, self.cols[..., k, :])
                 self.centre[..., k, :] = _where(far, v, self.centre[..., k, :])
         if changed:
@@ -217,7 +229,7 @@ def dykstra_fast(
     log_alpha = math.log(alpha)
     shape = log_kg.shape[:-1] + (2, log_kg.shape[-1])
     v = log_kg.new_zeros(shape) if start is None else torch.stack(start, dim=-2).to(log_kg.dtype)
-    state = _State(sides, v, log_kg)
+    state = _State(sides, v, log_kg, cold=start is None)
     error = torch.full(log_kg.shape[:-1], math.inf, dtype=log_kg.dtype, device=log_kg.device)
     active: Optional[Tensor] = None
     done = 0
@@ -248,8 +260,8 @@ def _block(state: _State, count: int, log_alpha: float, careful: Optional[float]
     """``count`` sweeps from a fresh running maximum of the scalings' moves; the elements outside ``frozen``
     (when given) back at ``saved``. Returns the marginal error ``(...,)``."""
     state.moved.zero_()
-    for _ in range(count):
-        state.sweep(log_alpha, careful)
+    for i in range(count):
+        state.sweep(log_alpha, careful, i == count - 1)
     if frozen is not None:
         state.restore(saved, frozen)
     return state.sides[0].error() + state.sides[1].error()
