@@ -1,5 +1,5 @@
-"""The pieces of low-rank Sinkhorn (:mod:`otalign.solvers.lowrank`): initial factors and the mirror-descent step
-(the projection is :mod:`otalign.solvers.lowrank_dykstra`).
+"""The pieces of low-rank Sinkhorn (:mod:`otalign.solvers.lowrank`): initial factors, the gradients of the linear
+term and the mirror-descent step (the projection is :mod:`otalign.solvers.lowrank_dykstra`).
 
 Shapes: ``Q (..., n, r)``, ``R (..., m, r)``, ``g (..., r)``, masses ``a (..., n)``, ``b (..., m)``; every
 function works on a leading batch dimension. State is kept in logs (``log Q``, ``log R``, ``log g``).
