@@ -33,31 +33,32 @@ class CostOperator:
         self.kind = kind
         self.factors = factors
 
-    def matmul(self, right: Tensor) -> Tensor:
-        """``C @ right``: ``right (..., m, k)`` -> ``(..., n, k)``."""
+    def matmul(self, right: Tensor, out: Optional[Tensor] = None) -> Tensor:
+        """``C @ right``: ``right (..., m, k)`` -> ``(..., n, k)``; written into ``out`` when given (a buffer of that
+        shape, e.g. kept across the steps of a solve; not with autograd)."""
         if self.factors is not None:
             A, B = self.factors
-            return A @ (B.transpose(-1, -2) @ right)
+            return torch.matmul(A, B.transpose(-1, -2) @ right, out=out)
         geometry = self.geometry
         tensors = geometry.tensors()
         if self.kind == "dense":
-            return tensors[0] @ right
-        return torch.cat([geometry.block(tensors, i, j) @ right for i, j in geometry.row_blocks()], dim=-2)
+            return torch.matmul(tensors[0], right, out=out)
+        return torch.cat([geometry.block(tensors, i, j) @ right for i, j in geometry.row_blocks()], dim=-2, out=out)
 
-    def rmatmul(self, left: Tensor) -> Tensor:
-        """``C^T @ left``: ``left (..., n, k)`` -> ``(..., m, k)``."""
+    def rmatmul(self, left: Tensor, out: Optional[Tensor] = None) -> Tensor:
+        """``C^T @ left``: ``left (..., n, k)`` -> ``(..., m, k)``; ``out`` as in :meth:`matmul`."""
         if self.factors is not None:
             A, B = self.factors
-            return B @ (A.transpose(-1, -2) @ left)
+            return torch.matmul(B, A.transpose(-1, -2) @ left, out=out)
         geometry = self.geometry
         tensors = geometry.tensors()
         if self.kind == "dense":
-            return tensors[0].transpose(-1, -2) @ left
-        out = None
+            return torch.matmul(tensors[0].transpose(-1, -2), left, out=out)
+        total = None
         for i, j in geometry.row_blocks():
             term = geometry.block(tensors, i, j).transpose(-1, -2) @ left[..., i:j, :]
-            out = term if out is None else out + term
-        return out
+            total = term if total is None else total + term
+        return total if out is None else out.copy_(total)
 
 
 def cost_operator(geometry: Geometry) -> CostOperator:

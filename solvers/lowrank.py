@@ -29,14 +29,14 @@ import torch
 from torch import Tensor
 
 from otalign.cost_operator import cost_operator
-from otalign.lowrank_plan import LowRankPlan, factor_entropy, linear_value
+from otalign.lowrank_plan import LowRankPlan, factor_entropy
 from otalign.problem import Problem, safe_log
 from otalign.solver import ConvergenceWarning, Solver
 from otalign.checks import check_number, check_positive_int
 
 from .lowrank_dykstra import dykstra
 from .lowrank_newton import newton_projection
-from .lowrank_steps import INITIALIZERS, RESCALES, initial_factors, mirror_kernels
+from .lowrank_steps import INITIALIZERS, RESCALES, initial_factors, linear_gradients, mirror_kernels
 from .registry import register
 
 #: The ``projection`` option: Newton's method or Dykstra's algorithm for the KL projection of each step.
@@ -197,12 +197,26 @@ class LowRankSinkhorn(Solver):
         projection_tol: Optional[Tensor] = None
         steps = inner_total = 0
         mass = problem.a.detach().sum(-1)
+        # without a graph to record, the (n, r) arrays of a step live in buffers reused by the next steps (a fresh
+        # large tensor costs its page faults every time): Q, R, and the gradients, which become the log-kernels
+        # (mirror_kernels) and then the new log-factors (dykstra's overwrite), freeing the old ones' memory
+        fused = not (torch.is_grad_enabled()
+                     and any(t.requires_grad for t in (problem.a, problem.b, *problem.geometry.tensors())))
+        reuse = fused and operator.kind != "blocked"  # a blocked cost may hold parameters out of sight
+        buffers: list[Optional[Tensor]] = [None] * 4  # Q, R, spare (n, r) and (m, r) arrays
+        workspace: dict = {}
         for _ in range(max_iter):
-            Q, R, g = log_q.exp(), log_r.exp(), log_g.exp()
-            CR, CtQ = operator.matmul(R), operator.rmatmul(Q)
-            value = linear_value(operator, Q, R, g, CR)
-            if epsilon != 0:
-                value = value + epsilon * factor_entropy(Q, R, g)
+            if reuse:
+                Q, R = torch.exp(log_q, out=buffers[0]), torch.exp(log_r, out=buffers[1])
+                buffers[:2] = Q, R
+            else:
+                Q, R = log_q.exp(), log_r.exp()
+            g = log_g.exp()
+            entropy = factor_entropy(Q, R, g) if epsilon != 0 else None
+            linear_q, linear_r, omega = linear_gradients(operator, Q, R, log_g, buffers if reuse else None)
+            value = (omega / g).sum(-1)  # <C, Q diag(1/g) R^T>, as lowrank_plan.linear_value
+            if entropy is not None:
+                value = value + epsilon * entropy
             history.append(value.detach())
             inner_tol: Union[float, Tensor] = self.inner_tol
             if previous is not None and tol > 0:
@@ -216,10 +230,17 @@ class LowRankSinkhorn(Solver):
             elif tol > 0:
                 inner_tol = (LOOSE * mass).clamp_min(self.inner_tol)
             previous = value.detach()
-            kernels = mirror_kernels(log_q, log_r, log_g, CR, CtQ, epsilon, self.gamma, self.gamma_rescale, rows, cols)
-            project = newton_projection if self._newton(tol) else dykstra
-            new = project(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol, self.inner_max_iter,
-                          start=scalings if tol > 0 else None)
+            kernels = mirror_kernels(log_q, log_r, log_g, linear_q, linear_r, omega, epsilon, self.gamma,
+                                     self.gamma_rescale, rows, cols)
+            start = scalings if tol > 0 else None
+            if self._newton(tol):
+                new = newton_projection(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol,
+                                        self.inner_max_iter, start=start)
+            else:
+                new = dykstra(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol, self.inner_max_iter,
+                              start=start, overwrite=reuse, workspace=workspace)
+            if reuse:
+                buffers[2:] = log_q, log_r  # the old log-factors are not read again
             inner_total += new.iterations
             target = torch.as_tensor(inner_tol, dtype=new.error.dtype, device=new.error.device).expand_as(new.error)
             projection = new.error if projection is None else torch.where(active, new.error, projection)

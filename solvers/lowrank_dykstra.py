@@ -43,6 +43,8 @@ from torch import Tensor
 from otalign.problem import safe_log
 from otalign.softmin.scaling_loop import matvec, rmatvec
 
+from .lowrank_dykstra_fast import dykstra_fast
+
 #: Iterations between two checks of the error and of the scalings' range (one device-to-host read each).
 CHECK_EVERY = 10
 
@@ -132,7 +134,8 @@ class _State(NamedTuple):
 def dykstra(
     log_kq: Tensor, log_kr: Tensor, log_kg: Tensor, a: Tensor, b: Tensor, alpha: float, tol: Union[float, Tensor],
     max_iter: int,
-    start: Optional[tuple[Tensor, Tensor]] = None, every: int = CHECK_EVERY,
+    start: Optional[tuple[Tensor, Tensor]] = None, every: int = CHECK_EVERY, overwrite: bool = False,
+    workspace: Optional[dict] = None,
 ) -> Projection:
     """KL projection of ``(exp L_Q, exp L_R, K_g)`` onto the low-rank couplings (see the module docstring).
 
@@ -140,7 +143,26 @@ def dykstra(
     ``max_iter`` iterations; batch elements that meet the tolerance are frozen (``tol``: a number or one per
     element, ``(...,)``). ``start``: column scalings
     ``(v_Q, v_R)`` to start from (``None``: zeros, the cold start). Returns a :class:`Projection`.
+
+    Without a graph to record (grad mode off, or no input that needs a gradient) it runs
+    :func:`~otalign.solvers.lowrank_dykstra_fast.dykstra_fast` (the same iterates, in-place and fused);
+    :func:`dykstra_graph` otherwise. There, ``overwrite=True`` writes ``log Q`` and ``log R`` into ``log_kq`` and
+    ``log_kr`` and ``workspace`` (a dict the caller keeps across calls) holds reusable buffers.
     """
+    inputs = (log_kq, log_kr, log_kg, a, b) + (() if start is None else tuple(start))
+    if not (torch.is_grad_enabled() and any(x.requires_grad for x in inputs)):
+        return Projection(*dykstra_fast(log_kq, log_kr, log_kg, a, b, alpha, tol, max_iter, start, every,
+                                        overwrite, workspace))
+    return dykstra_graph(log_kq, log_kr, log_kg, a, b, alpha, tol, max_iter, start, every)
+
+
+def dykstra_graph(
+    log_kq: Tensor, log_kr: Tensor, log_kg: Tensor, a: Tensor, b: Tensor, alpha: float, tol: Union[float, Tensor],
+    max_iter: int,
+    start: Optional[tuple[Tensor, Tensor]] = None, every: int = CHECK_EVERY,
+) -> Projection:
+    """:func:`dykstra` with autograd: every operation out of place, so that the unrolled map can be
+    differentiated."""
     sides = (_Side(log_kq, a), _Side(log_kr, b))
     limit = math.log(torch.finfo(log_kg.dtype).max) / 4
     log_alpha = math.log(alpha)

@@ -1,5 +1,5 @@
-"""The pieces of low-rank Sinkhorn (:mod:`otalign.solvers.lowrank`): initial factors and the mirror-descent step
-(the projection is :mod:`otalign.solvers.lowrank_dykstra`).
+"""The pieces of low-rank Sinkhorn (:mod:`otalign.solvers.lowrank`): initial factors, the gradients of the linear
+term and the mirror-descent step (the projection is :mod:`otalign.solvers.lowrank_dykstra`).
 
 Shapes: ``Q (..., n, r)``, ``R (..., m, r)``, ``g (..., r)``, masses ``a (..., n)``, ``b (..., m)``; every
 function works on a leading batch dimension. State is kept in logs (``log Q``, ``log R``, ``log g``).
@@ -13,6 +13,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from otalign.cost_operator import CostOperator
 from otalign.problem import Problem
 
 INITIALIZERS = ("random", "rank2")
@@ -84,32 +85,62 @@ def _min_positive(mass: Tensor) -> Tensor:
     return torch.where(mass > 0, mass, torch.inf).amin(-1)
 
 
+def linear_gradients(
+    operator: CostOperator, Q: Tensor, R: Tensor, log_g: Tensor, buffers: Optional[list[Optional[Tensor]]] = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The gradients of ``<C, Q diag(1/g) R^T>`` in ``Q`` and ``R``, ``C R diag(1/g) (..., n, r)`` and
+    ``C^T Q diag(1/g) (..., m, r)``, and ``omega = diag(Q^T C R) (..., r)``.
+
+    ``buffers``: no graph is recorded; ``buffers[2]``, ``buffers[3]`` (``None`` or arrays of the gradients' shapes,
+    e.g. kept across steps) receive the gradients and ``Q`` may be overwritten. With a factored cost
+    ``C = A B^T`` the small products ``B^T R``, ``A^T Q (..., p, r)`` carry ``1/g`` and give ``omega`` (no pass over
+    an ``(n, r)`` array for either).
+    """
+    inv_g = (-log_g).exp().unsqueeze(-2)
+    if buffers is not None and operator.factors is not None:
+        A, B = operator.factors
+        small_r, small_q = B.transpose(-1, -2) @ R, A.transpose(-1, -2) @ Q
+        omega = (small_q * small_r).sum(-2)
+        grad_q = torch.matmul(A, small_r.mul_(inv_g), out=buffers[2])
+        grad_r = torch.matmul(B, small_q.mul_(inv_g), out=buffers[3])
+        return grad_q, grad_r, omega
+    if buffers is not None:
+        CR, CtQ = operator.matmul(R, out=buffers[2]), operator.rmatmul(Q, out=buffers[3])
+        omega = Q.mul_(CR).sum(-2)
+        return CR.mul_(inv_g), CtQ.mul_(inv_g), omega
+    CR, CtQ = operator.matmul(R), operator.rmatmul(Q)
+    return CR * inv_g, CtQ * inv_g, (Q * CR).sum(-2)
+
+
 def mirror_kernels(
-    log_q: Tensor, log_r: Tensor, log_g: Tensor, CR: Tensor, CtQ: Tensor, epsilon: float, gamma: float,
-    rescale: Optional[str], rows: Tensor, cols: Tensor,
+    log_q: Tensor, log_r: Tensor, log_g: Tensor, linear_q: Tensor, linear_r: Tensor, omega: Tensor, epsilon: float,
+    gamma: float, rescale: Optional[str], rows: Tensor, cols: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One mirror-descent (KL proximal) step on the objective, before projection.
 
     The gradients of ``F = <C, Q diag(1/g) R^T> + epsilon (sum Q log Q + sum R log R + sum g log g)`` are
-    ``CR / g + epsilon (log Q + 1)``, ``C^T Q / g + epsilon (log R + 1)`` and ``-diag(Q^T C R) / g^2 + epsilon
-    (log g + 1)``; the constants vanish in the projection. The step is ``log K = log X - step * grad_X`` with
+    ``CR / g + epsilon (log Q + 1)``, ``C^T Q / g + epsilon (log R + 1)`` and ``-omega / g^2 + epsilon
+    (log g + 1)`` with ``omega = diag(Q^T C R) (..., r)``; the constants vanish in the projection. ``linear_q =
+    CR / g``, ``linear_r = C^T Q / g`` and ``omega`` come from :func:`linear_gradients`. The step is
+    ``log K = log X - step * grad_X`` with
     ``step = gamma / G`` (``rescale="linear"``), ``gamma / G^2`` (``"square"``, Scetbon & Cuturi 2022) or
     ``gamma`` (``None``), with ``G = max(|grad_Q|_inf, |grad_R|_inf, |grad_g|_inf)`` per problem (rows / columns of
     zero mass, flagged False in ``rows`` / ``cols``, are left out). The ``"linear"`` step is capped at
     ``1 / (2 epsilon)``: the step is ``log K = (1 - step epsilon) log X - step grad_lin``, and a factor
     ``1 - step epsilon`` below 1/2 overshoots the entropic part (the objective then oscillates).
+    Without a graph to record, ``linear_q`` and ``linear_r`` may be overwritten (they become the log-kernels).
     Returns ``(log K_Q, log K_R, log K_g, step)``.
     """
-    inv_g = (-log_g).exp()
-    grad_q = CR * inv_g.unsqueeze(-2)
-    grad_r = CtQ * inv_g.unsqueeze(-2)
+    inputs = (log_q, log_r, log_g, linear_q, linear_r, omega)
+    in_place = not (torch.is_grad_enabled() and any(x.requires_grad for x in inputs))
+    grad_q, grad_r = linear_q, linear_r
     if epsilon != 0:  # the entropic term (skipped, not multiplied by 0: two passes over each factor fewer)
         grad_q = grad_q + epsilon * _finite(log_q)
         grad_r = grad_r + epsilon * _finite(log_r)
-    omega = (log_q.exp() * CR).sum(-2)
-    grad_g = -omega * inv_g.square() + epsilon * log_g
+    grad_g = -omega * (-log_g).exp().square() + epsilon * log_g
     if rescale:  # differentiated too: the step is a function of the inputs of the unrolled map
-        norm = torch.maximum(torch.maximum(_sup(grad_q, rows), _sup(grad_r, cols)), grad_g.abs().amax(-1))
+        sup = _sup_in_place if in_place else _sup
+        norm = torch.maximum(torch.maximum(sup(grad_q, rows), sup(grad_r, cols)), grad_g.abs().amax(-1))
         norm = norm.clamp_min(torch.finfo(norm.dtype).tiny)
         step = gamma / (norm if rescale == "linear" else norm.square())
         if rescale == "linear" and epsilon > 0:
@@ -117,9 +148,13 @@ def mirror_kernels(
     else:
         step = torch.full(log_g.shape[:-1], gamma, dtype=log_g.dtype, device=log_g.device)
     s = step.unsqueeze(-1)
-    log_kq = _keep_zero_rows(log_q - s.unsqueeze(-1) * grad_q, rows)
-    log_kr = _keep_zero_rows(log_r - s.unsqueeze(-1) * grad_r, cols)
-    return log_kq, log_kr, log_g - s * grad_g, step
+    minus_s = -s.unsqueeze(-1)
+    if in_place:
+        log_kq = torch.addcmul(log_q, minus_s, grad_q, out=grad_q)
+        log_kr = torch.addcmul(log_r, minus_s, grad_r, out=grad_r)
+    else:
+        log_kq, log_kr = torch.addcmul(log_q, minus_s, grad_q), torch.addcmul(log_r, minus_s, grad_r)
+    return _keep_zero_rows(log_kq, rows), _keep_zero_rows(log_kr, cols), log_g - s * grad_g, step
 
 
 def _keep_zero_rows(log_k: Tensor, keep: Tensor) -> Tensor:
@@ -141,3 +176,10 @@ def _sup(grad: Tensor, keep: Tensor) -> Tensor:
     if not bool(keep.all()):
         size = size.masked_fill(~keep.unsqueeze(-1), 0.0)
     return size.amax((-1, -2))
+
+
+def _sup_in_place(grad: Tensor, keep: Tensor) -> Tensor:
+    """:func:`_sup` without a graph: no ``|grad|`` array, the extremes of ``grad`` where every row is kept."""
+    if not bool(keep.all()):
+        return _sup(grad, keep)
+    return torch.maximum(grad.amax((-1, -2)), grad.amin((-1, -2)).neg_())

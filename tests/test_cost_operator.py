@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -65,3 +67,21 @@ def test_gradients_flow_through_the_factors():
     y = torch.randn(4, 2, generator=gen, dtype=F64, requires_grad=True)
     R = torch.rand(4, 2, generator=gen, dtype=F64)
     assert torch.autograd.gradcheck(lambda x, y: cost_operator(PointCloud(x, y)).matmul(R), (x, y))
+
+
+@pytest.mark.parametrize("kind", ["factored", "dense", "blocked"])
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_products_into_a_buffer(kind, batch):
+    """``out=`` writes the same products into a given buffer (reused across the steps of a low-rank solve)."""
+    gen = torch.Generator().manual_seed(2)
+    x, y = torch.randn(batch + (9, 3), generator=gen, dtype=F64), torch.randn(batch + (7, 3), generator=gen, dtype=F64)
+    geometry = {"factored": PointCloud(x, y), "dense": DenseCost(pairwise(x, y, "sqeuclidean")),
+                "blocked": PointCloud(x, y, cost=lambda u, v: COSTS["euclidean"](u, v) ** 3)}[kind]
+    op = cost_operator(geometry)
+    assert op.kind == kind
+    R, Q = torch.rand(batch + (7, 2), generator=gen, dtype=F64), torch.rand(batch + (9, 2), generator=gen, dtype=F64)
+    for product, right in ((op.matmul, R), (op.rmatmul, Q)):
+        expected = product(right)
+        out = torch.full_like(expected, math.nan)
+        assert product(right, out=out) is out
+        torch.testing.assert_close(out, expected, rtol=1e-13, atol=1e-13)
