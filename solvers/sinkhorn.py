@@ -19,7 +19,7 @@ from otalign.softmin.held import HeldKernel
 from otalign.solver import Init, Solver, initial_potentials
 from otalign.checks import check_number, check_positive_int
 
-from .acceleration import Anderson
+from .acceleration import AUTO_MIN_ENTRIES, Anderson
 from .acceleration import check as acceleration_options
 from .acceleration import make as make_accelerator
 from .registry import register
@@ -130,9 +130,12 @@ class Sinkhorn(Solver):
     def _accelerates(self, problem: Problem, tol: float) -> bool:
         """Whether ``acceleration="auto"`` mixes in this run: a solve to a tolerance, no kept iterates, no
         :meth:`after_iteration` of a subclass (a translation moves the potentials between the mixing's iterates),
-        nothing recorded by autograd (the mixing carries no gradient: unrolled gradients need the plain iterates)."""
+        nothing recorded by autograd (the mixing carries no gradient: unrolled gradients need the plain iterates),
+        and at least :data:`~otalign.solvers.acceleration.AUTO_MIN_ENTRIES` cost entries (below, the mixing's
+        fixed cost per iteration outweighs the iterations it saves)."""
+        entries = math.prod(problem.batch_shape) * problem.geometry.n_global * problem.m
         return (tol > 0 and not self.keep_iterates and type(self).after_iteration is Sinkhorn.after_iteration
-                and not needs_grad(problem))
+                and not needs_grad(problem) and entries >= AUTO_MIN_ENTRIES)
 
     def after_iteration(self, problem: Problem, f: Tensor, g: Tensor) -> tuple[Tensor, Tensor]:
         """Hook run after each full iteration (the translation-invariant solver moves the potentials here)."""

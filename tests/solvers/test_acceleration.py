@@ -11,7 +11,15 @@ import torch
 import otalign
 from otalign import Problem, solve
 from otalign.solvers import Sinkhorn
-from otalign.solvers.acceleration import AUTO_START
+from otalign.solvers import sinkhorn as sinkhorn_module
+from otalign.solvers.acceleration import AUTO_MIN_ENTRIES, AUTO_START
+
+
+@pytest.fixture(autouse=True)
+def auto_mixes_small_problems(monkeypatch):
+    """``acceleration="auto"`` mixes from AUTO_MIN_ENTRIES cost entries on; these tests use small problems for its
+    behaviour (:func:`test_auto_keeps_small_problems_plain` checks the threshold itself)."""
+    monkeypatch.setattr(sinkhorn_module, "AUTO_MIN_ENTRIES", 0)
 
 
 def slow_problem(dtype=torch.float64, lead=(), seed=0) -> Problem:
@@ -134,8 +142,9 @@ def test_the_dual_never_decreases_along_an_accelerated_solve(monkeypatch):
     """Anderson's guard: the dual objective after each row step (the quantity plain half-steps never lower) is
     non-decreasing along the iterates the loop keeps (a rejected mixed step is measured, then replaced by the
     measurement at its plain image), up to the dual's rounding."""
-    from otalign.solvers import acceleration, sinkhorn as module
+    from otalign.solvers import acceleration
 
+    module = sinkhorn_module
     events = []
     measure, judge = module._dual_after_row_step, acceleration.Anderson.judge
 
@@ -178,3 +187,16 @@ def test_a_stiff_batch_equals_its_elements(acceleration):
         alone = solve(Problem(C[i].double(), eps=0.1), solver, tol=1e-10, max_iter=5000)
         assert alone.converged
         torch.testing.assert_close(batched.matrix[i], alone.matrix, rtol=0, atol=1e-8)
+
+
+def test_auto_keeps_small_problems_plain(monkeypatch):
+    """Below AUTO_MIN_ENTRIES cost entries the mixing's fixed cost per iteration outweighs what it saves: the
+    default runs plain Sinkhorn there, and mixes at the threshold."""
+    monkeypatch.setattr(sinkhorn_module, "AUTO_MIN_ENTRIES", AUTO_MIN_ENTRIES)
+    assert AUTO_MIN_ENTRIES == 2**20
+    problem = slow_problem()  # 120 x 90
+    auto = solve(problem, Sinkhorn(kernel="blocked"), tol=1e-9, max_iter=20000)
+    plain = solve(problem, Sinkhorn(kernel="blocked", acceleration=None), tol=1e-9, max_iter=20000)
+    assert auto.iterations == plain.iterations and torch.equal(auto.g, plain.g)
+    monkeypatch.setattr(sinkhorn_module, "AUTO_MIN_ENTRIES", 120 * 90)
+    assert solve(problem, Sinkhorn(kernel="blocked"), tol=1e-9, max_iter=20000).iterations < plain.iterations
