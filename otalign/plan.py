@@ -187,6 +187,16 @@ class Plan(MarginalQuantities):
         return held, u, v
 
     @property
+    def mass(self) -> Tensor:
+        """Total transported mass ``(...,)``: from :attr:`log_mass` when the solver knew it and no gradient flows
+        (no pass over the cost), else the sum of the row marginal."""
+        p = self.problem
+        if self.log_mass is not None and self._marginals is None:
+            if not (torch.is_grad_enabled() and any(t.requires_grad for t in (self.f, self.g, *p.geometry.tensors()))):
+                return self.log_mass.exp()
+        return p.sum_rows(self.marginals[0])
+
+    @property
     def marginals(self) -> tuple[Tensor, Tensor]:
         """Row sums ``P 1`` ``(..., n)`` and column sums ``P^T 1`` ``(..., m)``, computed blockwise."""
         if self._marginals is None and self.explicit is not None:

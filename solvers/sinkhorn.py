@@ -166,7 +166,10 @@ class Sinkhorn(Solver):
         iterations = 0
         accelerator = make_accelerator(self.acceleration, self.omega, self.memory, self._accelerates(problem, tol))
         start = max_iter if accelerator is None else accelerator.start  # the first iteration that mixes
-        guard = isinstance(accelerator, Anderson) and type(self).after_iteration is Sinkhorn.after_iteration
+        # the dual-ascent guard needs the row soft-min (not computed for a free row side) and potentials that only
+        # the half-steps move
+        guard = (isinstance(accelerator, Anderson) and type(self).after_iteration is Sinkhorn.after_iteration
+                 and problem.rho_a > 0)
         if isinstance(accelerator, Anderson):
             accelerator.guarded = guard
         dual: Optional[Tensor] = None  # the dual objective after the last row step (the guard's reference)
@@ -254,15 +257,16 @@ def _absorbed_scaling(problem: Problem, softmin: AbsorbedKernel, g: Tensor, max_
                 log_mass=_log_mass(problem, column_step), kernel=_held_kernel(problem, softmin, column_step))
 
 
-def _dual_after_row_step(problem: Problem, f: Tensor, g: Tensor, lse_rows: Optional[Tensor]) -> Tensor:
+def _dual_after_row_step(problem: Problem, f: Tensor, g: Tensor, lse_rows: Tensor) -> Tensor:
     """The dual objective at ``(f, g)`` up to a constant, ``(...,)`` in float64, with ``f`` the row half-step of
-    ``g`` and ``lse_rows`` its soft-min (the plan's row sums give its mass): ``sum_i phi_a(f_i) + sum_j phi_b(g_j) -
-    eps mass`` (:func:`otalign.problem.dual_mass_term`)."""
+    ``g`` and ``lse_rows`` its soft-min: ``sum_i phi_a(f_i) + sum_j phi_b(g_j) - eps mass``
+    (:func:`otalign.problem.dual_mass_term`). After the row step of a hard row side the rows equal ``a``, so the
+    mass is the constant ``sum(a)`` and is left out; a relaxed side's mass comes from the row sums."""
     with torch.no_grad():
         f, g = f.detach().double(), g.detach().double()
         value = problem.geometry.reduce_rows(dual_mass_term(f, problem.a.double(), problem.rho_a))
         value = value + dual_mass_term(g, problem.b.double(), problem.rho_b)
-        if lse_rows is None:  # a free row side: the mass from the row soft-min is not at hand; no mass term
+        if math.isinf(problem.rho_a):
             return value
         rows = log_row_marginal(problem, f, lse_rows.double()).exp()
         return value - problem.eps * problem.sum_rows(rows)

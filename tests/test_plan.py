@@ -141,3 +141,31 @@ def test_barycentric_map_of_a_massless_row_is_zero():
     plan = otalign.solve(problem, tol=1e-10)
     mapped = plan.barycentric_map(torch.randn(4, 2, dtype=torch.float64))
     assert torch.equal(mapped[2], torch.zeros(2, dtype=torch.float64)) and torch.isfinite(mapped).all()
+
+
+@pytest.mark.parametrize("rho", [math.inf, 0.7])
+@pytest.mark.parametrize("kind", ["dense", "points"])
+def test_mass_from_the_solve_equals_the_row_sums_without_a_pass(rho, kind, monkeypatch):
+    """``Plan.mass`` reads the log-mass the solve measured (no pass over the cost) and equals the summed row
+    marginal; with a gradient to carry it is the differentiable row sum."""
+    import otalign.plan as plan_module
+
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(9, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(7, 2, generator=gen, dtype=torch.float64)
+    cost = torch.cdist(x, y) ** 2 if kind == "dense" else PointCloud(x, y)
+    problem = Problem(cost, eps=0.3, rho_a=rho, rho_b=rho)
+    for tol, max_iter in ((0.0, 7), (1e-9, 1000)):
+        plan = solve(problem, max_iter=max_iter, tol=tol, grad="detach")
+        assert plan.log_mass is not None
+        passes = []
+        original = plan_module.logsumexp
+        monkeypatch.setattr(plan_module, "logsumexp", lambda *a, **k: passes.append(1) or original(*a, **k))
+        mass = plan.mass
+        assert not passes
+        monkeypatch.setattr(plan_module, "logsumexp", original)
+        torch.testing.assert_close(mass, plan.marginals[0].sum(-1), rtol=1e-12, atol=0)
+    if kind == "dense":
+        leaf = problem.cost.clone().requires_grad_(True)
+        attached = solve(Problem(leaf, eps=0.3, rho_a=rho, rho_b=rho), max_iter=7, tol=0.0, grad="unroll")
+        assert attached.mass.grad_fn is not None

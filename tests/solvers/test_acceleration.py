@@ -69,7 +69,7 @@ def test_a_too_large_fixed_relaxation_falls_back():
     assert plan.converged
 
 
-@pytest.mark.parametrize("relaxation", [(1.0, 1.0), (float("inf"), 0.0)])
+@pytest.mark.parametrize("relaxation", [(1.0, 1.0), (float("inf"), 0.0), (0.0, float("inf")), (0.3, float("inf"))])
 def test_relaxed_problems(relaxation):
     gen = torch.Generator().manual_seed(4)
     problem = Problem(torch.rand(30, 20, generator=gen, dtype=torch.float64), eps=0.01,
