@@ -175,9 +175,7 @@ class Plan(MarginalQuantities):
         """``(kernel, u, v)`` when :attr:`matrix` is formed from the held kernel (:mod:`otalign.softmin.held`):
         a kernel still valid, and nothing that autograd would differentiate."""
         held, p = self.kernel, self.problem
-        if held is None or self.explicit is not None or not held.valid():
-            return None
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (self.f, self.g, *p.geometry.tensors())):
+        if held is None or self.explicit is not None or not held.valid() or self._records_grad():
             return None
         with torch.no_grad():
             rows, cols = self.f / p.eps, self.g / p.eps
@@ -190,11 +188,14 @@ class Plan(MarginalQuantities):
     def mass(self) -> Tensor:
         """Total transported mass ``(...,)``: from :attr:`log_mass` when the solver knew it and no gradient flows
         (no pass over the cost), else the sum of the row marginal."""
-        p = self.problem
-        if self.log_mass is not None and self._marginals is None:
-            if not (torch.is_grad_enabled() and any(t.requires_grad for t in (self.f, self.g, *p.geometry.tensors()))):
-                return self.log_mass.exp()
-        return p.sum_rows(self.marginals[0])
+        if self.log_mass is not None and self._marginals is None and not self._records_grad():
+            return self.log_mass.exp()
+        return self.problem.sum_rows(self.marginals[0])
+
+    def _records_grad(self) -> bool:
+        """Whether autograd would differentiate through this plan (its potentials or its cost)."""
+        tensors = (self.f, self.g, *self.problem.geometry.tensors())
+        return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
     @property
     def marginals(self) -> tuple[Tensor, Tensor]:

@@ -12,7 +12,7 @@ from otalign.capabilities import ALL
 from otalign.geometry import DenseCost
 from otalign.halfstep import col_step, log_col_marginal, log_row_marginal, row_step
 from otalign.plan import Plan
-from otalign.problem import Problem, dual_mass_term, optimal_marginal
+from otalign.problem import Problem, dual_mass_term, optimal_marginal, where_positive
 from otalign.softmin import (KERNEL_OPTIONS, AbsorbedKernel, KernelDomain, LogDomain, SoftMin, choose_softmin,
                              needs_grad)
 from otalign.softmin.held import HeldKernel
@@ -55,13 +55,15 @@ class Sinkhorn(Solver):
             that compiles on first use). Inside a ``torch.compile`` region the plain ``"native"`` soft-min is always
             used.
         check_every: measure the stopping criterion every k iterations (fewer host syncs on GPU).
-        acceleration: ``"auto"`` (default: for a solve to a tolerance whose iterations autograd does not
+        acceleration: ``"auto"`` (default: for a solve to a tolerance on at least
+            :data:`~otalign.solvers.acceleration.AUTO_MIN_ENTRIES` cost entries whose iterations autograd does not
             record, Anderson mixing after :data:`~otalign.solvers.acceleration.AUTO_START` plain iterations;
-            plain Sinkhorn for fixed iteration counts, unrolled gradients and kept iterates), ``None`` (always
-            plain Sinkhorn), ``"momentum"`` (adaptive over-relaxation; ``omega`` fixes the relaxation in [1, 2)) or
-            ``"anderson"`` (Anderson mixing of the last ``memory`` column potentials from the first iteration); see
-            :mod:`otalign.solvers.acceleration`. Same fixed point, fewer iterations where plain Sinkhorn is slow
-            (small eps); a step that increases the residual falls back to a plain one.
+            plain Sinkhorn for fixed iteration counts, unrolled gradients, kept iterates and small problems),
+            ``None`` (always plain Sinkhorn), ``"momentum"`` (adaptive over-relaxation; ``omega`` fixes the
+            relaxation in [1, 2)) or ``"anderson"`` (Anderson mixing of the last ``memory`` column potentials from
+            the first iteration); see :mod:`otalign.solvers.acceleration`. Same fixed point, fewer iterations where
+            plain Sinkhorn is slow (small eps); a mixed step that lowers the dual objective is replaced by the plain
+            one (momentum: a step that increases the residual falls back to plain steps).
     """
 
     supports = ALL
@@ -180,7 +182,7 @@ class Sinkhorn(Solver):
             plain: Optional[Tensor] = None  # the plain column step of f when g was mixed
             if guard and it >= start:
                 # dual ascent: plain half-steps never lower the dual; a mixed column potential that did is replaced
-                # by its plain image, the row step is redone from there and that problem's history restarts
+                # by its plain image, the row step is redone from there and that problem pauses mixing
                 previous, dual = dual, _dual_after_row_step(problem, f_next, g, hint_f)
                 plain, accelerator.plain = accelerator.plain, None
                 if plain is not None and previous is not None:
@@ -275,8 +277,9 @@ def _dual_after_row_step(problem: Problem, f: Tensor, g: Tensor, lse_rows: Tenso
 def _dual_slack(problem: Problem, f: Tensor, g: Tensor) -> Tensor:
     """Rounding of :func:`_dual_after_row_step` in the potentials' dtype, ``(...,)``: a change below it is noise."""
     with torch.no_grad():
-        size = (problem.geometry.reduce_rows((problem.a * f.detach().abs()).sum(-1))
-                + (problem.b * g.detach().abs()).sum(-1) + problem.eps * problem.sum_rows(problem.a))
+        a, b = problem.a, problem.b  # a zero mass contributes 0 whatever its potential (-inf)
+        size = (problem.geometry.reduce_rows((a * where_positive(a, f.detach()).abs()).sum(-1))
+                + (b * where_positive(b, g.detach()).abs()).sum(-1) + problem.eps * problem.sum_rows(a))
         return 16 * torch.finfo(f.dtype).eps * size.double()
 
 

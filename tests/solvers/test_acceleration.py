@@ -200,3 +200,20 @@ def test_auto_keeps_small_problems_plain(monkeypatch):
     assert auto.iterations == plain.iterations and torch.equal(auto.g, plain.g)
     monkeypatch.setattr(sinkhorn_module, "AUTO_MIN_ENTRIES", 120 * 90)
     assert solve(problem, Sinkhorn(kernel="blocked"), tol=1e-9, max_iter=20000).iterations < plain.iterations
+
+
+def test_the_guard_works_with_zero_masses():
+    """Under the uniform reference a zero mass puts -inf in its potential: the dual and its rounding slack stay
+    finite (the guard compares them), and the accelerated solve reaches plain Sinkhorn's plan."""
+    base = slow_problem()
+    a = torch.full((120,), 1.0 / 119, dtype=torch.float64)
+    a[5] = 0.0
+    problem = Problem(base.cost, a, eps=base.eps, reference="uniform")
+    plain = solve(problem, Sinkhorn(acceleration=None), tol=1e-9, max_iter=20000)
+    fast = solve(problem, Sinkhorn(acceleration="anderson"), tol=1e-9, max_iter=20000)
+    assert plain.converged and fast.converged and fast.iterations < plain.iterations
+    assert torch.isinf(fast.f[5]) and fast.f[5] < 0
+    lse = torch.logsumexp((fast.g.unsqueeze(-2) - problem.cost) / problem.eps, -1)  # the row soft-min (uniform R)
+    assert torch.isfinite(sinkhorn_module._dual_after_row_step(problem, fast.f, fast.g, lse))
+    assert torch.isfinite(sinkhorn_module._dual_slack(problem, fast.f, fast.g))
+    torch.testing.assert_close(fast.matrix, plain.matrix, rtol=0, atol=1e-9)
