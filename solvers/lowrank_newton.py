@@ -36,6 +36,11 @@ from otalign.problem import safe_log
 from .lowrank_dykstra import Projection
 
 
+#: The largest change of a log column scaling in one Newton iteration (a trust region; steps near the solution are
+#: far smaller, so the quadratic convergence there is unchanged).
+MAX_MOVE = 5.0
+
+
 class _Point(NamedTuple):
     """``Phi``, its gradient ``(..., 2r)``, the factors' logs and ``g``'s log at one ``v = (v_Q, v_R)``."""
 
@@ -75,7 +80,10 @@ def newton_projection(
     active = error > tol
     while done < max_iter and bool(active.any()):
         step = _direction(point, masses) * active.unsqueeze(-1)  # elements within their tol are frozen
-        t = torch.ones_like(point.value)
+        # at most MAX_MOVE per scaling: where every bound g >= alpha is active, Phi is linear along each side's
+        # constant direction (the Hessian's null space) up to where a bound frees, and the ridged Newton step along
+        # it is of order 1 / ridge; halving it back from there could take more than the line search's 30 tries
+        t = (MAX_MOVE / step.abs().amax(-1)).nan_to_num(1.0).clamp_(max=1.0)
         slope = (point.grad * step).sum(-1)
         for _ in range(30):  # backtracking: ascent on Phi (Armijo), or, where Phi's rounding hides the ascent
             # near the maximum, a smaller gradient

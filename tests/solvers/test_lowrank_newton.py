@@ -31,7 +31,9 @@ def test_same_projection_as_dykstra(seed, alpha):
     out = newton_projection(*args, alpha, 1e-13, 100)
     assert float(out.error) <= 1e-13 and out.iterations <= 20
     assert_same(out, ref)
-    warm = newton_projection(*args, alpha, 1e-13, 100, start=tuple(torch.randn(5, dtype=F64) for _ in range(2)))
+    gen = torch.Generator().manual_seed(100 + seed)  # its own stream: the start does not depend on the test order
+    start = tuple(torch.randn(5, generator=gen, dtype=F64) for _ in range(2))
+    warm = newton_projection(*args, alpha, 1e-13, 100, start=start)
     assert_same(warm, ref)
 
 
@@ -86,3 +88,22 @@ def test_gradcheck_through_newton_projections_float64():
         return solver(Problem(PointCloud(x, y), eps=0.1), max_iter=3, tol=0).value
 
     assert torch.autograd.gradcheck(value, (x.requires_grad_(), y.requires_grad_()), atol=1e-6, rtol=1e-5)
+
+
+def test_any_warm_start_reaches_the_projection():
+    """Random warm starts, including ones where every bound ``g >= alpha`` is active (the Hessian is then singular
+    along each side's constant direction and the ridged Newton step is of order 1e10): the capped step converges to
+    Dykstra's projection from each (one such start used to stop at once with error 1.2)."""
+    for seed in range(3):
+        args = kernels(30, 20, 5, seed, small_g=True)
+        ref = dykstra(*args, 0.08, 1e-13, 50000)
+        gen = torch.Generator().manual_seed(seed)
+        for _ in range(40):
+            start = tuple(3 * torch.randn(5, generator=gen, dtype=F64) for _ in range(2))
+            out = newton_projection(*args, 0.08, 1e-13, 100, start=start)
+            assert float(out.error) <= 1e-13
+            assert_same(out, ref)
+    args = kernels(30, 20, 5, 2, small_g=True)
+    gen = torch.Generator().manual_seed(91)
+    start = tuple(torch.randn(5, generator=gen, dtype=F64) for _ in range(2))
+    assert_same(newton_projection(*args, 0.08, 1e-13, 100, start=start), dykstra(*args, 0.08, 1e-13, 50000))
