@@ -177,6 +177,9 @@ class Plan(MarginalQuantities):
         held, p = self.kernel, self.problem
         if held is None or self.explicit is not None or not held.valid() or self._records_grad():
             return None
+        known = held.scalings_of(self.f, self.g)
+        if known is not None:
+            return held, known[0], known[1]
         with torch.no_grad():
             rows, cols = self.f / p.eps, self.g / p.eps
             if p.reference == "product":

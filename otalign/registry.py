@@ -8,6 +8,7 @@ a ``ValueError`` that names the argument (an unknown name, an unknown option, op
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any, Callable, Mapping, Optional, Type, TypeVar, Union
 
@@ -73,8 +74,17 @@ def solver_class(name: str) -> Type[Solver]:
 
 def solver_options(cls: Type[Solver]) -> list[str]:
     """The keyword options of ``cls``'s constructor."""
+    return list(_constructor_options(cls)[0])
+
+
+@functools.lru_cache(maxsize=None)
+def _constructor_options(cls: Type[Solver]) -> tuple[tuple[str, ...], bool]:
+    """``(keyword options, whether it takes **kwargs)`` of ``cls``'s constructor, read once per class (reading a
+    signature costs more than a small solve's iteration)."""
     parameters = inspect.signature(cls.__init__).parameters.values()
-    return [p.name for p in parameters if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = tuple(p.name for p in parameters
+                  if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD))
+    return names, any(p.kind == p.VAR_KEYWORD for p in parameters)
 
 
 def resolve_solver(
@@ -100,11 +110,11 @@ def resolve_solver(
     if not isinstance(solver, str):
         raise TypeError(f"solver: expected a solver name or an otalign.Solver instance, got {type(solver).__name__}")
     cls = solver_class(solver)
-    known = solver_options(cls)
-    accepts_any = any(p.kind == p.VAR_KEYWORD for p in inspect.signature(cls.__init__).parameters.values())
+    known, accepts_any = _constructor_options(cls)
     unknown = sorted(set(options) - set(known))
     if unknown and not accepts_any:
-        raise ValueError(f"{options_name}: the {solver!r} solver has no option(s) {unknown}; its options: {known}")
+        raise ValueError(f"{options_name}: the {solver!r} solver has no option(s) {unknown}; its options: "
+                         f"{list(known)}")
     return cls(**options)
 
 

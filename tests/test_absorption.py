@@ -296,3 +296,57 @@ def test_fewer_rebuilds_at_small_eps_and_the_same_plan():
     torch.testing.assert_close(plans["absorbed"].f, plans["blocked"].f, rtol=0, atol=scale)
     torch.testing.assert_close(plans["absorbed"].g, plans["blocked"].g, rtol=0, atol=scale)
     torch.testing.assert_close(plans["absorbed"].matrix, plans["blocked"].matrix, rtol=2e-3, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("spread", [0.0, 0.3, 1.0, 3.0, "zero mass"])
+@pytest.mark.parametrize("lead", [(), (2,)])
+def test_row_rebuilds_from_the_cost_row_minima_equal_the_log_domain(dtype, spread, lead):
+    """A row half-step whose input spreads over at most ``TOP_SLACK`` logits (a cold start: none) rebuilds around an
+    upper bound of each row's largest logit taken from the cost's row minima, without reading the logits' maxima;
+    other inputs (a larger spread, a zero mass's ``-inf``) take the exact maxima. The ``lse`` equals the log domain's
+    either way, from costs whose rows sit far apart (row offsets of 0 .. 40 eps) down to eps where most entries are
+    raised to the floor; the kernel it leaves answers the next column step exactly too."""
+    from otalign.softmin.absorbed import TOP_SLACK
+
+    gen = torch.Generator().manual_seed(7)
+    n, m = 23, 31
+    for eps in (1.0, 0.05, 0.002):
+        offsets = 40 * eps * torch.rand(lead + (n, 1), generator=gen, dtype=torch.float64)
+        C = (torch.rand(lead + (n, m), generator=gen, dtype=torch.float64) + offsets).to(dtype)
+        base = 5.0 * torch.ones(lead + (m,), dtype=torch.float64)
+        if spread == "zero mass":
+            h = base.clone()
+            h[..., 3] = -math.inf
+        else:
+            h = base + spread * eps * torch.rand(lead + (m,), generator=gen, dtype=torch.float64)
+        h = h.to(dtype)
+        kernel = AbsorbedKernel(DenseCost(C), eps)
+        lse = kernel(h, 1)
+        assert_matches(lse, C, h, eps, 1)
+        uses_minima = spread != "zero mass" and spread <= TOP_SLACK
+        assert (kernel._row_minima is not None) == uses_minima
+        f = -eps * lse
+        assert_matches(kernel(f, 0), C, f, eps, 0)
+        assert kernel.absorptions + kernel.products == 2
+
+
+def test_cold_start_solves_at_small_eps_equal_the_log_domain_from_the_row_minima(monkeypatch):
+    """A fixed-count solve from zero at eps = 0.01 on the peer benchmark's cost (spread / eps about 90: the
+    absorbed kernel's scaling form) starts from a rebuild around the cost's row minima; its plan equals the
+    log domain's, in float32 and float64."""
+    bounds = []
+    original = AbsorbedKernel._row_tops
+    monkeypatch.setattr(AbsorbedKernel, "_row_tops", lambda self, h: bounds.append(original(self, h)) or bounds[-1])
+    for dtype in (torch.float32, torch.float64):
+        problem = Problem(embeddings_cost(200).to(dtype), eps=0.01)
+        plans = {k: otalign.solve(problem, Sinkhorn(kernel=k), max_iter=15, tol=0, grad="detach")
+                 for k in ("blocked", "absorbed")}
+        atol = 2e-5 if dtype == torch.float32 else 1e-11
+        torch.testing.assert_close(plans["absorbed"].f, plans["blocked"].f, rtol=0, atol=atol)
+        torch.testing.assert_close(plans["absorbed"].g, plans["blocked"].g, rtol=0, atol=atol)
+        # entries below the kernel's floor (about e^-35 of a row's largest in float32) are rounding, as in the log domain
+        rtol, floor = (2e-3, 1e-9) if dtype == torch.float32 else (1e-9, 1e-20)
+        torch.testing.assert_close(plans["absorbed"].matrix, plans["blocked"].matrix, rtol=rtol, atol=floor)
+        assert bounds and bounds[0] is not None and bounds[0][1] is not None  # the first rebuild: constant input
+        bounds.clear()

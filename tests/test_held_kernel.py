@@ -109,3 +109,33 @@ def test_a_point_cloud_plan_holds_no_kernel():
     cloud = otalign.PointCloud(torch.randn(20, 2, generator=gen), torch.randn(15, 2, generator=gen))
     plan = otalign.solve(Problem(cloud, eps=0.01), "sinkhorn", max_iter=10, tol=0, grad="detach")
     assert plan.kernel is None and torch.isfinite(plan.matrix).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("eps, kind", CASES)
+@pytest.mark.parametrize("reference", ["product", "uniform"])
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_a_scaling_loop_hands_its_last_scalings_to_the_plan(dtype, eps, kind, reference, batch):
+    """A balanced fixed-count solve ends in a scaling loop whose last ``u``, ``v`` are the plan's diagonal scalings:
+    the matrix formed from them is the plan up to the same rounding as the exponential form, and they are used only
+    for the very potentials they belong to (a clone, or a potential changed in place, recomputes them)."""
+    C = cost(23, 17, dtype, batch=batch)
+    problem = Problem(C, eps=eps, reference=reference)
+    plan = otalign.solve(problem, "sinkhorn", max_iter=15, tol=0, grad="detach")
+    assert isinstance(plan.kernel.owner, kind)
+    assert plan.kernel.scalings_of(plan.f, plan.g) is not None  # grad="detach" re-attached detached aliases
+    assert plan.kernel.scalings_of(plan.f.clone(), plan.g) is None
+    direct = exponential_form(plan)
+    reference_plan = float64_plan(plan)
+    got = plan.matrix
+    size = 1 + float((plan.f.abs().amax() + plan.g.abs().amax() + C.abs().amax()).double()) / eps
+    bound = 4 * torch.finfo(dtype).eps / 2 * size * float(reference_plan.sum())
+    err_kernel = float((got.double() - reference_plan).abs().sum())
+    err_direct = float((direct.double() - reference_plan).abs().sum())
+    assert err_direct <= bound and err_kernel <= bound, (err_kernel, err_direct, bound)
+
+    again = otalign.solve(problem, "sinkhorn", max_iter=15, tol=0, grad="detach")
+    held = again.kernel
+    again.f.add_(0.0)  # an in-place write, even of nothing, bumps the version: the scalings are not trusted
+    assert held.scalings_of(again.f, again.g) is None
+    assert float((again.matrix.double() - float64_plan(again)).abs().sum()) <= bound  # formed from recomputed ones

@@ -69,6 +69,11 @@ _LIMITS = {torch.float32: (35.0, 50.0, 30.0, 2.0**-24), torch.float64: (300.0, 3
 #: The share of a rebuilt row's (column's) ``|lse|`` taken as its scale ``X`` (see :func:`_scale`).
 SCALE_SHARE = 0.5
 
+#: Largest spread ``max h - min h`` (in logits) of a row half-step's input for which a rebuild shifts each row by an
+#: upper bound of its largest logit read from the cost's row minima (:meth:`AbsorbedKernel._row_tops`); the largest
+#: entry of a rebuilt row is then at least ``e^(X - TOP_SLACK)``.
+TOP_SLACK = 1.0
+
 #: Largest number of cost entries (over the batch) for which ``kernel="auto"`` allocates the absorbed kernel: for a
 #: dense cost (which already takes as much memory), and for a geometry that never materialises its cost (a point
 #: cloud: its user chose not to hold n x m numbers, so only small ones get the kernel).
@@ -132,6 +137,8 @@ class AbsorbedKernel:
         self.hint_misses = 0
         self.version = 0
         self.certified = False  # whether the last half-step's certificate covers the kernel held now
+        self._row_minima: Optional[Tensor] = None  # min_j C_ij (..., n) of a dense cost, read on first need
+        self.known: Optional[tuple[Tensor, Tensor, Tensor, Tensor]] = None  # see HeldKernel
 
     def __call__(self, h: Tensor, axis: int, hint: Optional[Tensor] = None) -> Tensor:
         """``LSE[(h - C) / eps]`` along ``axis`` (as :func:`otalign.softmin.logdomain.logsumexp`). Inputs that
@@ -206,7 +213,7 @@ class AbsorbedKernel:
             limit = torch.finfo(g.dtype).max / (4.0 * largest)  # an input summing to less keeps products finite
             bound = math.exp(-floor_t) / round_off
             a, b = problem.a, problem.b
-            rows = cols = None
+            rows = cols = scalings = None
             ran = 0
             for _ in range(iterations):
                 new_rows = matvec(kernel, v)
@@ -217,16 +224,18 @@ class AbsorbedKernel:
                 if not _covers(new_cols, u, bound, limit):
                     break
                 v = torch.div(b, new_cols)
-                rows, cols, ran = new_rows, new_cols, ran + 1
+                rows, cols, scalings, ran = new_rows, new_cols, (u, v), ran + 1
             self.products += 2 * ran
             if ran == 0:
                 return g, g, None, None, 0
             lse_rows = rows.log_().add_(top).sub_(alpha)
             lse_cols = cols.log_().sub_(top).sub_(beta)
             if problem.reference == "product":
-                return lse_rows.mul(-eps), lse_cols.mul(-eps), lse_rows, lse_cols, ran
-            return (torch.sub(problem.log_a, lse_rows).mul_(eps), torch.sub(problem.log_b, lse_cols).mul_(eps),
-                    lse_rows, lse_cols, ran)
+                f, g = lse_rows.mul(-eps), lse_cols.mul(-eps)
+            else:
+                f, g = torch.sub(problem.log_a, lse_rows).mul_(eps), torch.sub(problem.log_b, lse_cols).mul_(eps)
+            self.known = (f, g) + scalings  # P = diag(u) K~ diag(v) for these (f, g): the shift by top cancels
+            return f, g, lse_rows, lse_cols, ran
 
     def held(self) -> Optional[HeldKernel]:
         """The kernel for forming a plan (:mod:`otalign.softmin.held`), or ``None`` when the last half-step's
@@ -237,7 +246,7 @@ class AbsorbedKernel:
             return None
         if not bool(torch.isfinite(self.alpha).all() & torch.isfinite(self.beta).all()):
             return None
-        return HeldKernel(self.matrix, self.alpha, self.beta, self, self.version)
+        return HeldKernel(self.matrix, self.alpha, self.beta, self, self.version, self.known)
 
     def release(self) -> None:
         """Give up the kernel's memory (a plan took it); the next half-step rebuilds."""
@@ -272,25 +281,53 @@ class AbsorbedKernel:
         return sums.log_().add_(top).add_(neg_out)
 
     def _row_step_and_absorb(self, h_scaled: Tensor, block_rows: Optional[int]) -> Tensor:
-        """A log-domain row half-step that rebuilds the kernel in the same pass: each block holds whole rows, so
-        its exact row maxima are at hand; ``K~_ij = exp(h_j - C_ij/eps - max_i + X)``. Returns the exact ``lse``
-        (the entries raised change each row's sum by at most ``m e^-(T + X)`` of its largest term)."""
+        """A log-domain row half-step that rebuilds the kernel in the same pass,
+        ``K~_ij = exp(h_j - C_ij/eps - top_i + X_i)`` with ``top_i`` each row's largest logit (or an upper bound of
+        it within :data:`TOP_SLACK`, :meth:`_row_tops`). Returns the exact ``lse``: the raised entries change each
+        row's sum by at most ``m e^-(T + X - TOP_SLACK)`` of its largest term, far below the round-off."""
         geometry = self.geometry
         floor_t, _, largest_scale, _ = _LIMITS[h_scaled.dtype]
         shape = geometry.batch_shape + (geometry.n,)
-        top, row_mass = h_scaled.new_empty(shape), h_scaled.new_empty(shape)
+        row_mass = h_scaled.new_empty(shape)
         col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
-        fill = self._filler(h_scaled, None, 1)
-        for start, stop in geometry.row_blocks(block_rows):
-            block = fill(start, stop)
-            block_top = block.amax(-1)
-            block_top = torch.where(torch.isfinite(block_top), block_top, torch.zeros_like(block_top))
-            block_top = block_top - _scale(block_top, largest_scale)
-            block.sub_(block_top.unsqueeze(-1))
-            _keep(block, floor_t, start, stop, row_mass, col_mass)
-            top[..., start:stop] = block_top
+        bound = self._row_tops(h_scaled)
+        if bound is not None:
+            top, constant = bound
+            top = top - _scale(top, largest_scale)
+            # a constant input folds into the rows' shift: the logits are one subtraction from the cost
+            fill = self._filler(constant - top, None, 0) if constant is not None else self._filler(h_scaled, top, 1)
+            for start, stop in geometry.row_blocks(block_rows):
+                _keep(fill(start, stop), floor_t, start, stop, row_mass, col_mass)
+        else:
+            top = h_scaled.new_empty(shape)
+            fill = self._filler(h_scaled, None, 1)
+            for start, stop in geometry.row_blocks(block_rows):
+                block = fill(start, stop)
+                block_top = block.amax(-1)
+                block_top = torch.where(torch.isfinite(block_top), block_top, torch.zeros_like(block_top))
+                block_top = block_top - _scale(block_top, largest_scale)
+                block.sub_(block_top.unsqueeze(-1))
+                _keep(block, floor_t, start, stop, row_mass, col_mass)
+                top[..., start:stop] = block_top
         self._set(-top, h_scaled, row_mass, col_mass)
         return top.add_(row_mass.log())
+
+    def _row_tops(self, h_scaled: Tensor) -> Optional[tuple[Tensor, Optional[Tensor]]]:
+        """For a dense cost and an input ``h (..., m)`` whose spread ``max h - min h`` is at most
+        :data:`TOP_SLACK` (a cold start's is 0): ``(max h - min_j C_ij / eps (..., n), max h (..., 1) or None)``, an
+        upper bound of each row's largest logit within the spread, from the cost's row minima (read once per
+        kernel: one pass, instead of a maximum over the logits at every rebuild); the second item is ``max h``
+        when ``h`` is constant. ``None`` otherwise (the rebuild reads the exact maxima off the logits)."""
+        if not isinstance(self.geometry, DenseCost):
+            return None
+        high, low = h_scaled.amax(-1, keepdim=True), h_scaled.amin(-1, keepdim=True)
+        spread = high - low
+        if not bool((spread <= TOP_SLACK).all()):  # NaN, or -inf entries (zero masses), fail too
+            return None
+        if self._row_minima is None:
+            self._row_minima = self.tensors[0].amin(-1)
+        top = torch.sub(high, self._row_minima, alpha=1.0 / self.eps)
+        return top, (high if bool((spread == 0).all()) else None)
 
     def _col_step_and_absorb(self, h_scaled: Tensor, hint: Tensor, block_rows: Optional[int]) -> Optional[Tensor]:
         """A column half-step that rebuilds ``K~_ij = exp(h_i - C_ij/eps - hint_j + X)`` in one pass and reads the

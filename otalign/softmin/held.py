@@ -25,14 +25,27 @@ from torch import Tensor
 class HeldKernel:
     """``K (..., n, m)`` with its scalings ``alpha (..., n)`` / ``(..., 1)`` and ``beta (..., m)`` / ``(..., 1)``,
     as held by ``owner`` (a soft-min) at rebuild count ``version``. Valid while the owner has not rebuilt or
-    released it; :meth:`plan` forms the plan from it, :meth:`take` hands the buffer itself over (once)."""
+    released it; :meth:`take` hands the buffer itself over (once).
 
-    def __init__(self, matrix: Tensor, alpha: Tensor, beta: Tensor, owner, version: int):
+    ``known``: ``(f, g, u, v)`` when the solve that ends here already computed the diagonal scalings of the plan of
+    ``(f, g)`` on this kernel (a scaling loop's last ``u``, ``v``); :meth:`scalings_of` returns them for exactly
+    those potentials (the same tensors or detached aliases, not written to since), saving their recomputation."""
+
+    def __init__(self, matrix: Tensor, alpha: Tensor, beta: Tensor, owner, version: int,
+                 known: Optional[tuple[Tensor, Tensor, Tensor, Tensor]] = None):
         self.matrix, self.alpha, self.beta = matrix, alpha, beta
         self.owner, self.version = owner, version
+        self.known = None if known is None else (known, (_fingerprint(known[0]), _fingerprint(known[1])))
 
     def valid(self) -> bool:
         return self.matrix is not None and self.owner.matrix is self.matrix and self.owner.version == self.version
+
+    def scalings_of(self, f: Tensor, g: Tensor) -> Optional[tuple[Tensor, Tensor]]:
+        """The known ``(u, v)`` of the plan of ``(f, g)`` (see the class docstring), else ``None``."""
+        if self.known is None:
+            return None
+        (_, _, u, v), prints = self.known
+        return (u, v) if (_fingerprint(f), _fingerprint(g)) == prints else None
 
     def scalings(self, log_rows: Tensor, log_cols: Tensor) -> tuple[Tensor, Tensor]:
         """``(u (..., n), v (..., m))`` of the module docstring for the plan's ``r = log_rows``, ``c = log_cols``."""
@@ -57,3 +70,10 @@ class HeldKernel:
         for start, stop in row_blocks:
             matrix[..., start:stop, :].mul_(u[..., start:stop].unsqueeze(-1)).mul_(v.unsqueeze(-2))
         return matrix
+
+
+def _fingerprint(x: Tensor) -> tuple:
+    """What identifies a tensor's values without reading them: its memory, layout and write count (a detached
+    alias shares the memory and the count, which every in-place write bumps; the known tensors are held, so their
+    memory is not reused)."""
+    return x.data_ptr(), x._version, tuple(x.shape), x.stride(), x.dtype, x.device

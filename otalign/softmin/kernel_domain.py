@@ -74,6 +74,7 @@ class KernelDomain:
         self.rows: list[Tensor] = []
         self.cols: list[Tensor] = []
         self.version = 0
+        self.known: Optional[tuple[Tensor, Tensor, Tensor, Tensor]] = None  # see HeldKernel
         self.token = _KernelToken.apply(self.cost, self)
 
     def __call__(self, h: Tensor, axis: int, hint: Optional[Tensor] = None) -> Tensor:
@@ -110,7 +111,7 @@ class KernelDomain:
             v = g_scaled.sub_(top).exp_()
             if problem.reference == "product":
                 v.mul_(b)
-            _, _, rows, cols = iterate(kernel, a, b, v, iterations)
+            u, v, rows, cols = iterate(kernel, a, b, v, iterations)
             # the shift by top: v and rows carry exp(-top), u = a / rows and cols exp(top)
             f = (rows.log_().add_(top).sub_(self.offset)).mul_(-eps)
             lse = cols.log_().sub_(top)
@@ -118,6 +119,7 @@ class KernelDomain:
             if problem.reference != "product":
                 f.add_(problem.log_a, alpha=eps)
                 g.add_(problem.log_b, alpha=eps)
+        self.known = (f, g, u, v)  # P = diag(u) K diag(v) for these (f, g): the shift by top cancels
         return f, g, lse
 
     def held(self) -> Optional[HeldKernel]:
@@ -125,7 +127,7 @@ class KernelDomain:
         ``beta`` 0; ``None`` when a gradient flows to the cost through ``K`` (or it was released)."""
         if self.matrix is None or self.token.requires_grad:
             return None
-        return HeldKernel(self.matrix, self.offset, torch.zeros_like(self.offset), self, self.version)
+        return HeldKernel(self.matrix, self.offset, torch.zeros_like(self.offset), self, self.version, self.known)
 
     def release(self) -> None:
         """Give up ``K``'s memory (a plan took it); a later half-step builds it again."""
