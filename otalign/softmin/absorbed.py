@@ -28,7 +28,9 @@ the exponents a product's outputs carry, and so their rounding, at most double w
 Rebuilds take one pass over the cost, exponentiating each block of logits in the kernel's own memory with the
 logits clamped at ``-T`` (the raising of small entries, and no denormal ``exp``, in one pass):
 
-* a row half-step reads each block's exact row maxima, so it returns the exact ``lse`` and rebuilds in that pass;
+* a row half-step reads each block's exact row maxima, so it returns the exact ``lse`` and rebuilds in that pass
+  (for an input spread over at most :data:`TOP_SLACK` logits, a cold start's among them, an upper bound of the
+  maxima read once from the cost's row minima stands in for them: one pass fewer per rebuild);
 * a column half-step rebuilds around its ``hint`` (the previous column ``lse``) and keeps the result only if it is
   exact, i.e. every column's sum is large enough that the raised entries are below its round-off and small enough
   to stay in range; otherwise (a poor or missing hint) it runs in the log domain
