@@ -20,7 +20,8 @@ limit). Two callers share :func:`iterate`:
 
 from __future__ import annotations
 
-from typing import Optional
+import functools
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor
@@ -43,6 +44,14 @@ def rmatvec(kernel: Tensor, w: Tensor) -> Tensor:
     return (w.unsqueeze(-2) @ kernel).squeeze(-2)
 
 
+def _products(kernel: Tensor, v: Tensor) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+    """``(w -> K w, w -> w^T K)`` for :func:`iterate`: for one problem ``torch.mv`` bound to the kernel and to its
+    transposed view (made once, not per iteration), else :func:`matvec` / :func:`rmatvec`."""
+    if kernel.dim() == 2 and v.dim() == 1:
+        return functools.partial(torch.mv, kernel), functools.partial(torch.mv, kernel.t())
+    return functools.partial(matvec, kernel), functools.partial(rmatvec, kernel)
+
+
 def _scale(mass: Optional[Tensor], sums: Tensor, lam: float) -> Tensor:
     """``(mass / sums)^lam`` (``mass=None``: ones)."""
     ratio = sums.reciprocal() if mass is None else torch.div(mass, sums)
@@ -56,10 +65,11 @@ def iterate(kernel: Tensor, a: Optional[Tensor], b: Optional[Tensor], v: Tensor,
     (``r_T = K v_{T-1}``, ``c_T = K^T u_T``; ``T >= 1``). ``saved``: a list that receives ``r_t, u_t, c_t, v_t``
     of every iteration (for the adjoint). No autograd: call it under ``torch.no_grad()`` or inside a Function."""
     u = rows = cols = v
+    row_product, col_product = _products(kernel, v)
     for _ in range(iterations):
-        rows = matvec(kernel, v)
+        rows = row_product(v)
         u = _scale(a, rows, lam_a)
-        cols = rmatvec(kernel, u)
+        cols = col_product(u)
         v = _scale(b, cols, lam_b)
         if saved is not None:
             saved += [rows, u, cols, v]
