@@ -60,7 +60,7 @@ from torch import Tensor
 
 from ..geometry import DenseCost, Geometry
 from .held import HeldKernel
-from .scaling_loop import matvec, rmatvec
+from .scaling_loop import bound_products, matvec, rmatvec
 from .logdomain import logsumexp
 
 #: ``(T, W, X, round-off)`` per dtype: kernel entries below ``e^-T`` and weights below ``e^-W`` are raised to them
@@ -217,12 +217,13 @@ class AbsorbedKernel:
             a, b = problem.a, problem.b
             rows = cols = scalings = None
             ran = 0
+            row_product, col_product = bound_products(kernel, v)
             for _ in range(iterations):
-                new_rows = matvec(kernel, v)
+                new_rows = row_product(v)
                 if not _covers(new_rows, v, bound, limit):
                     break
                 u = torch.div(a, new_rows)
-                new_cols = rmatvec(kernel, u)
+                new_cols = col_product(u)
                 if not _covers(new_cols, u, bound, limit):
                     break
                 v = torch.div(b, new_cols)

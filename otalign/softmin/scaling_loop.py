@@ -44,8 +44,8 @@ def rmatvec(kernel: Tensor, w: Tensor) -> Tensor:
     return (w.unsqueeze(-2) @ kernel).squeeze(-2)
 
 
-def _products(kernel: Tensor, v: Tensor) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-    """``(w -> K w, w -> w^T K)`` for :func:`iterate`: for one problem ``torch.mv`` bound to the kernel and to its
+def bound_products(kernel: Tensor, v: Tensor) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
+    """``(w -> K w, w -> w^T K)`` for a loop of products with one kernel: for one problem ``torch.mv`` bound to the kernel and to its
     transposed view (made once, not per iteration), else :func:`matvec` / :func:`rmatvec`."""
     if kernel.dim() == 2 and v.dim() == 1:
         return functools.partial(torch.mv, kernel), functools.partial(torch.mv, kernel.t())
@@ -65,7 +65,7 @@ def iterate(kernel: Tensor, a: Optional[Tensor], b: Optional[Tensor], v: Tensor,
     (``r_T = K v_{T-1}``, ``c_T = K^T u_T``; ``T >= 1``). ``saved``: a list that receives ``r_t, u_t, c_t, v_t``
     of every iteration (for the adjoint). No autograd: call it under ``torch.no_grad()`` or inside a Function."""
     u = rows = cols = v
-    row_product, col_product = _products(kernel, v)
+    row_product, col_product = bound_products(kernel, v)
     for _ in range(iterations):
         rows = row_product(v)
         u = _scale(a, rows, lam_a)
