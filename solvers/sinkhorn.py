@@ -234,26 +234,31 @@ class Sinkhorn(Solver):
 
 
 def _absorbed_scaling(problem: Problem, softmin: AbsorbedKernel, g: Tensor, max_iter: int, done: int) -> Plan:
-    """``max_iter`` iterations of plain balanced Sinkhorn from ``g`` through the absorbed kernel: half-steps
-    (:mod:`otalign.halfstep`) until the kernel is built around the current potentials, then its certified scaling
-    form (:meth:`AbsorbedKernel.scaling_iterations`) for as many iterations as its certificate covers; after a
-    refusal the half-steps go on from the last certified iterate (rebuilding the kernel where they must), and the
-    scaling form is tried again once the kernel has been rebuilt. Same iterates as the half-step loop up to
-    rounding."""
-    f = g  # replaced by the first iteration (max_iter >= 1), which runs as half-steps: no hint yet
+    """``max_iter`` iterations of plain balanced Sinkhorn from ``g`` through the absorbed kernel in its certified
+    scaling form (:meth:`AbsorbedKernel.scaling_iterations`) wherever the kernel is built around the current
+    potentials: a row half-step that rebuilds the kernel around ``g`` hands its row sums over as the scaling form's
+    first product (a cold start: one rebuild, then products only); a kernel rebuilt by a column half-step is taken
+    up at the next iteration. After a refusal the half-steps go on from the last certified iterate (rebuilding the
+    kernel where they must) until the kernel is rebuilt. Same iterates as the half-step loop up to rounding."""
+    f = g  # replaced by the first iteration (max_iter >= 1), which starts with a row half-step: no hint yet
     hint_f = hint_g = None
     remaining, refused_at = max_iter, None  # refused_at: the rebuild count when the scaling form last stopped short
     while remaining:
-        if hint_g is not None and softmin.absorptions != refused_at:
-            f_s, g_s, lse_rows, lse_cols, ran = softmin.scaling_iterations(problem, g, remaining)
-            if ran:
-                f, g, hint_f, hint_g, remaining = f_s, g_s, lse_rows, lse_cols, remaining - ran
-                if not remaining:
-                    break
-            refused_at = softmin.absorptions
-        f, hint_f = row_step(problem, g, softmin, hint_f)
-        g, hint_g = col_step(problem, f, softmin, hint_g)
-        remaining -= 1
+        rows = None
+        if hint_g is None or softmin.absorptions == refused_at:
+            f, hint_f = row_step(problem, g, softmin, hint_f)
+            if not (softmin.fresh_rows and softmin.absorptions != refused_at):
+                g, hint_g = col_step(problem, f, softmin, hint_g)
+                remaining -= 1
+                continue
+            rows = softmin.row_mass  # the kernel was just rebuilt around g: the scaling form's first product
+        f_s, g_s, lse_rows, lse_cols, ran = softmin.scaling_iterations(problem, g, remaining, rows)
+        refused_at = softmin.absorptions
+        if ran:
+            f, g, hint_f, hint_g, remaining = f_s, g_s, lse_rows, lse_cols, remaining - ran
+        elif rows is not None:  # refused at once: this iteration ends as half-steps
+            g, hint_g = col_step(problem, f, softmin, hint_g)
+            remaining -= 1
     column_step = (g, hint_g)
     return Plan(problem, f, g, done + max_iter, False, None, "unroll", None,
                 log_mass=_log_mass(problem, column_step), kernel=_held_kernel(problem, softmin, column_step))

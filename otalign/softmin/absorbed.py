@@ -132,7 +132,8 @@ class AbsorbedKernel:
         self.alpha: Optional[Tensor] = None
         self.beta: Optional[Tensor] = None
         self.row_mass: Optional[Tensor] = None
-        self.col_mass: Optional[Tensor] = None
+        self.col_mass: Optional[Tensor] = None  # None after a row rebuild until a column product needs it
+        self.fresh_rows = False  # whether the last call rebuilt the kernel along its rows (row_mass = K~ 1)
         self.products = 0
         self.absorptions = 0
         self.rejected = 0
@@ -147,6 +148,7 @@ class AbsorbedKernel:
         autograd would differentiate go to the (differentiable) log domain: the product half-step has no backward."""
         block_rows = self.block_rows
         hint = None if hint is None else hint.detach()
+        self.fresh_rows = False
         if torch.is_grad_enabled() and (h.requires_grad or any(t.requires_grad for t in self.geometry.tensors())):
             self.certified = False
             return logsumexp(self.geometry, h, self.eps, axis, hint=hint, block_rows=block_rows)
@@ -170,7 +172,7 @@ class AbsorbedKernel:
             self._absorb(h_scaled, out, axis, block_rows)
             return out
 
-    def scaling_iterations(self, problem, g: Tensor, iterations: int
+    def scaling_iterations(self, problem, g: Tensor, iterations: int, first_rows: Optional[Tensor] = None
                            ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
         """Up to ``iterations`` balanced Sinkhorn iterations from ``g`` in scaling form on the kernel held now (no
         log / exp per half-step), each product certified as :meth:`_product` certifies a half-step. With
@@ -193,6 +195,9 @@ class AbsorbedKernel:
             g: the column potential ``(..., m)`` to start from; the kernel must be held and certified for it (its
                 last half-step ran through this kernel).
             iterations: the most iterations to run.
+            first_rows: ``row_mass`` of a row rebuild around this ``g`` (:attr:`fresh_rows`): there ``v' = 1``, so the
+                first product ``K~ v'`` is the rebuilt rows' sums, already at hand (used only where ``v'``, shifted
+                by ``top``, is exactly 1).
 
         Returns:
             ``(f (..., n), g (..., m), lse_rows (..., n), lse_cols (..., m), ran)``: the potentials and half-step
@@ -211,15 +216,19 @@ class AbsorbedKernel:
             moved = (g if log_ref_b is None else g + eps * log_ref_b).div(eps).sub_(beta)
             top = moved.amax(-1, keepdim=True)
             v = moved.sub_(top).exp_()
-            largest = float(torch.maximum(self.row_mass.amax(), self.col_mass.amax()))
+            # the columns' masses are at most the kernel's total (entries are non-negative) while not read
+            columns = self.row_mass.sum(-1) if self.col_mass is None else self.col_mass
+            largest = float(torch.maximum(self.row_mass.amax(), columns.amax()))
             limit = torch.finfo(g.dtype).max / (4.0 * largest)  # an input summing to less keeps products finite
             bound = math.exp(-floor_t) / round_off
             a, b = problem.a, problem.b
             rows = cols = scalings = None
             ran = 0
             row_product, col_product = bound_products(kernel, v)
+            first = None if first_rows is None or not bool((v == 1).all()) else first_rows  # K~ v only for v = 1
             for _ in range(iterations):
-                new_rows = row_product(v)
+                new_rows = row_product(v) if first is None else first.clone()
+                first = None
                 if not _covers(new_rows, v, bound, limit):
                     break
                 u = torch.div(a, new_rows)
@@ -266,7 +275,7 @@ class AbsorbedKernel:
             top = top if math.isfinite(top) else 0.0  # 0 where every input is -inf
             w = moved.sub_(top).clamp_min_(-floor_w).exp_()  # raising weights below e^-W adds < e^-W mass_i
             sums = matvec(self.matrix, w) if axis == 1 else rmatvec(self.matrix, w)
-            mass = self.row_mass if axis == 1 else self.col_mass
+            mass = self.row_mass if axis == 1 else self._column_mass()
             # raised terms: at most e^-T sum(w) + e^-W mass_i, to stay below round_off * sums_i
             low = float(torch.add(sums, mass, alpha=-math.exp(-floor_w) / round_off).amin())
             if not low >= float(w.sum()) * (math.exp(-floor_t) / round_off):
@@ -277,7 +286,7 @@ class AbsorbedKernel:
         if axis == 1:
             sums, mass = matvec(self.matrix, w), self.row_mass
         else:
-            sums, mass = rmatvec(self.matrix, w), self.col_mass
+            sums, mass = rmatvec(self.matrix, w), self._column_mass()
         margin = torch.add(sums, mass, alpha=-math.exp(-floor_w) / round_off).amin(-1)
         if not bool((margin >= w.sum(-1) * (math.exp(-floor_t) / round_off)).all()):
             return None
@@ -287,12 +296,12 @@ class AbsorbedKernel:
         """A log-domain row half-step that rebuilds the kernel in the same pass,
         ``K~_ij = exp(h_j - C_ij/eps - top_i + X_i)`` with ``top_i`` each row's largest logit (or an upper bound of
         it within :data:`TOP_SLACK`, :meth:`_row_tops`). Returns the exact ``lse``: the raised entries change each
-        row's sum by at most ``m e^-(T + X - TOP_SLACK)`` of its largest term, far below the round-off."""
+        row's sum by at most ``m e^-(T + X - TOP_SLACK)`` of its largest term, far below the round-off. The columns'
+        masses are left to :meth:`_column_mass` (a solve that goes on in scaling form never reads them)."""
         geometry = self.geometry
         floor_t, _, largest_scale, _ = _LIMITS[h_scaled.dtype]
         shape = geometry.batch_shape + (geometry.n,)
         row_mass = h_scaled.new_empty(shape)
-        col_mass = h_scaled.new_zeros(geometry.batch_shape + (geometry.m,))
         bound = self._row_tops(h_scaled)
         if bound is not None:
             top, constant = bound
@@ -300,7 +309,7 @@ class AbsorbedKernel:
             # a constant input folds into the rows' shift: the logits are one subtraction from the cost
             fill = self._filler(constant - top, None, 0) if constant is not None else self._filler(h_scaled, top, 1)
             for start, stop in geometry.row_blocks(block_rows):
-                _keep(fill(start, stop), floor_t, start, stop, row_mass, col_mass)
+                _keep(fill(start, stop), floor_t, start, stop, row_mass, None)
         else:
             top = h_scaled.new_empty(shape)
             fill = self._filler(h_scaled, None, 1)
@@ -310,9 +319,10 @@ class AbsorbedKernel:
                 block_top = torch.where(torch.isfinite(block_top), block_top, torch.zeros_like(block_top))
                 block_top = block_top - _scale(block_top, largest_scale)
                 block.sub_(block_top.unsqueeze(-1))
-                _keep(block, floor_t, start, stop, row_mass, col_mass)
+                _keep(block, floor_t, start, stop, row_mass, None)
                 top[..., start:stop] = block_top
-        self._set(-top, h_scaled, row_mass, col_mass)
+        self._set(-top, h_scaled, row_mass, None)  # the columns' masses are summed when a column product needs them
+        self.fresh_rows = True
         return top.add_(row_mass.log())
 
     def _row_tops(self, h_scaled: Tensor) -> Optional[tuple[Tensor, Optional[Tensor]]]:
@@ -404,7 +414,14 @@ class AbsorbedKernel:
             return matrix[..., start:stop, :].copy_(blocks(start, stop))
         return copy
 
-    def _set(self, alpha: Tensor, beta: Tensor, row_mass: Tensor, col_mass: Tensor) -> None:
+    def _column_mass(self) -> Tensor:
+        """The kernel's column sums ``(..., m)``, summed on first need after a row rebuild (one product)."""
+        if self.col_mass is None:
+            ones = self.matrix.new_ones(self.matrix.shape[:-2] + (self.matrix.shape[-2],))
+            self.col_mass = rmatvec(self.matrix, ones)
+        return self.col_mass
+
+    def _set(self, alpha: Tensor, beta: Tensor, row_mass: Tensor, col_mass: Optional[Tensor]) -> None:
         self.alpha, self.beta, self.row_mass, self.col_mass = alpha, beta, row_mass, col_mass
         self._negated = {1: (-beta, -alpha), 0: (-alpha, -beta)}
         self.certified = True
@@ -430,10 +447,11 @@ def _scale(lse: Tensor, largest: float) -> Tensor:
     return (lse.abs() * SCALE_SHARE).clamp_(max=largest)
 
 
-def _keep(block: Tensor, floor_t: float, start: int, stop: int, row_mass: Tensor, col_mass: Tensor) -> None:
+def _keep(block: Tensor, floor_t: float, start: int, stop: int, row_mass: Tensor, col_mass: Optional[Tensor]) -> None:
     """Exponentiate the logits ``block`` (rows ``start:stop`` of the kernel) in place, those below ``-floor_t``
     raised to it first (one clamp: no denormal ``exp``, and no ``exp(-inf)``, both slow paths on a CPU), and add the
-    rows' and columns' sums to ``row_mass`` and ``col_mass``."""
+    rows' and columns' sums to ``row_mass`` and ``col_mass`` (``None``: the rows' only)."""
     block.clamp_min_(-floor_t).exp_()
     row_mass[..., start:stop] = block.sum(-1)
-    col_mass += block.sum(-2)
+    if col_mass is not None:
+        col_mass += block.sum(-2)
