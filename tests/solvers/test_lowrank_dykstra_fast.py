@@ -142,3 +142,18 @@ def test_dykstra_records_a_graph_only_when_needed():
         without = dykstra(*args, 1e-10, 0.0, 30)
     assert not without.log_q.requires_grad
     torch.testing.assert_close(without.log_q, with_graph.log_q.detach(), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_batched_with_the_bound_on_g_active_and_frames_moving_for_some_elements(dtype):
+    """The correction of ``g >= alpha`` carries the frames' column offsets: re-framing some elements of a batch
+    (and re-running blocks) with the bound active still gives the graph path's projection."""
+    batch = [x.to(dtype) for x in kernels(25, 15, 4, 9, batch=(3,))]
+    far = 150.0 if dtype == torch.float32 else 400.0
+    batch[0][1, :, 0] -= far  # only the middle element's scalings move beyond the safe range
+    batch[1][1, :, 1] -= far / 2
+    batch[2][..., 0] -= 10.0  # a small K_g: the bound is active
+    rtol, atol = (1e-9, 1e-13) if dtype == F64 else (2e-3, 1e-6)
+    for tol, every in ((0.0, 3), (torch.tensor([1e-4, 1e-5, 1e-3], dtype=dtype), 10)):
+        same(fast(*batch, 0.05, tol, 600, every=every), dykstra_graph(*batch, 0.05, tol, 600, every=every),
+             rtol, atol)
