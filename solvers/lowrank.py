@@ -36,7 +36,8 @@ from otalign.checks import check_number, check_positive_int
 
 from .lowrank_dykstra import dykstra
 from .lowrank_newton import newton_projection
-from .lowrank_steps import INITIALIZERS, RESCALES, initial_factors, linear_gradients, mirror_kernels
+from .lowrank_steps import (INITIALIZERS, RESCALES, exp_contiguous, initial_factors, linear_gradients,
+                            log_stored_transposed, mirror_kernels)
 from .registry import register
 
 #: The ``projection`` option: Newton's method or Dykstra's algorithm for the KL projection of each step.
@@ -166,7 +167,8 @@ class LowRankSinkhorn(Solver):
 
     def check_result(self, plan: LowRankPlan) -> None:
         for name, x in (("Q", plan.Q), ("R", plan.R), ("inner_marginal", plan.inner_marginal)):
-            if not bool(torch.isfinite(x).all()):
+            # the factors are exponentials (>= 0 or NaN): all entries are finite iff the largest is (NaN propagates)
+            if not bool(torch.isfinite(x.detach().amax())):
                 raise FloatingPointError(f"lowrank: the factor {name} is not finite; this is a bug, please report it "
                                          f"with the problem ({plan.problem!r}) and the solver options")
         if plan.projection_error is None:
@@ -186,7 +188,6 @@ class LowRankSinkhorn(Solver):
         operator = cost_operator(problem.geometry)
         Q, R, g = self._initial(problem, init)
         scalings = self._initial_scalings(init, Q.dtype)
-        log_q, log_r, log_g = safe_log(Q), safe_log(R), safe_log(g)
         rows, cols = problem.a > 0, problem.b > 0
         batch = problem.batch_shape
         active = torch.ones(batch, dtype=torch.bool, device=problem.device)
@@ -204,6 +205,15 @@ class LowRankSinkhorn(Solver):
                      and any(t.requires_grad for t in (problem.a, problem.b, *problem.geometry.tensors())))
         reuse = fused and operator.kind != "blocked"  # a blocked cost may hold parameters out of sight
         buffers: list[Optional[Tensor]] = [None] * 4  # Q, R, spare (n, r) and (m, r) arrays
+        log_g = safe_log(g)
+        if reuse and not self._newton(tol):
+            # the (n, r) arrays stored as (r, n) (the layout Dykstra reads its kernels in, which then needs no
+            # transposed copy of them); every buffer of the solve is made in this layout (no gradient: the plain
+            # log, whose values are safe_log's)
+            log_q, log_r = log_stored_transposed(Q), log_stored_transposed(R)
+            buffers[2:] = torch.empty_like(log_q), torch.empty_like(log_r)
+        else:
+            log_q, log_r = safe_log(Q), safe_log(R)
         workspace: dict = {}
         for _ in range(max_iter):
             if reuse:
@@ -257,7 +267,8 @@ class LowRankSinkhorn(Solver):
         projected = projection is None or bool((projection <= self.inner_tol).all())
         converged = tol > 0 and not bool(active.any()) and projected
         return LowRankPlan(
-            problem, log_q.exp(), log_r.exp(), log_g.exp(), epsilon, steps, converged, error, "unroll",
+            problem, exp_contiguous(log_q), exp_contiguous(log_r), log_g.exp(), epsilon, steps, converged, error,
+            "unroll",
             torch.stack(history), projection, inner_total, scalings, projection_tol, _operator=operator,
         )
 

@@ -47,7 +47,11 @@ class _Side:
     def __init__(self, log_kernel: Tensor, mass: Tensor, workspace: dict):
         self.log_kernel = log_kernel
         self.workspace = workspace
-        self.log_t = _buffer(workspace, "log_t", log_kernel.transpose(-1, -2)).copy_(log_kernel.transpose(-1, -2))
+        transposed = log_kernel.transpose(-1, -2)
+        if transposed.is_contiguous():  # stored transposed already: read in place (written by _log_factor only)
+            self.log_t = transposed
+        else:
+            self.log_t = _buffer(workspace, "log_t", transposed).copy_(transposed)
         self.mass = mass
         empty = mass == 0
         self.empty: Optional[Tensor] = empty if bool(empty.any()) else None  # rows of zero mass: zero rows of K

@@ -42,10 +42,13 @@ def initial_factors(problem: Problem, rank: int, method: str, seed: int) -> tupl
             g0, q0, r0 = (torch.randn(shape, generator=gen, dtype=problem.dtype).abs_().add_(1)
                           for shape in ((rank,), (int(rows.sum()), rank), (int(cols.sum()), rank)))
             draws.append([g0, _scatter_rows(q0, rows), _scatter_rows(r0, cols)])
-        g, Q, R = (torch.stack(parts).reshape(problem.batch_shape + parts[0].shape).to(problem.device)
+        g, Q, R = (_stack(parts).reshape(problem.batch_shape + parts[0].shape).to(problem.device)
                    for parts in zip(*draws))
         g = g * mass / g.sum(-1, keepdim=True)
-        return Q * _ratio(a, Q.sum(-1)).unsqueeze(-1), R * _ratio(b, R.sum(-1)).unsqueeze(-1), g
+        scale_q, scale_r = _ratio(a, Q.sum(-1)).unsqueeze(-1), _ratio(b, R.sum(-1)).unsqueeze(-1)
+        if scale_q.requires_grad or scale_r.requires_grad:
+            return Q * scale_q, R * scale_r, g
+        return Q.mul_(scale_q), R.mul_(scale_r), g  # the draws are new tensors: scaled in place
     g = (mass / rank).expand(problem.batch_shape + (rank,))
     lam = torch.minimum(torch.minimum(_min_positive(a), _min_positive(b)), mass.squeeze(-1) / rank) / 2
     lam = (lam / mass.squeeze(-1)).unsqueeze(-1)  # (..., 1), in (0, 1/2]
@@ -66,8 +69,16 @@ def _ratio(mass: Tensor, total: Tensor) -> Tensor:
     return torch.where(mass > 0, mass / total.masked_fill(total == 0, 1.0), torch.zeros_like(mass))
 
 
+def _stack(parts: list[Tensor]) -> Tensor:
+    """``torch.stack(parts)`` (a view of a single part: no copy)."""
+    return parts[0].unsqueeze(0) if len(parts) == 1 else torch.stack(parts)
+
+
 def _scatter_rows(x: Tensor, keep: Tensor) -> Tensor:
-    """``x (k, r)`` placed at the ``k`` rows where ``keep (n,)`` is True of an ``(n, r)`` array of zeros."""
+    """``x (k, r)`` placed at the ``k`` rows where ``keep (n,)`` is True of an ``(n, r)`` array of zeros (``x``
+    itself when every row is kept)."""
+    if x.shape[0] == keep.shape[0]:
+        return x
     out = x.new_zeros((keep.shape[0], x.shape[-1]))
     out[keep] = x
     return out
@@ -99,7 +110,7 @@ def linear_gradients(
     inv_g = (-log_g).exp().unsqueeze(-2)
     if buffers is not None and operator.factors is not None:
         A, B = operator.factors
-        small_r, small_q = B.transpose(-1, -2) @ R, A.transpose(-1, -2) @ Q
+        small_r, small_q = _left_product(B, R), _left_product(A, Q)
         omega = (small_q * small_r).sum(-2)
         grad_q = torch.matmul(A, small_r.mul_(inv_g), out=buffers[2])
         grad_r = torch.matmul(B, small_q.mul_(inv_g), out=buffers[3])
@@ -110,6 +121,27 @@ def linear_gradients(
         return CR.mul_(inv_g), CtQ.mul_(inv_g), omega
     CR, CtQ = operator.matmul(R), operator.rmatmul(Q)
     return CR * inv_g, CtQ * inv_g, (Q * CR).sum(-2)
+
+
+def log_stored_transposed(x: Tensor) -> Tensor:
+    """``log x`` for ``x (..., n, r)``, stored with its last two dimensions swapped (``.mT`` contiguous); no
+    gradient."""
+    out = x.new_empty(x.shape[:-2] + (x.shape[-1], x.shape[-2])).transpose(-1, -2)
+    return torch.log(x, out=out)
+
+
+def exp_contiguous(x: Tensor) -> Tensor:
+    """``exp x``, contiguous whatever ``x``'s layout (a factor stored transposed by the solve comes back in the
+    usual layout)."""
+    return x.exp() if x.is_contiguous() else torch.exp(x, out=x.new_empty(x.shape))
+
+
+def _left_product(F: Tensor, X: Tensor) -> Tensor:
+    """``F^T X (..., p, r)`` for ``F (..., n, p)``, ``X (..., n, r)``; with ``X`` stored transposed as
+    ``(X^T F)^T``, which reads both along their rows."""
+    if X.dim() >= 2 and X.transpose(-1, -2).is_contiguous() and not X.is_contiguous():
+        return (X.transpose(-1, -2) @ F).transpose(-1, -2)
+    return F.transpose(-1, -2) @ X
 
 
 def mirror_kernels(

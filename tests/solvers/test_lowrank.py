@@ -264,6 +264,7 @@ def test_steps_without_a_graph_equal_the_recorded_steps(cost, tol, epsilon):
 
     recorded, fused = plan(True), plan(False)
     assert recorded.Q.requires_grad and not fused.Q.requires_grad
+    assert fused.Q.is_contiguous() and fused.R.is_contiguous()  # stored transposed during the solve, not after
     assert recorded.iterations == fused.iterations and recorded.projection_iterations == fused.projection_iterations
     for ours, ref in ((fused.Q, recorded.Q), (fused.R, recorded.R), (fused.inner_marginal, recorded.inner_marginal)):
         torch.testing.assert_close(ours, ref.detach(), rtol=1e-8, atol=1e-13)
