@@ -36,7 +36,7 @@ from otalign.checks import check_number, check_positive_int
 
 from .lowrank_dykstra import dykstra
 from .lowrank_newton import newton_projection
-from .lowrank_steps import (INITIALIZERS, RESCALES, exp_contiguous, initial_factors, linear_gradients,
+from .lowrank_steps import (INITIALIZERS, RESCALES, exp_contiguous, initial_factors, kept_rows, linear_gradients,
                             log_stored_transposed, mirror_kernels)
 from .registry import register
 
@@ -188,7 +188,7 @@ class LowRankSinkhorn(Solver):
         operator = cost_operator(problem.geometry)
         Q, R, g = self._initial(problem, init)
         scalings = self._initial_scalings(init, Q.dtype)
-        rows, cols = problem.a > 0, problem.b > 0
+        rows, cols = kept_rows(problem.a), kept_rows(problem.b)
         batch = problem.batch_shape
         active = torch.ones(batch, dtype=torch.bool, device=problem.device)
         error: Optional[Tensor] = None

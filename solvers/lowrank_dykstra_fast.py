@@ -53,10 +53,15 @@ class _Side:
         else:
             self.log_t = _buffer(workspace, "log_t", transposed).copy_(transposed)
         self.mass = mass
-        empty = mass == 0
-        self.empty: Optional[Tensor] = empty if bool(empty.any()) else None  # rows of zero mass: zero rows of K
-        self.log_mass = mass.log()  # -inf at a zero mass
-        self.finite_t = self.log_t if self.empty is None else self.log_t.masked_fill(empty.unsqueeze(-2), 0.0)
+        # rows of zero mass (zero rows of K; None: none) and log a (-inf at a zero mass), kept in the workspace for
+        # the next calls with the same, unmodified masses
+        known = workspace.get("mass")
+        if known is None or known[0] is not mass or known[1] != mass._version:
+            empty = mass == 0
+            known = workspace["mass"] = (mass, mass._version, empty if bool(empty.any()) else None, mass.log())
+        self.empty: Optional[Tensor] = known[2]
+        self.log_mass: Tensor = known[3]
+        self.finite_t = self.log_t if self.empty is None else self.log_t.masked_fill(self.empty.unsqueeze(-2), 0.0)
         self.u, self.sums, self.scratch = (_buffer(workspace, name, mass) for name in ("u", "sums", "scratch"))
         self.current_u = self.u
         self.offsets = self.kernel = self.kernel_t = torch.empty(0)
@@ -257,7 +262,7 @@ def dykstra_fast(
     iterations, (v_Q, v_R))``. ``overwrite``: ``log Q`` and ``log R`` are written into ``log_kq`` and ``log_kr``.
     ``workspace``: a dict kept by the caller across calls, whose buffers (the transposed log-kernels and the
     first frames' kernels) are reused while the shapes agree (a fresh large tensor costs its page faults at
-    every call)."""
+    every call), as are the logs of the masses while the same mass tensors come unmodified."""
     workspace = {} if workspace is None else workspace
     sides = (_Side(log_kq, a, workspace.setdefault("Q", {})), _Side(log_kr, b, workspace.setdefault("R", {})))
     limit = math.log(torch.finfo(log_kg.dtype).max) / 4

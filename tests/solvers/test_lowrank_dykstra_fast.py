@@ -157,3 +157,20 @@ def test_batched_with_the_bound_on_g_active_and_frames_moving_for_some_elements(
     for tol, every in ((0.0, 3), (torch.tensor([1e-4, 1e-5, 1e-3], dtype=dtype), 10)):
         same(fast(*batch, 0.05, tol, 600, every=every), dykstra_graph(*batch, 0.05, tol, 600, every=every),
              rtol, atol)
+
+
+def test_a_workspace_follows_the_masses():
+    """The workspace keeps the masses' logs and zero rows for the next call with the same masses; new masses, or
+    the same tensor modified in place, are read afresh."""
+    workspace: dict = {}
+    log_kq, log_kr, log_kg, a, b = kernels(12, 9, 3, 11)
+    for change in ("none", "new tensor", "in place", "none"):
+        if change == "new tensor":
+            a = a.clone()
+            a[1] = 0.0
+            a = a / a.sum()
+        elif change == "in place":
+            a[1] = a[2]
+            a[2] = 0.0
+        args = (log_kq, log_kr, log_kg, a, b)
+        same(fast(*args, 1e-10, 0.0, 40, workspace=workspace), dykstra_graph(*args, 1e-10, 0.0, 40), 1e-9, 1e-14)
