@@ -105,12 +105,23 @@ def linear_gradients(
     ``buffers``: no graph is recorded; ``buffers[2]``, ``buffers[3]`` (``None`` or arrays of the gradients' shapes,
     e.g. kept across steps) receive the gradients and ``Q`` may be overwritten. With a factored cost
     ``C = A B^T`` the small products ``B^T R``, ``A^T Q (..., p, r)`` carry ``1/g`` and give ``omega`` (no pass over
-    an ``(n, r)`` array for either).
+    an ``(n, r)`` array for either); with ``Q``, ``R`` and the buffers stored transposed
+    (:func:`log_stored_transposed`) every product reads and writes contiguous arrays.
     """
     inv_g = (-log_g).exp().unsqueeze(-2)
+    if buffers is not None and operator.factors is not None and stored_transposed(Q) and stored_transposed(R):
+        # everything transposed, (..., r, n) contiguous: (B^T R)^T = R^T B, and the gradients C R / g come out as
+        # (diag(1/g) R^T B) A^T, a product of contiguous arrays written straight into the transposed buffers
+        (A, B), (At, Bt) = operator.factors, operator.transposed_factors()
+        small_r, small_q = R.transpose(-1, -2) @ B, Q.transpose(-1, -2) @ A  # (..., r, p)
+        omega = (small_q * small_r).sum(-1)
+        inv_col = inv_g.transpose(-1, -2)
+        grad_q = torch.matmul(small_r.mul_(inv_col), At, out=buffers[2].transpose(-1, -2)).transpose(-1, -2)
+        grad_r = torch.matmul(small_q.mul_(inv_col), Bt, out=buffers[3].transpose(-1, -2)).transpose(-1, -2)
+        return grad_q, grad_r, omega
     if buffers is not None and operator.factors is not None:
         A, B = operator.factors
-        small_r, small_q = _left_product(B, R), _left_product(A, Q)
+        small_r, small_q = B.transpose(-1, -2) @ R, A.transpose(-1, -2) @ Q
         omega = (small_q * small_r).sum(-2)
         grad_q = torch.matmul(A, small_r.mul_(inv_g), out=buffers[2])
         grad_r = torch.matmul(B, small_q.mul_(inv_g), out=buffers[3])
@@ -130,18 +141,15 @@ def log_stored_transposed(x: Tensor) -> Tensor:
     return torch.log(x, out=out)
 
 
+def stored_transposed(x: Tensor) -> bool:
+    """Whether ``x (..., n, r)`` is stored with its last two dimensions swapped (``.mT`` contiguous, ``x`` not)."""
+    return x.transpose(-1, -2).is_contiguous() and not x.is_contiguous()
+
+
 def exp_contiguous(x: Tensor) -> Tensor:
     """``exp x``, contiguous whatever ``x``'s layout (a factor stored transposed by the solve comes back in the
     usual layout)."""
     return x.exp() if x.is_contiguous() else x.contiguous().exp_()  # the copy, then exp in place: 2x faster
-
-
-def _left_product(F: Tensor, X: Tensor) -> Tensor:
-    """``F^T X (..., p, r)`` for ``F (..., n, p)``, ``X (..., n, r)``; with ``X`` stored transposed as
-    ``(X^T F)^T``, which reads both along their rows."""
-    if X.dim() >= 2 and X.transpose(-1, -2).is_contiguous() and not X.is_contiguous():
-        return (X.transpose(-1, -2) @ F).transpose(-1, -2)
-    return F.transpose(-1, -2) @ X
 
 
 def mirror_kernels(

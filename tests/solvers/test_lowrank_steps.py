@@ -99,3 +99,6 @@ def test_factors_stored_transposed_give_the_same_values_and_gradients(dtype, bat
         torch.testing.assert_close(ours, ref, rtol=rtol, atol=rtol)
     assert got[0].data_ptr() == buffers[2].data_ptr() and got[1].data_ptr() == buffers[3].data_ptr()
     assert got[0].transpose(-1, -2).is_contiguous() and got[1].transpose(-1, -2).is_contiguous()
+    usual = linear_gradients(operator, Q.clone(), R.clone(), log_g, [None, None, None, None])  # buffers, usual layout
+    for ours, ref in zip(usual, expected):
+        torch.testing.assert_close(ours, ref, rtol=rtol, atol=rtol)
