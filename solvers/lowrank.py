@@ -206,15 +206,19 @@ class LowRankSinkhorn(Solver):
         reuse = fused and operator.kind != "blocked"  # a blocked cost may hold parameters out of sight
         buffers: list[Optional[Tensor]] = [None] * 4  # Q, R, spare (n, r) and (m, r) arrays
         log_g = safe_log(g)
+        workspace: dict = {}
+        drawn: Optional[tuple[Tensor, Tensor]] = None
         if reuse and not self._newton(tol):
             # the (n, r) arrays stored as (r, n) (the layout Dykstra reads its kernels in, which then needs no
             # transposed copy of them); every buffer of the solve is made in this layout (no gradient: the plain
-            # log, whose values are safe_log's)
+            # log, whose values are safe_log's). Dykstra's first frames go into the Q and R buffers (not read
+            # during a projection), and factors drawn here hold the result: 6 arrays per factor made, not 4
             log_q, log_r = log_stored_transposed(Q), log_stored_transposed(R)
-            buffers[2:] = torch.empty_like(log_q), torch.empty_like(log_r)
+            buffers = [torch.empty_like(x) for x in (log_q, log_r, log_q, log_r)]
+            workspace = {"Q": {"kernel": buffers[0].transpose(-1, -2)}, "R": {"kernel": buffers[1].transpose(-1, -2)}}
+            drawn = (Q, R) if init is None else None
         else:
             log_q, log_r = safe_log(Q), safe_log(R)
-        workspace: dict = {}
         for _ in range(max_iter):
             if reuse:
                 Q, R = torch.exp(log_q, out=buffers[0]), torch.exp(log_r, out=buffers[1])
@@ -267,8 +271,8 @@ class LowRankSinkhorn(Solver):
         projected = projection is None or bool((projection <= self.inner_tol).all())
         converged = tol > 0 and not bool(active.any()) and projected
         return LowRankPlan(
-            problem, exp_contiguous(log_q), exp_contiguous(log_r), log_g.exp(), epsilon, steps, converged, error,
-            "unroll",
+            problem, *(exp_contiguous(x, None if drawn is None else drawn[k]) for k, x in enumerate((log_q, log_r))),
+            log_g.exp(), epsilon, steps, converged, error, "unroll",
             torch.stack(history), projection, inner_total, scalings, projection_tol, _operator=operator,
         )
 

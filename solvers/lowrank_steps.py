@@ -146,9 +146,11 @@ def stored_transposed(x: Tensor) -> bool:
     return x.transpose(-1, -2).is_contiguous() and not x.is_contiguous()
 
 
-def exp_contiguous(x: Tensor) -> Tensor:
+def exp_contiguous(x: Tensor, out: Optional[Tensor] = None) -> Tensor:
     """``exp x``, contiguous whatever ``x``'s layout (a factor stored transposed by the solve comes back in the
-    usual layout)."""
+    usual layout); ``out``: a contiguous tensor of ``x``'s shape to hold it (no gradient)."""
+    if out is not None:
+        return out.copy_(x).exp_()
     return x.exp() if x.is_contiguous() else x.contiguous().exp_()  # the copy, then exp in place: 2x faster
 
 
