@@ -34,7 +34,7 @@ from otalign.problem import Problem, safe_log
 from otalign.solver import ConvergenceWarning, Solver
 from otalign.checks import check_number, check_positive_int
 
-from .lowrank_dykstra import dykstra
+from .lowrank_dykstra import CHECK_EVERY, dykstra
 from .lowrank_newton import newton_projection
 from .lowrank_steps import (INITIALIZERS, RESCALES, exp_contiguous, initial_factors, kept_rows, linear_gradients,
                             log_stored_transposed, mirror_kernels)
@@ -71,7 +71,8 @@ class LowRankSinkhorn(Solver):
             ``solve(..., init=)`` takes a :class:`~otalign.LowRankPlan` or ``(Q, R, g)`` (a warm start).
         alpha: lower bound on the entries of ``g`` (default 1e-10, as POT), ``alpha < (total mass) / rank``.
         inner_tol: tolerance of each projection on its marginal error (default 1e-6): Dykstra's
-            ``|Q 1 - a|_1 + |R 1 - b|_1`` (checked every 10 iterations), Newton's ``|Q^T 1 - g|_1 + |R^T 1 - g|_1``.
+            ``|Q 1 - a|_1 + |R 1 - b|_1`` (checked every 10 iterations; ``0``: none, exactly ``inner_max_iter``
+            iterations), Newton's ``|Q^T 1 - g|_1 + |R^T 1 - g|_1``.
         inner_max_iter: iteration cap of each projection (default 1000; Newton needs about 2-10).
         projection: ``"auto"`` (default): Newton when solving to ``tol > 0``, Dykstra for ``tol = 0``;
             ``"newton"`` or ``"dykstra"`` for either always. Both compute the same KL projection; Dykstra's rate
@@ -251,8 +252,11 @@ class LowRankSinkhorn(Solver):
                 new = newton_projection(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol,
                                         self.inner_max_iter, start=start)
             else:
+                # without a stopping test (inner_tol = 0) the checks only guard the scalings' range: one block
+                # (re-run with re-framing in the rare case it left the range) saves two checks a projection
+                every = self.inner_max_iter if isinstance(inner_tol, float) and inner_tol == 0 else CHECK_EVERY
                 new = dykstra(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol, self.inner_max_iter,
-                              start=start, overwrite=reuse, workspace=workspace)
+                              start=start, every=every, overwrite=reuse, workspace=workspace)
             if reuse:
                 buffers[2:] = log_q, log_r  # the old log-factors are not read again
             inner_total += new.iterations

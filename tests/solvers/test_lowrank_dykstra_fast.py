@@ -77,7 +77,7 @@ def test_reframing_happens_and_a_block_is_rerun(dtype, monkeypatch):
         monkeypatch.setattr(owner, name, counted)
     args = [x.to(dtype) for x in kernels(30, 20, 4, 5, far=150.0 if dtype == torch.float32 else 400.0)]
     rtol, atol = (1e-9, 1e-13) if dtype == F64 else (2e-3, 1e-6)
-    for every in (1, 7, 10):
+    for every in (1, 7, 10, 200):  # 200: one block (no stopping test), re-run with re-framing throughout
         same(fast(*args, 1e-10, 0.0, 200, every=every), dykstra_graph(*args, 1e-10, 0.0, 200, every=every),
              rtol, atol)
     assert calls["frame"] > 6 and calls["restore"] > 0
