@@ -37,7 +37,7 @@ from otalign.checks import check_number, check_positive_int
 from .lowrank_dykstra import CHECK_EVERY, dykstra
 from .lowrank_newton import newton_projection
 from .lowrank_steps import (INITIALIZERS, RESCALES, exp_contiguous, initial_factors, kept_rows, linear_gradients,
-                            log_stored_transposed, mirror_kernels)
+                            log_stored_transposed, mirror_kernels, same_memory_transposed)
 from .registry import register
 
 #: The ``projection`` option: Newton's method or Dykstra's algorithm for the KL projection of each step.
@@ -208,16 +208,18 @@ class LowRankSinkhorn(Solver):
         buffers: list[Optional[Tensor]] = [None] * 4  # Q, R, spare (n, r) and (m, r) arrays
         log_g = safe_log(g)
         workspace: dict = {}
-        drawn: Optional[tuple[Tensor, Tensor]] = None
-        if reuse and not self._newton(tol):
+        stored_transposed = reuse and not self._newton(tol)
+        if stored_transposed:
             # the (n, r) arrays stored as (r, n) (the layout Dykstra reads its kernels in, which then needs no
             # transposed copy of them); every buffer of the solve is made in this layout (no gradient: the plain
-            # log, whose values are safe_log's). Dykstra's first frames go into the Q and R buffers (not read
-            # during a projection), and factors drawn here hold the result: 6 arrays per factor made, not 4
+            # log, whose values are safe_log's). Factors drawn here are not read again: their memory holds the
+            # spare arrays; Dykstra's first frames go into the Q and R buffers (not read during a projection),
+            # which at the end hold the returned factors: 3 arrays per factor made, not 6
             log_q, log_r = log_stored_transposed(Q), log_stored_transposed(R)
-            buffers = [torch.empty_like(x) for x in (log_q, log_r, log_q, log_r)]
+            spare = [same_memory_transposed(x) if init is None and x.is_contiguous() else torch.empty_like(log_x)
+                     for x, log_x in ((Q, log_q), (R, log_r))]
+            buffers = [torch.empty_like(log_q), torch.empty_like(log_r), *spare]
             workspace = {"Q": {"kernel": buffers[0].transpose(-1, -2)}, "R": {"kernel": buffers[1].transpose(-1, -2)}}
-            drawn = (Q, R) if init is None else None
         else:
             log_q, log_r = safe_log(Q), safe_log(R)
         for _ in range(max_iter):
@@ -275,7 +277,8 @@ class LowRankSinkhorn(Solver):
         projected = projection is None or bool((projection <= self.inner_tol).all())
         converged = tol > 0 and not bool(active.any()) and projected
         return LowRankPlan(
-            problem, *(exp_contiguous(x, None if drawn is None else drawn[k]) for k, x in enumerate((log_q, log_r))),
+            problem, *(exp_contiguous(x, same_memory_transposed(buffers[k]) if stored_transposed else None)
+                       for k, x in enumerate((log_q, log_r))),
             log_g.exp(), epsilon, steps, converged, error, "unroll",
             torch.stack(history), projection, inner_total, scalings, projection_tol, _operator=operator,
         )

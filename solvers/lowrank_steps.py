@@ -141,6 +141,18 @@ def log_stored_transposed(x: Tensor) -> Tensor:
     return torch.log(x, out=out)
 
 
+def same_memory_transposed(x: Tensor) -> Tensor:
+    """An ``(..., n, r)`` tensor over ``x``'s memory (``x`` contiguous, or stored transposed) in the other layout:
+    stored transposed for a contiguous ``x``, contiguous for a transposed one. Its values are not ``x``'s (the
+    memory is reinterpreted): for reusing the memory of an array that is not read again."""
+    n, r = x.shape[-2:]
+    if x.is_contiguous():
+        return x.reshape(x.shape[:-2] + (r, n)).transpose(-1, -2)
+    if not stored_transposed(x):
+        raise ValueError("same_memory_transposed: x must be contiguous or stored transposed")
+    return x.transpose(-1, -2).reshape(x.shape)
+
+
 def stored_transposed(x: Tensor) -> bool:
     """Whether ``x (..., n, r)`` is stored with its last two dimensions swapped (``.mT`` contiguous, ``x`` not)."""
     return x.transpose(-1, -2).is_contiguous() and not x.is_contiguous()

@@ -9,7 +9,8 @@ import torch
 
 from otalign import PointCloud, Problem
 from otalign.cost_operator import cost_operator
-from otalign.solvers.lowrank_steps import exp_contiguous, initial_factors, linear_gradients, log_stored_transposed
+from otalign.solvers.lowrank_steps import (exp_contiguous, initial_factors, linear_gradients, log_stored_transposed,
+                                           same_memory_transposed)
 
 F64 = torch.float64
 
@@ -102,3 +103,13 @@ def test_factors_stored_transposed_give_the_same_values_and_gradients(dtype, bat
     usual = linear_gradients(operator, Q.clone(), R.clone(), log_g, [None, None, None, None])  # buffers, usual layout
     for ours, ref in zip(usual, expected):
         torch.testing.assert_close(ours, ref, rtol=rtol, atol=rtol)
+
+
+def test_same_memory_transposed_reinterprets_the_memory():
+    x = torch.randn(2, 6, 3, dtype=F64)
+    y = same_memory_transposed(x)
+    assert y.shape == x.shape and y.data_ptr() == x.data_ptr() and y.transpose(-1, -2).is_contiguous()
+    z = same_memory_transposed(y)
+    assert z.shape == x.shape and z.data_ptr() == x.data_ptr() and z.is_contiguous()
+    with pytest.raises(ValueError, match="^same_memory_transposed: x must be contiguous or stored transposed"):
+        same_memory_transposed(torch.randn(6, 8, dtype=F64)[:, ::2])
