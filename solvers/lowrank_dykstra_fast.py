@@ -6,7 +6,8 @@ What differs is the bookkeeping, not the arithmetic (the iterates agree up to ro
 
 * each frame's kernel is held transposed, ``K^T (..., r, n)`` contiguous: both matrix-vector products then read
   it along its rows (at ``n = 10,000``, ``r = 10`` the column product ``K^T u`` takes a third of the time it takes
-  on a row-major ``K``), and the frame's row log-sum-exp reduces over the leading axis;
+  on a row-major ``K``), and the frame's row log-sum-exp reduces over the leading axis; log-kernels given stored
+  transposed (``L.mT`` contiguous, as the solver keeps them) are read in place, others copied transposed once;
 * the length-``r`` column variables of both sides (scalings, frame offsets ``H`` and centres, column sums) are
   stacked into ``(..., 2, r)`` tensors: one operation updates both sides; the scalings are held relative to the
   frames' offsets, their corrections (always ``-v``) are not kept and the terms of ``g``'s update are stacked
