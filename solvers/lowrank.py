@@ -208,8 +208,8 @@ class LowRankSinkhorn(Solver):
         buffers: list[Optional[Tensor]] = [None] * 4  # Q, R, spare (n, r) and (m, r) arrays
         log_g = safe_log(g)
         workspace: dict = {}
-        stored_transposed = reuse and not self._newton(tol)
-        if stored_transposed:
+        transposed = reuse and not self._newton(tol)
+        if transposed:
             # the (n, r) arrays stored as (r, n) (the layout Dykstra reads its kernels in, which then needs no
             # transposed copy of them); every buffer of the solve is made in this layout (no gradient: the plain
             # log, whose values are safe_log's). Factors drawn here are not read again: their memory holds the
@@ -277,7 +277,7 @@ class LowRankSinkhorn(Solver):
         projected = projection is None or bool((projection <= self.inner_tol).all())
         converged = tol > 0 and not bool(active.any()) and projected
         return LowRankPlan(
-            problem, *(exp_contiguous(x, same_memory_transposed(buffers[k]) if stored_transposed else None)
+            problem, *(exp_contiguous(x, same_memory_transposed(buffers[k]) if transposed else None)
                        for k, x in enumerate((log_q, log_r))),
             log_g.exp(), epsilon, steps, converged, error, "unroll",
             torch.stack(history), projection, inner_total, scalings, projection_tol, _operator=operator,
