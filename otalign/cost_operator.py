@@ -32,6 +32,17 @@ class CostOperator:
         self.geometry = geometry
         self.kind = kind
         self.factors = factors
+        self._transposed: Optional[tuple[Tensor, Tensor]] = None
+
+    def transposed_factors(self) -> tuple[Tensor, Tensor]:
+        """``(A^T (..., p, n), B^T (..., p, m))``, contiguous, detached (made once per operator): products with the
+        factors without a graph, in the layout that writes ``(..., k, n)`` results contiguously."""
+        if self.factors is None:
+            raise ValueError(f"transposed_factors: the {self.kind} cost has no factors")
+        if self._transposed is None:
+            A, B = self.factors
+            self._transposed = (A.detach().transpose(-1, -2).contiguous(), B.detach().transpose(-1, -2).contiguous())
+        return self._transposed
 
     def matmul(self, right: Tensor, out: Optional[Tensor] = None) -> Tensor:
         """``C @ right``: ``right (..., m, k)`` -> ``(..., n, k)``; written into ``out`` when given (a buffer of that

@@ -34,9 +34,10 @@ from otalign.problem import Problem, safe_log
 from otalign.solver import ConvergenceWarning, Solver
 from otalign.checks import check_number, check_positive_int
 
-from .lowrank_dykstra import dykstra
+from .lowrank_dykstra import CHECK_EVERY, dykstra
 from .lowrank_newton import newton_projection
-from .lowrank_steps import INITIALIZERS, RESCALES, initial_factors, linear_gradients, mirror_kernels
+from .lowrank_steps import (INITIALIZERS, RESCALES, exp_contiguous, initial_factors, kept_rows, linear_gradients,
+                            log_stored_transposed, mirror_kernels, same_memory_transposed)
 from .registry import register
 
 #: The ``projection`` option: Newton's method or Dykstra's algorithm for the KL projection of each step.
@@ -70,7 +71,8 @@ class LowRankSinkhorn(Solver):
             ``solve(..., init=)`` takes a :class:`~otalign.LowRankPlan` or ``(Q, R, g)`` (a warm start).
         alpha: lower bound on the entries of ``g`` (default 1e-10, as POT), ``alpha < (total mass) / rank``.
         inner_tol: tolerance of each projection on its marginal error (default 1e-6): Dykstra's
-            ``|Q 1 - a|_1 + |R 1 - b|_1`` (checked every 10 iterations), Newton's ``|Q^T 1 - g|_1 + |R^T 1 - g|_1``.
+            ``|Q 1 - a|_1 + |R 1 - b|_1`` (checked every 10 iterations; ``0``: none, exactly ``inner_max_iter``
+            iterations), Newton's ``|Q^T 1 - g|_1 + |R^T 1 - g|_1``.
         inner_max_iter: iteration cap of each projection (default 1000; Newton needs about 2-10).
         projection: ``"auto"`` (default): Newton when solving to ``tol > 0``, Dykstra for ``tol = 0``;
             ``"newton"`` or ``"dykstra"`` for either always. Both compute the same KL projection; Dykstra's rate
@@ -166,7 +168,8 @@ class LowRankSinkhorn(Solver):
 
     def check_result(self, plan: LowRankPlan) -> None:
         for name, x in (("Q", plan.Q), ("R", plan.R), ("inner_marginal", plan.inner_marginal)):
-            if not bool(torch.isfinite(x).all()):
+            # the factors are exponentials (>= 0 or NaN): all entries are finite iff the largest is (NaN propagates)
+            if not bool(torch.isfinite(x.detach().amax())):
                 raise FloatingPointError(f"lowrank: the factor {name} is not finite; this is a bug, please report it "
                                          f"with the problem ({plan.problem!r}) and the solver options")
         if plan.projection_error is None:
@@ -186,8 +189,7 @@ class LowRankSinkhorn(Solver):
         operator = cost_operator(problem.geometry)
         Q, R, g = self._initial(problem, init)
         scalings = self._initial_scalings(init, Q.dtype)
-        log_q, log_r, log_g = safe_log(Q), safe_log(R), safe_log(g)
-        rows, cols = problem.a > 0, problem.b > 0
+        rows, cols = kept_rows(problem.a), kept_rows(problem.b)
         batch = problem.batch_shape
         active = torch.ones(batch, dtype=torch.bool, device=problem.device)
         error: Optional[Tensor] = None
@@ -204,7 +206,22 @@ class LowRankSinkhorn(Solver):
                      and any(t.requires_grad for t in (problem.a, problem.b, *problem.geometry.tensors())))
         reuse = fused and operator.kind != "blocked"  # a blocked cost may hold parameters out of sight
         buffers: list[Optional[Tensor]] = [None] * 4  # Q, R, spare (n, r) and (m, r) arrays
+        log_g = safe_log(g)
         workspace: dict = {}
+        transposed = reuse and not self._newton(tol)
+        if transposed:
+            # the (n, r) arrays stored as (r, n) (the layout Dykstra reads its kernels in, which then needs no
+            # transposed copy of them); every buffer of the solve is made in this layout (no gradient: the plain
+            # log, whose values are safe_log's). Factors drawn here are not read again: their memory holds the
+            # spare arrays; Dykstra's first frames go into the Q and R buffers (not read during a projection),
+            # which at the end hold the returned factors: 3 arrays per factor made, not 6
+            log_q, log_r = log_stored_transposed(Q), log_stored_transposed(R)
+            spare = [same_memory_transposed(x) if init is None and x.is_contiguous() else torch.empty_like(log_x)
+                     for x, log_x in ((Q, log_q), (R, log_r))]
+            buffers = [torch.empty_like(log_q), torch.empty_like(log_r), *spare]
+            workspace = {"Q": {"kernel": buffers[0].transpose(-1, -2)}, "R": {"kernel": buffers[1].transpose(-1, -2)}}
+        else:
+            log_q, log_r = safe_log(Q), safe_log(R)
         for _ in range(max_iter):
             if reuse:
                 Q, R = torch.exp(log_q, out=buffers[0]), torch.exp(log_r, out=buffers[1])
@@ -237,8 +254,11 @@ class LowRankSinkhorn(Solver):
                 new = newton_projection(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol,
                                         self.inner_max_iter, start=start)
             else:
+                # without a stopping test (inner_tol = 0) the checks only guard the scalings' range: one block
+                # (re-run with re-framing in the rare case it left the range) saves two checks a projection
+                every = self.inner_max_iter if isinstance(inner_tol, float) and inner_tol == 0 else CHECK_EVERY
                 new = dykstra(*kernels[:3], problem.a, problem.b, self.alpha, inner_tol, self.inner_max_iter,
-                              start=start, overwrite=reuse, workspace=workspace)
+                              start=start, every=every, overwrite=reuse, workspace=workspace)
             if reuse:
                 buffers[2:] = log_q, log_r  # the old log-factors are not read again
             inner_total += new.iterations
@@ -257,7 +277,9 @@ class LowRankSinkhorn(Solver):
         projected = projection is None or bool((projection <= self.inner_tol).all())
         converged = tol > 0 and not bool(active.any()) and projected
         return LowRankPlan(
-            problem, log_q.exp(), log_r.exp(), log_g.exp(), epsilon, steps, converged, error, "unroll",
+            problem, *(exp_contiguous(x, same_memory_transposed(buffers[k]) if transposed else None)
+                       for k, x in enumerate((log_q, log_r))),
+            log_g.exp(), epsilon, steps, converged, error, "unroll",
             torch.stack(history), projection, inner_total, scalings, projection_tol, _operator=operator,
         )
 

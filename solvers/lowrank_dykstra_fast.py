@@ -6,15 +6,18 @@ What differs is the bookkeeping, not the arithmetic (the iterates agree up to ro
 
 * each frame's kernel is held transposed, ``K^T (..., r, n)`` contiguous: both matrix-vector products then read
   it along its rows (at ``n = 10,000``, ``r = 10`` the column product ``K^T u`` takes a third of the time it takes
-  on a row-major ``K``), and the frame's row log-sum-exp reduces over the leading axis;
-* the length-``r`` column variables of both sides (scalings ``v``, corrections ``q``, frame offsets ``H`` and
-  centres, column sums) are stacked into ``(..., 2, r)`` tensors: one operation updates both sides;
+  on a row-major ``K``), and the frame's row log-sum-exp reduces over the leading axis; log-kernels given stored
+  transposed (``L.mT`` contiguous, as the solver keeps them) are read in place, others copied transposed once;
+* the length-``r`` column variables of both sides (scalings, frame offsets ``H`` and centres, column sums) are
+  stacked into ``(..., 2, r)`` tensors: one operation updates both sides; the scalings are held relative to the
+  frames' offsets, their corrections (always ``-v``) are not kept and the terms of ``g``'s update are stacked
+  for one reduction (:class:`_State`): 12 small operations a sweep besides the products, not 20;
 * every per-sweep tensor is a buffer allocated once per call and updated in place (``out=`` products); the
   large ones (transposed log-kernels, first frames, row vectors) live in a ``workspace`` the caller may keep
   across calls (a fresh array of ``n r`` floats costs its page faults, as much as a few passes over it);
 * the row sums run over ``R``'s kernel, then ``Q``'s, and the column sums over ``Q``'s, then ``R``'s: each sweep
   starts on the kernel the last one ended on, still in cache;
-* the distance of the scalings from the frames' centres is kept as an elementwise running maximum, reduced at
+* the distance of the scalings from the frames' centres is kept as elementwise running extremes, reduced at
   the checks only; a block that must be re-run restores the column variables and recomputes the row sums.
 
 Batch elements frozen by the stopping test keep, at the end of each block of ``every`` sweeps, the values they had
@@ -45,12 +48,21 @@ class _Side:
     def __init__(self, log_kernel: Tensor, mass: Tensor, workspace: dict):
         self.log_kernel = log_kernel
         self.workspace = workspace
-        self.log_t = _buffer(workspace, "log_t", log_kernel.transpose(-1, -2)).copy_(log_kernel.transpose(-1, -2))
+        transposed = log_kernel.transpose(-1, -2)
+        if transposed.is_contiguous():  # stored transposed already: read in place (written by _log_factor only)
+            self.log_t = transposed
+        else:
+            self.log_t = _buffer(workspace, "log_t", transposed).copy_(transposed)
         self.mass = mass
-        empty = mass == 0
-        self.empty: Optional[Tensor] = empty if bool(empty.any()) else None  # rows of zero mass: zero rows of K
-        self.log_mass = mass.log()  # -inf at a zero mass
-        self.finite_t = self.log_t if self.empty is None else self.log_t.masked_fill(empty.unsqueeze(-2), 0.0)
+        # rows of zero mass (zero rows of K; None: none) and log a (-inf at a zero mass), kept in the workspace for
+        # the next calls with the same, unmodified masses
+        known = workspace.get("mass")
+        if known is None or known[0] is not mass or known[1] != mass._version:
+            empty = mass == 0
+            known = workspace["mass"] = (mass, mass._version, empty if bool(empty.any()) else None, mass.log())
+        self.empty: Optional[Tensor] = known[2]
+        self.log_mass: Tensor = known[3]
+        self.finite_t = self.log_t if self.empty is None else self.log_t.masked_fill(self.empty.unsqueeze(-2), 0.0)
         self.u, self.sums, self.scratch = (_buffer(workspace, name, mass) for name in ("u", "sums", "scratch"))
         self.current_u = self.u
         self.offsets = self.kernel = self.kernel_t = torch.empty(0)
@@ -104,86 +116,115 @@ class _Side:
 
 
 class _State:
-    """Dykstra's variables for both sides. Column variables are stacked ``(..., 2, r)`` (index 0: ``Q``, 1: ``R``):
-    scalings ``v``, corrections ``q``, frame offsets ``H``, frame centres, the running maximum of ``|v - centre|``;
-    ``g``, ``q31``, ``q32`` are ``(..., r)`` (logs). Rows live on the :class:`_Side` objects. Every tensor here is
-    a buffer written in place (views of it are taken once). ``cold``: ``v`` is zero (the first frames add no
-    shift)."""
+    """Dykstra's variables for both sides, written in place; every tensor here is a buffer (views of it are taken
+    once). Column variables are stacked ``(..., 2, r)`` (index 0: ``Q``, 1: ``R``); ``g``, ``q31`` are ``(..., r)``
+    (logs). Rows live on the :class:`_Side` objects.
 
-    FIELDS = ("v", "q", "cols", "centre", "moved", "g", "q31", "q32")
+    Representation (the iterates of the plain iteration up to rounding, fewer operations per sweep):
+
+    * the column scalings are held shifted by the frames' column offsets, ``s = v - H``: the row sums' weights are
+      ``e^s`` and ``v = s + H`` is formed only where it is needed (re-framing, the checks, the result);
+    * the scalings' corrections ``q`` are not kept: they start at ``-v`` and every sweep keeps ``v + q`` at exactly
+      0 (``q_new = (v + q + t) - g = -(g - t) = -v_new`` in floating point), so ``v + q + t`` is ``t``;
+    * ``X (..., 4, r)`` stacks the terms of the new ``g``: the logs of both sides' column sums ``log K^T u``, the
+      clamped ``g`` and ``q32 - H_Q - H_R`` (the correction carrying both frames' offsets), so that
+      ``g = (sum of X's rows) / 3`` is one reduction;
+    * the distance of the scalings from the frames' centres is tracked as elementwise running extremes of ``s``
+      (``|v - centre|`` is ``s - (centre - H)``), reduced at the checks only."""
+
+    FIELDS = ("s", "cols", "centre", "g", "q31", "q32")
 
     def __init__(self, sides: tuple[_Side, _Side], v: Tensor, log_kg: Tensor, cold: bool):
         self.sides = sides
-        self.v = v.clone()
-        self.q = -v
         self.centre = v.clone()
         self.cols = torch.empty_like(v)
-        self.moved = torch.zeros_like(v)
-        self.g = log_kg.clone()
-        self.q31 = torch.zeros_like(log_kg)
-        self.q32 = torch.zeros_like(log_kg)
-        self.gc = torch.empty_like(log_kg)
-        self.t = torch.empty_like(v)  # scratch: column sums, then their logs
-        self.z = torch.empty_like(v)  # scratch
-        self.t_sides = (self.t[..., 0, :], self.t[..., 1, :])
-        self.z_sides = (self.z[..., 0, :], self.z[..., 1, :])
-        self.g_row = self.g.unsqueeze(-2)
         for k, side in enumerate(sides):
             offsets, self.cols[..., k, :], kernel = side.frame(None if cold else v[..., k, :], first=True)
             side.use(offsets, kernel)
+        self.s = v - self.cols
+        self.g = log_kg.clone()
+        self.q31 = torch.zeros_like(log_kg)
+        self.X = log_kg.new_empty(log_kg.shape[:-1] + (4, log_kg.shape[-1]))
+        self.logs, self.gc, self.q32 = self.X[..., :2, :], self.X[..., 2, :], self.X[..., 3, :]
+        torch.sum(self.cols, dim=-2, out=self.q32).neg_()
+        self.sums = torch.empty_like(v)  # the column sums K^T u of both sides
+        self.sums_sides = (self.sums[..., 0, :], self.sums[..., 1, :])
+        self.weights = torch.empty_like(v)  # e^s
+        self.weight_sides = (self.weights[..., 0, :], self.weights[..., 1, :])
+        self.high, self.low = torch.empty_like(v), torch.empty_like(v)  # running extremes of s within a block
+        self.g_row = self.g.unsqueeze(-2)
         self.row_sums()
 
     def row_sums(self) -> None:
-        torch.sub(self.v, self.cols, out=self.z).exp_()
+        torch.exp(self.s, out=self.weights)
         for k in (1, 0):  # R's kernel, then Q's: the next sweep's column sums start with Q's, still in cache
-            self.sides[k].row_sums(self.z_sides[k])
+            self.sides[k].row_sums(self.weight_sides[k])
+
+    def v(self) -> Tensor:
+        """The column scalings ``v = s + H``, ``(..., 2, r)`` (a new tensor)."""
+        return self.s + self.cols
 
     def sweep(self, log_alpha: float, careful: Optional[float], last: bool) -> None:
         """One Dykstra sweep (as the graph path's ``_sweep``), in place; ``last``: the last of its block (``u``
         kept)."""
-        t, z, v, q, g, gc = self.t, self.z, self.v, self.q, self.g, self.gc
-        self.sides[0].col_sums(self.t_sides[0], last)
-        self.sides[1].col_sums(self.t_sides[1], last)
-        t.log_().sub_(self.cols)  # log sum_i exp(L_ik + f_i), both sides
+        g, gc = self.g, self.gc
+        self.sides[0].col_sums(self.sums_sides[0], last)
+        self.sides[1].col_sums(self.sums_sides[1], last)
+        torch.log(self.sums, out=self.logs)
         g.add_(self.q31)
         torch.clamp_min(g, log_alpha, out=gc)
         torch.sub(g, gc, out=self.q31)
-        torch.add(v.add_(q), t, out=z)  # z = v + q + t
-        torch.sum(z, dim=-2, out=g).add_(gc).add_(self.q32).div_(3.0)  # the old g is no longer needed
-        torch.sub(z, self.g_row, out=q)  # q = (v + q) - v_new = z - g_new
-        torch.sub(self.g_row, t, out=v)
+        torch.sum(self.X, dim=-2, out=g).div_(3.0)  # the old g is no longer needed
         self.q32.add_(gc).sub_(g)
+        torch.sub(self.g_row, self.logs, out=self.s)  # s = v - H = g - log K^T u
         if careful is not None:
-            self.reframe(careful, None)
-        torch.maximum(self.moved, torch.sub(v, self.centre, out=z).abs_(), out=self.moved)
+            self.reframe(careful, None, rows=False)
+        torch.maximum(self.high, self.s, out=self.high)
+        torch.minimum(self.low, self.s, out=self.low)
         self.row_sums()
 
-    def reframe(self, bound: float, active: Optional[Tensor]) -> None:
+    def start_block(self) -> None:
+        """Reset the running extremes of ``s`` to the frames' centres (a move of 0)."""
+        torch.sub(self.centre, self.cols, out=self.high)
+        self.low.copy_(self.high)
+
+    def moved(self) -> Tensor:
+        """How far the scalings moved from the frames' centres since :meth:`start_block`, ``(...,)`` (read after
+        blocks without re-framing only: a careful block moves frames and is not checked again)."""
+        shift = self.centre - self.cols
+        return torch.maximum(self.high - shift, shift - self.low).amax((-2, -1))
+
+    def reframe(self, bound: float, active: Optional[Tensor], rows: bool = True) -> None:
         """Re-frame each side at its current column scaling where that moved more than ``bound`` from the frame's
-        centre (for the elements in ``active``); ``u`` is carried over to the new frame, the row sums recomputed."""
+        centre (for the elements in ``active``); ``u`` is carried over to the new frame; ``rows``: the row sums are
+        recomputed (else the caller does)."""
         changed = False
+        v = self.v()
         for k, side in enumerate(self.sides):
-            v = self.v[..., k, :]
-            far = (v - self.centre[..., k, :]).abs().amax(-1) > bound
+            vk = v[..., k, :]
+            far = (vk - self.centre[..., k, :]).abs().amax(-1) > bound
             if active is not None:
                 far = far & active
             if not bool(far.any()):
                 continue
             changed = True
-            offsets, cols, kernel = side.frame(v)
+            offsets, cols, kernel = side.frame(vk)
             current = side.current_u
             u = current * (side.offsets - offsets).exp_()
+            old_cols = self.cols[..., k, :].clone()
             if bool(far.all()):
                 side.use(offsets, kernel)
                 current.copy_(u)
                 self.cols[..., k, :] = cols
-                self.centre[..., k, :] = v
+                self.centre[..., k, :] = vk
             else:
                 side.use(_where(far, offsets, side.offsets), _where(far, kernel, side.kernel))
                 current.copy_(_where(far, u, current))
-                self.cols[..., k, :] = _where(far, cols, self.cols[..., k, :])
-                self.centre[..., k, :] = _where(far, v, self.centre[..., k, :])
-        if changed:
+                self.cols[..., k, :] = _where(far, cols, old_cols)
+                self.centre[..., k, :] = _where(far, vk, self.centre[..., k, :])
+            self.q32.add_(old_cols).sub_(self.cols[..., k, :])  # it carries -H_Q - H_R
+            torch.sub(vk, self.cols[..., k, :], out=self.s[..., k, :])
+        if changed and rows:
             self.row_sums()
 
     def snapshot(self, rows: bool) -> dict:
@@ -222,7 +263,7 @@ def dykstra_fast(
     iterations, (v_Q, v_R))``. ``overwrite``: ``log Q`` and ``log R`` are written into ``log_kq`` and ``log_kr``.
     ``workspace``: a dict kept by the caller across calls, whose buffers (the transposed log-kernels and the
     first frames' kernels) are reused while the shapes agree (a fresh large tensor costs its page faults at
-    every call)."""
+    every call), as are the logs of the masses while the same mass tensors come unmodified."""
     workspace = {} if workspace is None else workspace
     sides = (_Side(log_kq, a, workspace.setdefault("Q", {})), _Side(log_kr, b, workspace.setdefault("R", {})))
     limit = math.log(torch.finfo(log_kg.dtype).max) / 4
@@ -238,7 +279,7 @@ def dykstra_fast(
         frozen = active is not None and not bool(active.all())
         saved = state.snapshot(rows=frozen)
         err = _block(state, stop - done, log_alpha, None, active if frozen else None, saved)
-        unsafe = ~torch.isfinite(err) | (state.moved.amax((-2, -1)) > limit)
+        unsafe = ~torch.isfinite(err) | (state.moved() > limit)
         if active is not None:
             unsafe = unsafe & active
         if bool(unsafe.any()):  # rerun the block, re-framing before any product that would leave the range
@@ -251,15 +292,16 @@ def dykstra_fast(
         if done == max_iter or not bool(active.any()):
             break
         state.reframe(limit / 2, active)
-    log_q, log_r = (_log_factor(side, state.v[..., k, :], overwrite) for k, side in enumerate(sides))
-    return log_q, log_r, state.g, error, done, (state.v[..., 0, :], state.v[..., 1, :])
+    v = state.v()
+    log_q, log_r = (_log_factor(side, v[..., k, :], overwrite) for k, side in enumerate(sides))
+    return log_q, log_r, state.g, error, done, (v[..., 0, :], v[..., 1, :])
 
 
 def _block(state: _State, count: int, log_alpha: float, careful: Optional[float], frozen: Optional[Tensor],
            saved: dict) -> Tensor:
-    """``count`` sweeps from a fresh running maximum of the scalings' moves; the elements outside ``frozen``
+    """``count`` sweeps from fresh running extremes of the scalings; the elements outside ``frozen``
     (when given) back at ``saved``. Returns the marginal error ``(...,)``."""
-    state.moved.zero_()
+    state.start_block()
     for i in range(count):
         state.sweep(log_alpha, careful, i == count - 1)
     if frozen is not None:

@@ -42,10 +42,13 @@ def initial_factors(problem: Problem, rank: int, method: str, seed: int) -> tupl
             g0, q0, r0 = (torch.randn(shape, generator=gen, dtype=problem.dtype).abs_().add_(1)
                           for shape in ((rank,), (int(rows.sum()), rank), (int(cols.sum()), rank)))
             draws.append([g0, _scatter_rows(q0, rows), _scatter_rows(r0, cols)])
-        g, Q, R = (torch.stack(parts).reshape(problem.batch_shape + parts[0].shape).to(problem.device)
+        g, Q, R = (_stack(parts).reshape(problem.batch_shape + parts[0].shape).to(problem.device)
                    for parts in zip(*draws))
         g = g * mass / g.sum(-1, keepdim=True)
-        return Q * _ratio(a, Q.sum(-1)).unsqueeze(-1), R * _ratio(b, R.sum(-1)).unsqueeze(-1), g
+        scale_q, scale_r = _ratio(a, Q.sum(-1)).unsqueeze(-1), _ratio(b, R.sum(-1)).unsqueeze(-1)
+        if scale_q.requires_grad or scale_r.requires_grad:
+            return Q * scale_q, R * scale_r, g
+        return Q.mul_(scale_q), R.mul_(scale_r), g  # the draws are new tensors: scaled in place
     g = (mass / rank).expand(problem.batch_shape + (rank,))
     lam = torch.minimum(torch.minimum(_min_positive(a), _min_positive(b)), mass.squeeze(-1) / rank) / 2
     lam = (lam / mass.squeeze(-1)).unsqueeze(-1)  # (..., 1), in (0, 1/2]
@@ -66,8 +69,16 @@ def _ratio(mass: Tensor, total: Tensor) -> Tensor:
     return torch.where(mass > 0, mass / total.masked_fill(total == 0, 1.0), torch.zeros_like(mass))
 
 
+def _stack(parts: list[Tensor]) -> Tensor:
+    """``torch.stack(parts)`` (a view of a single part: no copy)."""
+    return parts[0].unsqueeze(0) if len(parts) == 1 else torch.stack(parts)
+
+
 def _scatter_rows(x: Tensor, keep: Tensor) -> Tensor:
-    """``x (k, r)`` placed at the ``k`` rows where ``keep (n,)`` is True of an ``(n, r)`` array of zeros."""
+    """``x (k, r)`` placed at the ``k`` rows where ``keep (n,)`` is True of an ``(n, r)`` array of zeros (``x``
+    itself when every row is kept)."""
+    if x.shape[0] == keep.shape[0]:
+        return x
     out = x.new_zeros((keep.shape[0], x.shape[-1]))
     out[keep] = x
     return out
@@ -94,9 +105,20 @@ def linear_gradients(
     ``buffers``: no graph is recorded; ``buffers[2]``, ``buffers[3]`` (``None`` or arrays of the gradients' shapes,
     e.g. kept across steps) receive the gradients and ``Q`` may be overwritten. With a factored cost
     ``C = A B^T`` the small products ``B^T R``, ``A^T Q (..., p, r)`` carry ``1/g`` and give ``omega`` (no pass over
-    an ``(n, r)`` array for either).
+    an ``(n, r)`` array for either); with ``Q``, ``R`` and the buffers stored transposed
+    (:func:`log_stored_transposed`) every product reads and writes contiguous arrays.
     """
     inv_g = (-log_g).exp().unsqueeze(-2)
+    if buffers is not None and operator.factors is not None and stored_transposed(Q) and stored_transposed(R):
+        # everything transposed, (..., r, n) contiguous: (B^T R)^T = R^T B, and the gradients C R / g come out as
+        # (diag(1/g) R^T B) A^T, a product of contiguous arrays written straight into the transposed buffers
+        (A, B), (At, Bt) = operator.factors, operator.transposed_factors()
+        small_r, small_q = R.transpose(-1, -2) @ B, Q.transpose(-1, -2) @ A  # (..., r, p)
+        omega = (small_q * small_r).sum(-1)
+        inv_col = inv_g.transpose(-1, -2)
+        grad_q = torch.matmul(small_r.mul_(inv_col), At, out=buffers[2].transpose(-1, -2)).transpose(-1, -2)
+        grad_r = torch.matmul(small_q.mul_(inv_col), Bt, out=buffers[3].transpose(-1, -2)).transpose(-1, -2)
+        return grad_q, grad_r, omega
     if buffers is not None and operator.factors is not None:
         A, B = operator.factors
         small_r, small_q = B.transpose(-1, -2) @ R, A.transpose(-1, -2) @ Q
@@ -112,9 +134,41 @@ def linear_gradients(
     return CR * inv_g, CtQ * inv_g, (Q * CR).sum(-2)
 
 
+def log_stored_transposed(x: Tensor) -> Tensor:
+    """``log x`` for ``x (..., n, r)``, stored with its last two dimensions swapped (``.mT`` contiguous); no
+    gradient."""
+    out = x.new_empty(x.shape[:-2] + (x.shape[-1], x.shape[-2])).transpose(-1, -2)
+    return torch.log(x, out=out)
+
+
+def same_memory_transposed(x: Tensor) -> Tensor:
+    """An ``(..., n, r)`` tensor over ``x``'s memory (``x`` contiguous, or stored transposed) in the other layout:
+    stored transposed for a contiguous ``x``, contiguous for a transposed one. Its values are not ``x``'s (the
+    memory is reinterpreted): for reusing the memory of an array that is not read again."""
+    n, r = x.shape[-2:]
+    if x.is_contiguous():
+        return x.reshape(x.shape[:-2] + (r, n)).transpose(-1, -2)
+    if not stored_transposed(x):
+        raise ValueError("same_memory_transposed: x must be contiguous or stored transposed")
+    return x.transpose(-1, -2).reshape(x.shape)
+
+
+def stored_transposed(x: Tensor) -> bool:
+    """Whether ``x (..., n, r)`` is stored with its last two dimensions swapped (``.mT`` contiguous, ``x`` not)."""
+    return x.transpose(-1, -2).is_contiguous() and not x.is_contiguous()
+
+
+def exp_contiguous(x: Tensor, out: Optional[Tensor] = None) -> Tensor:
+    """``exp x``, contiguous whatever ``x``'s layout (a factor stored transposed by the solve comes back in the
+    usual layout); ``out``: a contiguous tensor of ``x``'s shape to hold it (no gradient)."""
+    if out is not None:
+        return out.copy_(x).exp_()
+    return x.exp() if x.is_contiguous() else x.contiguous().exp_()  # the copy, then exp in place: 2x faster
+
+
 def mirror_kernels(
     log_q: Tensor, log_r: Tensor, log_g: Tensor, linear_q: Tensor, linear_r: Tensor, omega: Tensor, epsilon: float,
-    gamma: float, rescale: Optional[str], rows: Tensor, cols: Tensor,
+    gamma: float, rescale: Optional[str], rows: Optional[Tensor], cols: Optional[Tensor],
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """One mirror-descent (KL proximal) step on the objective, before projection.
 
@@ -125,7 +179,8 @@ def mirror_kernels(
     ``log K = log X - step * grad_X`` with
     ``step = gamma / G`` (``rescale="linear"``), ``gamma / G^2`` (``"square"``, Scetbon & Cuturi 2022) or
     ``gamma`` (``None``), with ``G = max(|grad_Q|_inf, |grad_R|_inf, |grad_g|_inf)`` per problem (rows / columns of
-    zero mass, flagged False in ``rows`` / ``cols``, are left out). The ``"linear"`` step is capped at
+    zero mass, flagged False in ``rows`` / ``cols``, are left out; ``None``: every row is kept, see
+    :func:`kept_rows`). The ``"linear"`` step is capped at
     ``1 / (2 epsilon)``: the step is ``log K = (1 - step epsilon) log X - step grad_lin``, and a factor
     ``1 - step epsilon`` below 1/2 overshoots the entropic part (the objective then oscillates).
     Without a graph to record, ``linear_q`` and ``linear_r`` may be overwritten (they become the log-kernels).
@@ -157,10 +212,17 @@ def mirror_kernels(
     return _keep_zero_rows(log_kq, rows), _keep_zero_rows(log_kr, cols), log_g - s * grad_g, step
 
 
-def _keep_zero_rows(log_k: Tensor, keep: Tensor) -> Tensor:
+def kept_rows(mass: Tensor) -> Optional[Tensor]:
+    """The rows of positive mass, ``(..., n)`` booleans, or ``None`` when every row has a positive mass (found once
+    per solve: the steps then skip the masking and its device-to-host read)."""
+    keep = mass > 0
+    return None if bool(keep.all()) else keep
+
+
+def _keep_zero_rows(log_k: Tensor, keep: Optional[Tensor]) -> Tensor:
     """``log_k`` with the rows of zero mass (``keep`` False) at ``-inf``: a factor's row of a zero mass is 0 and
     stays 0 (its gradient step would be ``-inf + inf``)."""
-    if bool(keep.all()):
+    if keep is None:
         return log_k
     return log_k.masked_fill(~keep.unsqueeze(-1), -math.inf)
 
@@ -170,16 +232,16 @@ def _finite(log_x: Tensor) -> Tensor:
     return log_x.masked_fill(log_x == -math.inf, 0.0)
 
 
-def _sup(grad: Tensor, keep: Tensor) -> Tensor:
-    """``|grad|_inf`` over the rows flagged in ``keep``, ``(...,)``."""
+def _sup(grad: Tensor, keep: Optional[Tensor]) -> Tensor:
+    """``|grad|_inf`` over the rows flagged in ``keep`` (``None``: all), ``(...,)``."""
     size = grad.abs()
-    if not bool(keep.all()):
+    if keep is not None:
         size = size.masked_fill(~keep.unsqueeze(-1), 0.0)
     return size.amax((-1, -2))
 
 
-def _sup_in_place(grad: Tensor, keep: Tensor) -> Tensor:
+def _sup_in_place(grad: Tensor, keep: Optional[Tensor]) -> Tensor:
     """:func:`_sup` without a graph: no ``|grad|`` array, the extremes of ``grad`` where every row is kept."""
-    if not bool(keep.all()):
+    if keep is not None:
         return _sup(grad, keep)
     return torch.maximum(grad.amax((-1, -2)), grad.amin((-1, -2)).neg_())

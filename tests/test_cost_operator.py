@@ -85,3 +85,20 @@ def test_products_into_a_buffer(kind, batch):
         out = torch.full_like(expected, math.nan)
         assert product(right, out=out) is out
         torch.testing.assert_close(out, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("batch", [(), (2,)])
+def test_transposed_factors(batch):
+    """``A^T``, ``B^T`` contiguous and detached, made once; a cost without factors names the method."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(batch + (9, 3), generator=gen, dtype=F64).requires_grad_(True)
+    y = torch.randn(batch + (7, 3), generator=gen, dtype=F64)
+    op = cost_operator(PointCloud(x, y))
+    At, Bt = op.transposed_factors()
+    A, B = op.factors
+    assert At.is_contiguous() and Bt.is_contiguous() and not At.requires_grad
+    torch.testing.assert_close(At, A.detach().transpose(-1, -2), rtol=0, atol=0)
+    torch.testing.assert_close(Bt, B.transpose(-1, -2), rtol=0, atol=0)
+    assert op.transposed_factors()[0] is At
+    with pytest.raises(ValueError, match="^transposed_factors: the dense cost has no factors"):
+        cost_operator(DenseCost(torch.rand(batch + (4, 5), dtype=F64))).transposed_factors()

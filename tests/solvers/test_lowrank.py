@@ -264,7 +264,47 @@ def test_steps_without_a_graph_equal_the_recorded_steps(cost, tol, epsilon):
 
     recorded, fused = plan(True), plan(False)
     assert recorded.Q.requires_grad and not fused.Q.requires_grad
+    assert fused.Q.is_contiguous() and fused.R.is_contiguous()  # stored transposed during the solve, not after
     assert recorded.iterations == fused.iterations and recorded.projection_iterations == fused.projection_iterations
     for ours, ref in ((fused.Q, recorded.Q), (fused.R, recorded.R), (fused.inner_marginal, recorded.inner_marginal)):
         torch.testing.assert_close(ours, ref.detach(), rtol=1e-8, atol=1e-13)
     assert float(fused.Q[1, 3].abs().max()) == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_projections_without_a_stopping_test_run_as_one_block(dtype):
+    """inner_tol=0: each Dykstra projection runs exactly inner_max_iter iterations in one block (checked once); the
+    factors are those of projections checked every 10 iterations against an unreachable tolerance."""
+    gen = torch.Generator().manual_seed(6)
+    x, y = torch.randn(40, 2, generator=gen, dtype=dtype), torch.randn(30, 2, generator=gen, dtype=dtype) + 1.0
+    problem = Problem(PointCloud(x, y), eps=0.1)
+    plans = []
+    for inner_tol in (0.0, 1e-300):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plans.append(solve(problem, "lowrank", rank=4, max_iter=12, tol=0, inner_max_iter=35, inner_tol=inner_tol))
+    one_block, checked = plans
+    assert one_block.projection_iterations == checked.projection_iterations == 12 * 35
+    rtol, atol = (1e-4, 1e-6) if dtype == torch.float32 else (1e-9, 1e-13)
+    for ours, ref in ((one_block.Q, checked.Q), (one_block.R, checked.R)):
+        torch.testing.assert_close(ours, ref, rtol=rtol, atol=atol)
+
+
+def test_dykstra_to_a_tolerance_without_a_graph_equals_the_recorded_steps_batched():
+    """projection="dykstra" with tol > 0, batched: the elements stop at different steps (the stopped ones kept
+    by selection, in the transposed storage of a solve without a graph); the factors equal the recorded path's."""
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.randn(3, 16, 2, generator=gen, dtype=F64), torch.randn(3, 12, 2, generator=gen, dtype=F64)
+    x[1] *= 3.0
+
+    def plan(grad: bool) -> LowRankPlan:
+        return solve(Problem(PointCloud(x.clone().requires_grad_(grad), y), eps=0.1), "lowrank", rank=2,
+                     epsilon=0.05, max_iter=100, tol=1e-3, projection="dykstra", inner_max_iter=200)
+
+    recorded, fused = plan(True), plan(False)
+    assert fused.converged and recorded.iterations == fused.iterations < 100
+    assert recorded.projection_iterations == fused.projection_iterations
+    torch.testing.assert_close(fused.error, recorded.error, rtol=1e-8, atol=0)
+    assert len(set(fused.error.tolist())) == 3
+    for ours, ref in ((fused.Q, recorded.Q), (fused.R, recorded.R), (fused.inner_marginal, recorded.inner_marginal)):
+        torch.testing.assert_close(ours, ref.detach(), rtol=1e-8, atol=1e-13)

@@ -77,7 +77,7 @@ def test_reframing_happens_and_a_block_is_rerun(dtype, monkeypatch):
         monkeypatch.setattr(owner, name, counted)
     args = [x.to(dtype) for x in kernels(30, 20, 4, 5, far=150.0 if dtype == torch.float32 else 400.0)]
     rtol, atol = (1e-9, 1e-13) if dtype == F64 else (2e-3, 1e-6)
-    for every in (1, 7, 10):
+    for every in (1, 7, 10, 200):  # 200: one block (no stopping test), re-run with re-framing throughout
         same(fast(*args, 1e-10, 0.0, 200, every=every), dykstra_graph(*args, 1e-10, 0.0, 200, every=every),
              rtol, atol)
     assert calls["frame"] > 6 and calls["restore"] > 0
@@ -142,3 +142,35 @@ def test_dykstra_records_a_graph_only_when_needed():
         without = dykstra(*args, 1e-10, 0.0, 30)
     assert not without.log_q.requires_grad
     torch.testing.assert_close(without.log_q, with_graph.log_q.detach(), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, F64])
+def test_batched_with_the_bound_on_g_active_and_frames_moving_for_some_elements(dtype):
+    """The correction of ``g >= alpha`` carries the frames' column offsets: re-framing some elements of a batch
+    (and re-running blocks) with the bound active still gives the graph path's projection."""
+    batch = [x.to(dtype) for x in kernels(25, 15, 4, 9, batch=(3,))]
+    far = 150.0 if dtype == torch.float32 else 400.0
+    batch[0][1, :, 0] -= far  # only the middle element's scalings move beyond the safe range
+    batch[1][1, :, 1] -= far / 2
+    batch[2][..., 0] -= 10.0  # a small K_g: the bound is active
+    rtol, atol = (1e-9, 1e-13) if dtype == F64 else (2e-3, 1e-6)
+    for tol, every in ((0.0, 3), (torch.tensor([1e-4, 1e-5, 1e-3], dtype=dtype), 10)):
+        same(fast(*batch, 0.05, tol, 600, every=every), dykstra_graph(*batch, 0.05, tol, 600, every=every),
+             rtol, atol)
+
+
+def test_a_workspace_follows_the_masses():
+    """The workspace keeps the masses' logs and zero rows for the next call with the same masses; new masses, or
+    the same tensor modified in place, are read afresh."""
+    workspace: dict = {}
+    log_kq, log_kr, log_kg, a, b = kernels(12, 9, 3, 11)
+    for change in ("none", "new tensor", "in place", "none"):
+        if change == "new tensor":
+            a = a.clone()
+            a[1] = 0.0
+            a = a / a.sum()
+        elif change == "in place":
+            a[1] = a[2]
+            a[2] = 0.0
+        args = (log_kq, log_kr, log_kg, a, b)
+        same(fast(*args, 1e-10, 0.0, 40, workspace=workspace), dykstra_graph(*args, 1e-10, 0.0, 40), 1e-9, 1e-14)
