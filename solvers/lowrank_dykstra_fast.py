@@ -35,6 +35,8 @@ from typing import Optional, Union
 import torch
 from torch import Tensor
 
+from otalign.versions import write_count
+
 Result = tuple[Tensor, Tensor, Tensor, Tensor, int, tuple[Tensor, Tensor]]
 
 
@@ -57,9 +59,10 @@ class _Side:
         # rows of zero mass (zero rows of K; None: none) and log a (-inf at a zero mass), kept in the workspace for
         # the next calls with the same, unmodified masses
         known = workspace.get("mass")
-        if known is None or known[0] is not mass or known[1] != mass._version:
+        count = write_count(mass)  # None (an inference tensor): not verifiable, recomputed
+        if known is None or known[0] is not mass or count is None or known[1] != count:
             empty = mass == 0
-            known = workspace["mass"] = (mass, mass._version, empty if bool(empty.any()) else None, mass.log())
+            known = workspace["mass"] = (mass, count, empty if bool(empty.any()) else None, mass.log())
         self.empty: Optional[Tensor] = known[2]
         self.log_mass: Tensor = known[3]
         self.finite_t = self.log_t if self.empty is None else self.log_t.masked_fill(self.empty.unsqueeze(-2), 0.0)

@@ -21,6 +21,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
+from ..versions import write_count
+
 
 class HeldKernel:
     """``K (..., n, m)`` with its scalings ``alpha (..., n)`` / ``(..., 1)`` and ``beta (..., m)`` / ``(..., 1)``,
@@ -45,6 +47,8 @@ class HeldKernel:
         if self.known is None:
             return None
         (_, _, u, v), prints = self.known
+        if None in prints:  # inference tensors: unchanged cannot be verified
+            return None
         return (u, v) if (_fingerprint(f), _fingerprint(g)) == prints else None
 
     def scalings(self, log_rows: Tensor, log_cols: Tensor) -> tuple[Tensor, Tensor]:
@@ -65,6 +69,9 @@ class HeldKernel:
         if not self.valid():
             return None
         matrix = self.matrix
+        if matrix.is_inference() and not torch.is_inference_mode_enabled():  # solved under inference_mode, read
+            # outside it: an inference tensor takes no in-place write here, so the plan is formed out of place
+            return self.block(u, v, 0, matrix.shape[-2])
         self.owner.release()
         self.matrix = None
         for start, stop in row_blocks:
@@ -72,8 +79,11 @@ class HeldKernel:
         return matrix
 
 
-def _fingerprint(x: Tensor) -> tuple:
+def _fingerprint(x: Tensor) -> Optional[tuple]:
     """What identifies a tensor's values without reading them: its memory, layout and write count (a detached
     alias shares the memory and the count, which every in-place write bumps; the known tensors are held, so their
-    memory is not reused)."""
-    return x.data_ptr(), x._version, tuple(x.shape), x.stride(), x.dtype, x.device
+    memory is not reused). ``None`` for an inference tensor, which keeps no count."""
+    count = write_count(x)
+    if count is None:
+        return None
+    return x.data_ptr(), count, tuple(x.shape), x.stride(), x.dtype, x.device
