@@ -345,7 +345,8 @@ def test_cold_start_solves_at_small_eps_equal_the_log_domain_from_the_row_minima
         atol = 2e-5 if dtype == torch.float32 else 1e-11
         torch.testing.assert_close(plans["absorbed"].f, plans["blocked"].f, rtol=0, atol=atol)
         torch.testing.assert_close(plans["absorbed"].g, plans["blocked"].g, rtol=0, atol=atol)
-        # entries below the kernel's floor (about e^-35 of a row's largest in float32) are rounding, as in the log domain
+        # entries below the kernel's floor (about e^-35 of a row's largest in float32) are rounding, as in the
+        # log domain
         rtol, floor = (2e-3, 1e-9) if dtype == torch.float32 else (1e-9, 1e-20)
         torch.testing.assert_close(plans["absorbed"].matrix, plans["blocked"].matrix, rtol=rtol, atol=floor)
         assert bounds and bounds[0] is not None and bounds[0][1] is not None  # the first rebuild: constant input

@@ -27,7 +27,8 @@ CASES = [  # (solver, options, eps, tol)
 
 def _problem(eps: float, rho: float = float("inf"), cloud: bool = False) -> Problem:
     gen = torch.Generator().manual_seed(0)
-    x, y = torch.randn(30, 3, generator=gen, dtype=torch.float64), torch.randn(20, 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(30, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(20, 3, generator=gen, dtype=torch.float64)
     if cloud:  # geomloss solves point clouds only
         return Problem(PointCloud(x / 3, y / 3, cost="half_sqeuclidean"), eps=eps)
     return Problem(torch.cdist(x, y) ** 2 / 10, eps=eps, rho_a=rho, rho_b=rho)
@@ -63,7 +64,8 @@ def test_dense_solvers(solver, options, eps, tol):
 @pytest.mark.parametrize("tol, inner_tol", [(0.0, 0.0), (0.0, 1e-9), (1e-7, 1e-8)])
 def test_lowrank(tol, inner_tol):
     gen = torch.Generator().manual_seed(1)
-    x, y = torch.randn(60, 3, generator=gen, dtype=torch.float64), torch.randn(50, 3, generator=gen, dtype=torch.float64)
+    x = torch.randn(60, 3, generator=gen, dtype=torch.float64)
+    y = torch.randn(50, 3, generator=gen, dtype=torch.float64)
     results = []
     for mode in (torch.no_grad, torch.inference_mode):
         with mode():
@@ -81,7 +83,8 @@ def test_lowrank(tol, inner_tol):
 
 def test_gromov():
     gen = torch.Generator().manual_seed(2)
-    x, y = torch.randn(25, 2, generator=gen, dtype=torch.float64), torch.randn(20, 2, generator=gen, dtype=torch.float64)
+    x = torch.randn(25, 2, generator=gen, dtype=torch.float64)
+    y = torch.randn(20, 2, generator=gen, dtype=torch.float64)
     results = []
     for mode in (torch.no_grad, torch.inference_mode):
         with mode():

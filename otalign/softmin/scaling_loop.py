@@ -45,8 +45,8 @@ def rmatvec(kernel: Tensor, w: Tensor) -> Tensor:
 
 
 def bound_products(kernel: Tensor, v: Tensor) -> tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]]:
-    """``(w -> K w, w -> w^T K)`` for a loop of products with one kernel: for one problem ``torch.mv`` bound to the kernel and to its
-    transposed view (made once, not per iteration), else :func:`matvec` / :func:`rmatvec`."""
+    """``(w -> K w, w -> w^T K)`` for a loop of products with one kernel: for one problem ``torch.mv`` bound to
+    the kernel and to its transposed view (made once, not per iteration), else :func:`matvec` / :func:`rmatvec`."""
     if kernel.dim() == 2 and v.dim() == 1:
         return functools.partial(torch.mv, kernel), functools.partial(torch.mv, kernel.t())
     return functools.partial(matvec, kernel), functools.partial(rmatvec, kernel)
