@@ -101,18 +101,23 @@ def test_scaling_form_equals_the_log_domain(seed, size, eps, dtype, runs):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("refuse", [1, 2, 5, 8, "always"])
 def test_a_refused_product_falls_back_to_the_half_steps(refuse, dtype, monkeypatch, runs):
-    """The ``refuse``-th certificate check fails (a row product when odd, a column product when even): the solve
-    goes on by half-steps from the last certified iterate and still equals the log domain."""
+    """The ``refuse``-th product checked fails (a row product when odd, a column product when even; the products of
+    a chunk are checked together, in order): the solve goes on by half-steps from the last certified iterate and
+    still equals the log domain."""
     problem = _problem(11, 64, 48, 0.01, dtype, False, "product")
-    calls = []
-    original = absorbed._covers
+    checked = []
+    original = absorbed._certified
 
-    def covers(*args):
-        calls.append(None)
-        return refuse != "always" and len(calls) != refuse and original(*args)
+    def certified(steps, *args):
+        passed, start = original(steps, *args), len(checked)
+        checked.extend(2 * len(steps) * [None])
+        if refuse == "always":
+            return 0
+        index = refuse - 1 - start  # of the refused product in this chunk
+        return min(passed, index // 2) if 0 <= index < 2 * len(steps) else passed
 
     ref = _solve(problem, "blocked", 15)
-    monkeypatch.setattr(absorbed, "_covers", covers)
+    monkeypatch.setattr(absorbed, "_certified", certified)
     got = _solve(problem, "absorbed", 15)
     _assert_equal(problem, got, ref)
     if refuse == "always":
@@ -171,3 +176,45 @@ def test_a_cold_start_runs_in_scaling_form_from_its_first_rebuild(monkeypatch, r
         _assert_equal(problem, got, ref)
         assert runs == [15] and not summed
         runs.clear()
+
+
+def _reference_certified(steps, bound: float, limit: float) -> int:
+    """Product by product, in order: output minimum above ``bound`` times the input's sum, sum at most ``limit``,
+    for every problem of a batch (NaN fails)."""
+    for k, (v, rows, u, cols) in enumerate(steps):
+        for weights, out in ((v, rows), (u, cols)):
+            total = weights.sum(-1)
+            if not bool(((out.amin(-1) > total * bound) & (total <= limit)).all()):
+                return k
+    return len(steps)
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_a_chunk_is_certified_up_to_its_first_refused_product(seed):
+    """``_certified`` on random chunks (one problem or a batch, n != m, 1 to 16 iterations) with a refused product
+    planted anywhere: an output below the bound, a zero input, an input summing past the limit, NaN or infinity in
+    an output; it returns the iterations before the first refusal, as a product-by-product check does."""
+    gen = torch.Generator().manual_seed(seed)
+    batch = () if seed % 2 else (3,)
+    n, m, k = 5 + seed % 4, 3 + seed % 3, 1 + seed % 16
+    steps = [tuple(torch.rand(batch + (size,), generator=gen, dtype=torch.float64) + 0.5
+                   for size in (m, n, n, m)) for _ in range(k)]
+    bound, limit = 1e-3, 1e3
+    for _ in range(seed % 3):  # plant up to two refusals
+        step, part = int(torch.randint(k, (), generator=gen)), int(torch.randint(4, (), generator=gen))
+        tensor = steps[step][part]
+        index = (0,) * len(batch) + (int(torch.randint(tensor.shape[-1], (), generator=gen)),)
+        fault = int(torch.randint(4, (), generator=gen))
+        if part in (1, 3):  # an output
+            tensor[index] = (1e-9, float("nan"), float("inf"), 0.0)[fault]
+        else:  # an input
+            tensor[...] = 0.0 if fault == 0 else tensor
+            tensor[index] = (0.0, 2e3, float("nan"), float("inf"))[fault]
+    assert absorbed._certified(steps, bound, limit) == _reference_certified(steps, bound, limit)
+
+
+@pytest.mark.parametrize("iterations", [1, 3, 4, 5, 12, 13, 20, 29, 100])
+def test_chunks_cover_the_iterations(iterations):
+    sizes = list(absorbed._chunks(iterations))
+    assert sum(sizes) == iterations and all(0 < size <= absorbed.CHUNK for size in sizes)
+    assert sizes[0] == min(4, iterations)

@@ -53,7 +53,7 @@ refused product hands the solve back to the half-steps from the last certified i
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 from torch import Tensor
@@ -75,6 +75,10 @@ SCALE_SHARE = 0.5
 #: upper bound of its largest logit read from the cost's row minima (:meth:`AbsorbedKernel._row_tops`); the largest
 #: entry of a rebuilt row is then at least ``e^(X - TOP_SLACK)``.
 TOP_SLACK = 1.0
+
+#: Most iterations the scaling form runs between two certificate checks (:func:`_chunks`): a check reads every
+#: product of its chunk at once (one host sync), and a refusal wastes the rest of its chunk.
+CHUNK = 16
 
 #: Largest number of cost entries (over the batch) for which ``kernel="auto"`` allocates the absorbed kernel: for a
 #: dense cost (which already takes as much memory), and for a geometry that never materialises its cost (a point
@@ -186,9 +190,11 @@ class AbsorbedKernel:
         and the half-steps' ``lse`` are ``log r - alpha`` and ``log c - beta`` (``v'`` starts at most 1: a shift
         ``top`` is carried and taken out at the end). Raising entries to ``e^-T`` changes output ``i``'s sum by at
         most ``e^-T sum(w)`` for the input ``w`` (the weights are exact here: no ``e^-W`` term), so each product is
-        accepted while ``min_i r_i >= e^-T sum(v') / round-off`` (the same for ``c`` and ``u'``), and while the
-        input's sum keeps every product finite (:func:`_covers`): ``O(n + m)`` work per product. The loop stops at
-        the first refusal and returns the last fully certified iteration.
+        accepted while ``min_i r_i > e^-T sum(v') / round-off`` (the same for ``c`` and ``u'``), and while the
+        input's sum keeps every product finite (:func:`_certified`): ``O(n + m)`` work per product. The products are
+        checked in chunks of iterations (:func:`_chunks`: 4, 8, then :data:`CHUNK`), one host sync per chunk; the
+        loop stops at the chunk holding the first refusal and returns the last iteration before it (the rest of that
+        chunk is computed and discarded).
 
         Args:
             problem: a balanced problem on this kernel's cost, without forbidden pairs (the caller checks).
@@ -226,17 +232,23 @@ class AbsorbedKernel:
             ran = 0
             row_product, col_product = bound_products(kernel, v)
             first = None if first_rows is None or not bool((v == 1).all()) else first_rows  # K~ v only for v = 1
-            for _ in range(iterations):
-                new_rows = row_product(v) if first is None else first.clone()
-                first = None
-                if not _covers(new_rows, v, bound, limit):
+            for chunk in _chunks(iterations):
+                steps = []  # (v', r = K~ v', u' = a / r, c = K~^T u') of each iteration of the chunk
+                w = v
+                for _ in range(chunk):
+                    new_rows = row_product(w) if first is None else first.clone()
+                    first = None
+                    u = torch.div(a, new_rows)
+                    new_cols = col_product(u)
+                    steps.append((w, new_rows, u, new_cols))
+                    w = torch.div(b, new_cols)
+                passed = _certified(steps, bound, limit)
+                if passed:
+                    _, rows, u, cols = steps[passed - 1]
+                    v = steps[passed][0] if passed < chunk else w
+                    scalings, ran = (u, v), ran + passed
+                if passed < chunk:
                     break
-                u = torch.div(a, new_rows)
-                new_cols = col_product(u)
-                if not _covers(new_cols, u, bound, limit):
-                    break
-                v = torch.div(b, new_cols)
-                rows, cols, scalings, ran = new_rows, new_cols, (u, v), ran + 1
             self.products += 2 * ran
             if ran == 0:
                 return g, g, None, None, 0
@@ -428,15 +440,28 @@ class AbsorbedKernel:
         self.absorptions += 1
 
 
-def _covers(out: Tensor, w: Tensor, bound: float, limit: float) -> bool:
-    """Whether a scaling-form product ``out (..., k)`` of the input ``w (..., l)`` is certified: every output sum at
-    least ``bound = e^-T / round-off`` times ``sum(w)`` (the raised entries are below its rounding; ``sum(w) > 0``,
-    so every output is positive), and ``sum(w)`` at most ``limit`` (no product overflows). NaN fails."""
-    if w.dim() == 1:  # one problem: Python numbers (fewer small ops)
-        total = float(w.sum())
-        return 0.0 < total <= limit and float(out.amin()) >= total * bound
-    total = w.sum(-1)
-    return bool(((out.amin(-1) >= total * bound) & (total > 0) & (total <= limit)).all())
+def _chunks(iterations: int) -> Iterator[int]:
+    """The scaling form's iterations between two certificate checks: 4, 8, then :data:`CHUNK` each, summing to
+    ``iterations``."""
+    size, left = 4, iterations
+    while left > 0:
+        yield min(size, left)
+        left -= size
+        size = min(2 * size, CHUNK)
+
+
+def _certified(steps: list[tuple[Tensor, Tensor, Tensor, Tensor]], bound: float, limit: float) -> int:
+    """How many leading iterations of a chunk ``steps = [(v' (..., m), r (..., n), u' (..., n), c (..., m)), ...]``
+    (``r = K~ v'``, ``c = K~^T u'``) have both products certified. A product is certified when every output exceeds
+    ``bound = e^-T / round-off`` times its input's sum (the raised entries are below its rounding; every output is
+    then positive) and that sum is at most ``limit`` (no product overflows); NaN fails. One host sync."""
+    row_ins, rows, col_ins, cols = (torch.stack(part) for part in zip(*steps))
+    mins = torch.stack((rows.amin(-1), cols.amin(-1)))  # (2, k, ...)
+    totals = torch.stack((row_ins.sum(-1), col_ins.sum(-1)))
+    passed = ((mins > totals * bound) & (totals <= limit)).reshape(2, len(steps), -1).all(-1).all(0)  # (k,)
+    if bool(passed.all()):
+        return len(steps)
+    return int(passed.int().cumprod(0).sum())
 
 
 def _scale(lse: Tensor, largest: float) -> Tensor:
