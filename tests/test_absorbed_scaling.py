@@ -218,3 +218,17 @@ def test_chunks_cover_the_iterations(iterations):
     sizes = list(absorbed._chunks(iterations))
     assert sum(sizes) == iterations and all(0 < size <= absorbed.CHUNK for size in sizes)
     assert sizes[0] == min(4, iterations)
+
+
+@pytest.mark.parametrize("eps", [0.01, 0.1])
+def test_one_pass_iterations_at_full_size_equal_the_log_domain(eps, runs):
+    """1024 x 1000 in float32 (the size where an iteration reads the kernel once, in blocks of rows: eps = 0.01
+    on the absorbed kernel's scaling form, eps = 0.1 on the kernel domain's): the plan equals the log domain's."""
+    from otalign.softmin.scaling_loop import sweep_blocks
+
+    problem = _problem(21, 1024, 1000, eps, torch.float32, False, "product")
+    assert sweep_blocks(torch.empty(1024, 1000)) is not None
+    ref = _solve(problem, "blocked", 12)
+    got = _solve(problem, "auto", 12)
+    _assert_equal(problem, got, ref)
+    assert (sum(runs) == 12) == (eps == 0.01)  # eps = 0.1: the kernel domain's loop, not the absorbed kernel's

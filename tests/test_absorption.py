@@ -325,7 +325,7 @@ def test_row_rebuilds_from_the_cost_row_minima_equal_the_log_domain(dtype, sprea
         lse = kernel(h, 1)
         assert_matches(lse, C, h, eps, 1)
         uses_minima = spread != "zero mass" and spread <= TOP_SLACK
-        assert (kernel._row_minima is not None) == uses_minima
+        assert (kernel.geometry._row_minima is not None) == uses_minima
         f = -eps * lse
         assert_matches(kernel(f, 0), C, f, eps, 0)
         assert kernel.absorptions + kernel.products == 2

@@ -134,6 +134,28 @@ def test_masks_of_a_dense_cost_and_of_the_problem_are_combined(data):
     assert torch.isinf(problem.cost[first | second]).all() and torch.isfinite(problem.cost[~(first | second)]).all()
 
 
+@pytest.mark.parametrize("lead", [(), (3,)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_validation_keeps_the_rows_minima_it_reads_the_bounds_from(lead, dtype):
+    """The bounds of an unmasked cost come from its rows' minima (kept for the solvers that need them, also in the
+    detached geometry a gradient-free solve runs on); NaN in one row shows in that row's minimum and in the bounds,
+    which the validation refuses."""
+    gen = torch.Generator().manual_seed(4)
+    cost = (torch.randn(lead + (9, 7), generator=gen, dtype=torch.float64) * 3).to(dtype)
+    problem = Problem(cost)
+    assert problem.geometry.bounds() == (cost.min().item(), cost.max().item())
+    assert torch.equal(problem.geometry.row_minima(), cost.amin(-1))
+    assert problem.detach().geometry.row_minima() is problem.geometry.row_minima()
+    broken = cost.clone()
+    broken[..., 4, 2] = math.nan
+    geometry = DenseCost(broken)
+    low, high = geometry.measure_bounds()
+    assert math.isnan(low) and math.isnan(high)
+    assert torch.isnan(geometry.row_minima()[..., 4]).all() and not torch.isnan(geometry.row_minima()[..., 3]).any()
+    with pytest.raises(ValueError, match="^cost:.*NaN"):
+        Problem(broken)
+
+
 @pytest.mark.parametrize("masked", [False, True])
 def test_validation_records_the_range_of_the_allowed_costs(data, masked):
     cost = data.C.clone()

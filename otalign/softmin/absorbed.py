@@ -60,7 +60,7 @@ from torch import Tensor
 
 from ..geometry import DenseCost, Geometry
 from .held import HeldKernel
-from .scaling_loop import bound_products, matvec, rmatvec
+from .scaling_loop import Sweep, matvec, rmatvec
 from .logdomain import logsumexp
 
 #: ``(T, W, X, round-off)`` per dtype: kernel entries below ``e^-T`` and weights below ``e^-W`` are raised to them
@@ -144,8 +144,8 @@ class AbsorbedKernel:
         self.hint_misses = 0
         self.version = 0
         self.certified = False  # whether the last half-step's certificate covers the kernel held now
-        self._row_minima: Optional[Tensor] = None  # min_j C_ij (..., n) of a dense cost, read on first need
         self.known: Optional[tuple[Tensor, Tensor, Tensor, Tensor]] = None  # see HeldKernel
+        self._finite: Optional[bool] = None  # see _finite_scalings
 
     def __call__(self, h: Tensor, axis: int, hint: Optional[Tensor] = None) -> Tensor:
         """``LSE[(h - C) / eps]`` along ``axis`` (as :func:`otalign.softmin.logdomain.logsumexp`). Inputs that
@@ -192,7 +192,7 @@ class AbsorbedKernel:
         most ``e^-T sum(w)`` for the input ``w`` (the weights are exact here: no ``e^-W`` term), so each product is
         accepted while ``min_i r_i > e^-T sum(v') / round-off`` (the same for ``c`` and ``u'``), and while the
         input's sum keeps every product finite (:func:`_certified`): ``O(n + m)`` work per product. The products are
-        checked in chunks of iterations (:func:`_chunks`: 4, 8, then :data:`CHUNK`), one host sync per chunk; the
+        checked in chunks of iterations (:func:`_chunks`: 4, then :data:`CHUNK`), one host sync per chunk; the
         loop stops at the chunk holding the first refusal and returns the last iteration before it (the rest of that
         chunk is computed and discarded).
 
@@ -215,8 +215,7 @@ class AbsorbedKernel:
         eps = self.eps
         with torch.no_grad():
             kernel, alpha, beta = self.matrix, self.alpha, self.beta
-            if kernel is None or not self.certified or not bool(torch.isfinite(alpha).all()
-                                                                & torch.isfinite(beta).all()):
+            if kernel is None or not self.certified or not self._finite_scalings():
                 return g, g, None, None, 0
             log_ref_b = problem.log_reference_b()
             moved = (g if log_ref_b is None else g + eps * log_ref_b).div(eps).sub_(beta)
@@ -230,18 +229,20 @@ class AbsorbedKernel:
             a, b = problem.a, problem.b
             rows = cols = scalings = None
             ran = 0
-            row_product, col_product = bound_products(kernel, v)
+            sweep = Sweep(kernel, a, b)
             first = None if first_rows is None or not bool((v == 1).all()) else first_rows  # K~ v only for v = 1
             for chunk in _chunks(iterations):
                 steps = []  # (v', r = K~ v', u' = a / r, c = K~^T u') of each iteration of the chunk
                 w = v
                 for _ in range(chunk):
-                    new_rows = row_product(w) if first is None else first.clone()
-                    first = None
-                    u = torch.div(a, new_rows)
-                    new_cols = col_product(u)
+                    if first is None:
+                        new_rows, u, new_cols, next_w = sweep(w)
+                    else:
+                        new_rows = first.clone()
+                        u, new_cols, next_w = sweep.from_rows(new_rows)
+                        first = None
                     steps.append((w, new_rows, u, new_cols))
-                    w = torch.div(b, new_cols)
+                    w = next_w
                 passed = _certified(steps, bound, limit)
                 if passed:
                     _, rows, u, cols = steps[passed - 1]
@@ -268,7 +269,7 @@ class AbsorbedKernel:
         would be NaN)."""
         if self.matrix is None or not self.certified:
             return None
-        if not bool(torch.isfinite(self.alpha).all() & torch.isfinite(self.beta).all()):
+        if not self._finite_scalings():
             return None
         return HeldKernel(self.matrix, self.alpha, self.beta, self, self.version, self.known)
 
@@ -349,9 +350,7 @@ class AbsorbedKernel:
         spread = high - low
         if not bool((spread <= TOP_SLACK).all()):  # NaN, or -inf entries (zero masses), fail too
             return None
-        if self._row_minima is None:
-            self._row_minima = self.tensors[0].amin(-1)
-        top = torch.sub(high, self._row_minima, alpha=1.0 / self.eps)
+        top = torch.sub(high, self.geometry.row_minima(), alpha=1.0 / self.eps)
         return top, (high if bool((spread == 0).all()) else None)
 
     def _col_step_and_absorb(self, h_scaled: Tensor, hint: Tensor, block_rows: Optional[int]) -> Optional[Tensor]:
@@ -433,21 +432,29 @@ class AbsorbedKernel:
             self.col_mass = rmatvec(self.matrix, ones)
         return self.col_mass
 
+    def _finite_scalings(self) -> bool:
+        """Whether the kernel's ``alpha`` and ``beta`` are finite (not where a zero mass gave ``-inf``); read once
+        per rebuild."""
+        if self._finite is None:
+            self._finite = bool(torch.isfinite(self.alpha).all() & torch.isfinite(self.beta).all())
+        return self._finite
+
     def _set(self, alpha: Tensor, beta: Tensor, row_mass: Tensor, col_mass: Optional[Tensor]) -> None:
         self.alpha, self.beta, self.row_mass, self.col_mass = alpha, beta, row_mass, col_mass
+        self._finite = None
         self._negated = {1: (-beta, -alpha), 0: (-alpha, -beta)}
         self.certified = True
         self.absorptions += 1
 
 
 def _chunks(iterations: int) -> Iterator[int]:
-    """The scaling form's iterations between two certificate checks: 4, 8, then :data:`CHUNK` each, summing to
-    ``iterations``."""
+    """The scaling form's iterations between two certificate checks: 4 (a refusal soon after a rebuild wastes
+    little), then :data:`CHUNK` each, summing to ``iterations``."""
     size, left = 4, iterations
     while left > 0:
         yield min(size, left)
         left -= size
-        size = min(2 * size, CHUNK)
+        size = CHUNK
 
 
 def _certified(steps: list[tuple[Tensor, Tensor, Tensor, Tensor]], bound: float, limit: float) -> int:
