@@ -96,7 +96,7 @@ class Sweep:
 
     def __call__(self, v: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``(r (..., n), u (..., n), c (..., m), v' (..., m))`` from ``v (..., m)``."""
-        if self.blocks is None or v.dim() != 1:
+        if self.blocks is None:
             rows = self.row_product(v)
             u, cols, v = self.from_rows(rows)
             return rows, u, cols, v
