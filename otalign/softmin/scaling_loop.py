@@ -23,7 +23,7 @@ block of rows, ``r``, ``u`` and the block's share of ``c`` while the block is in
 from __future__ import annotations
 
 import functools
-from typing import Callable, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor
@@ -82,7 +82,7 @@ class Sweep:
     def __init__(self, kernel: Tensor, a: Optional[Tensor], b: Optional[Tensor], lam_a: float = 1.0,
                  lam_b: float = 1.0):
         self.a, self.b, self.lam_a, self.lam_b = a, b, lam_a, lam_b
-        self.blocks = sweep_blocks(kernel) if a is None or a.dim() == 1 else None
+        self.blocks = sweep_blocks(kernel)
         if self.blocks is not None:
             self.parts = [(kernel[start:stop], kernel[start:stop].t(), None if a is None else a[start:stop])
                           for start, stop in self.blocks]
